@@ -1,0 +1,16 @@
+{
+  "target_defaults": {
+    "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
+    "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS"],
+    "cflags!": ["-fno-exceptions"],
+    "cflags_cc!": ["-fno-exceptions"],
+    "cflags": ["-O3", "-ffp-contract=off"],
+    "cflags_cc": ["-O3", "-ffp-contract=off", "-fexceptions"]
+  },
+  "targets": [
+    {
+      "target_name": "commloop_kernel",
+      "sources": ["transport/kernel_addon.cc", "wasm/commloop_kernel.c"]
+    }
+  ]
+}

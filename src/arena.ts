@@ -1,0 +1,35 @@
+/**
+ * One shared WebAssembly.Memory holds every stage buffer of the ring. Its buffer is
+ * a SharedArrayBuffer: worker threads view it as Float64Array and the WASM kernel
+ * addresses it directly, so no array is copied per iteration.
+ */
+import { UsageError } from './errors.js';
+import { ARENA_BASE } from './executor.js';
+import type { RingPlan } from './pipeline.js';
+
+const PAGE = 65536;
+const MAX_PAGES = 65536; // wasm32: 4 GiB
+
+export interface Arena {
+  memory: WebAssembly.Memory;
+  /** Byte offset of buffer s (the input of stage s). */
+  buffers: number[];
+  f64: Float64Array;
+}
+
+export function makeArena(plan: RingPlan): Arena {
+  const buffers: number[] = [];
+  let end = ARENA_BASE;
+  for (const elems of plan.maxInput) {
+    buffers.push(end);
+    end += Math.ceil((elems * 8) / 64) * 64; // cache-line aligned, so ranks of adjacent buffers never share a line
+  }
+  const pages = Math.ceil(end / PAGE);
+  if (pages > MAX_PAGES) {
+    throw new UsageError(
+      `--sizes need ${end - ARENA_BASE} bytes of stage buffers; the shared arena holds at most ${MAX_PAGES * PAGE - ARENA_BASE}`,
+    );
+  }
+  const memory = new WebAssembly.Memory({ initial: pages, maximum: pages, shared: true });
+  return { memory, buffers, f64: new Float64Array(memory.buffer) };
+}

@@ -1,0 +1,36 @@
+/**
+ * The control block shared by the hub and its worker threads: a few Int32 slots in
+ * a SharedArrayBuffer, handed off with Atomics (piscina's atomicsWaitLoop idea).
+ * Slots that different threads write sit on different cache lines.
+ */
+export const GO = 0; // hub bumps it to publish a dispatch (or a stop)
+export const CMD = 1; // CMD_RUN or CMD_STOP, valid when GO changes
+export const STAGE = 2;
+export const ITER = 3;
+export const NIN = 4;
+export const NOUT = 5;
+export const DONE = 16; // workers add 1 when their share of the dispatch is done
+export const FAILED = 32; // first failing executor index + 1, else 0
+export const SLOTS = 48;
+
+export const CMD_RUN = 0;
+export const CMD_STOP = 1;
+
+export function newControl(): Int32Array {
+  return new Int32Array(new SharedArrayBuffer(SLOTS * 4));
+}
+
+/**
+ * Spin briefly, then sleep, until ctrl[slot] !== value or timeoutMs passes.
+ * Spinning pays off only when the other side has a core to itself, which the pool
+ * size ensures; the sleep bounds the waste when it does not.
+ * Returns the value seen last.
+ */
+export function waitChange(ctrl: Int32Array, slot: number, value: number, spins: number, timeoutMs: number): number {
+  for (let i = 0; i < spins; i++) {
+    const v = Atomics.load(ctrl, slot);
+    if (v !== value) return v;
+  }
+  Atomics.wait(ctrl, slot, value, timeoutMs);
+  return Atomics.load(ctrl, slot);
+}
