@@ -13,9 +13,10 @@ const { init, ctrl, spins } = workerData as ThreadData;
 const port = parentPort!;
 const executor = new Executor(init);
 const others = init.executors - 1;
+// Read before saying ready: the hub may publish the first dispatch the moment it hears.
+let seen = Atomics.load(ctrl, GO);
 port.postMessage({ type: 'ready' });
 
-let seen = Atomics.load(ctrl, GO);
 for (;;) {
   let go = seen;
   while (go === seen) go = waitChange(ctrl, GO, seen, spins, Infinity);

@@ -1,0 +1,142 @@
+// The CLI end to end: the published checksums on every backend, the JSON shape, and
+// bad input exiting 2 with one line that names the flag, the value and what is allowed.
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { spawn } from 'node:child_process';
+import { cli, cliJson, master } from './helpers.mjs';
+import { referenceRing } from './reference.mjs';
+
+// Computed independently of this project (and by test/reference.mjs).
+const PUBLISHED = [
+  [['-p', '2', '--sizes', '10,1000,1000', '-i', '3'], 14468.8671875],
+  [['-p', '2', '--sizes', '10,1000,1000000', '-i', '5'], 11431291.134835951],
+  [['-p', '10', '--sizes', '10,1000,1000000', '-i', '2'], 281382104.6875],
+];
+
+const checksums = suite('checksums');
+
+for (const backend of ['wasm', 'native']) {
+  for (const [args, expected] of PUBLISHED) {
+    checksums(`${args.join(' ')} --c-backend ${backend} -> ${expected}`, () => {
+      const r = cliJson([...args, '--transport', 'threads', '--c-backend', backend]);
+      assert.is(r.checksum, expected);
+      assert.is(r.iterations, Number(args[args.indexOf('-i') + 1]));
+    });
+  }
+}
+
+checksums('the reference agrees with the published checksums', () => {
+  assert.is(referenceRing(2, [[10, 1000, 1000]], 3).checksum, 14468.8671875);
+  assert.is(referenceRing(2, [[10, 1000, 1000000]], 5).checksum, 11431291.134835951);
+  assert.is(referenceRing(10, [[10, 1000, 1000000]], 2).checksum, 281382104.6875);
+});
+
+checksums('sizes that change every iteration match the reference', () => {
+  const schedule = [[1, 1, 1], [10, 10, 10], [100, 100, 100], [1000, 1000, 1000], [10000, 10000, 10000]];
+  const r = cliJson(['-p', '3', '--sizes', schedule.map((t) => t.join(',')).join('/'), '-i', '12']);
+  assert.is(r.checksum, referenceRing(3, schedule, 12).checksum);
+  assert.equal(r.sizes, schedule);
+});
+
+checksums('human output names the ring and prints the checksum', () => {
+  const r = cli(['-p', '2', '--sizes', '10,1000,1000', '-i', '3']);
+  assert.is(r.status, 0);
+  assert.is(
+    r.stdout,
+    'ring      ts1 -> c -> ts2, 2 ranks per stage, sizes 10,1000,1000\n' +
+      'run       3 iterations, transport threads (2 threads), c-backend wasm\n' +
+      'checksum  14468.8671875\n',
+  );
+});
+
+checksums('-g prints the breakdown rows in order', () => {
+  const r = cli(['-p', '2', '--sizes', '10,1000,1000', '-i', '3', '-g']);
+  assert.is(r.status, 0);
+  const rows = r.stdout.split('\n').filter((l) => /^\| [A-Z]/.test(l)).map((l) => l.split('|')[1].trim());
+  assert.equal(rows, ['Part of code', 'Start workers', 'First loop iter', 'Last loop iter', 'Mean iteration', 'Median iteration', 'Total']);
+});
+
+checksums.run();
+
+const json = suite('--json');
+
+json('prints one object with the documented fields', () => {
+  const r = cli(['-p', '2', '--sizes', '10,1000,1000000', '-i', '20', '--transport', 'threads', '--c-backend', 'wasm', '--json']);
+  assert.is(r.status, 0);
+  const lines = r.stdout.trim().split('\n');
+  assert.is(lines.length, 1);
+  const o = JSON.parse(lines[0]);
+  assert.is(o.procs, 2);
+  assert.equal(o.sizes, [[10, 1000, 1000000]]);
+  assert.is(o.iterations, 20);
+  assert.is(o.transport, 'threads');
+  assert.is(o.cBackend, 'wasm');
+  assert.is(o.checksum, referenceRing(2, [[10, 1000, 1000000]], 20).checksum);
+  for (const k of ['startS', 'firstIterS', 'lastIterS', 'meanIterS', 'medianIterS', 'minIterS', 'totalS']) {
+    assert.type(o[k], 'number', k);
+    assert.ok(o[k] > 0, `${k} > 0`);
+  }
+  assert.ok(o.totalS >= o.startS + o.meanIterS * 20 * 0.999, 'total covers start and iterations');
+  assert.is(o.stopped, false);
+});
+
+json.run();
+
+const bad = suite('bad input');
+
+const BAD = [
+  [['-p', '0'], '--procs must be a positive integer (got "0")'],
+  [['-p', 'abc'], '--procs must be a positive integer (got "abc")'],
+  [['--procs=-3'], '--procs must be a positive integer (got "-3")'],
+  [['-i', '1.5'], '--iterations must be a positive integer (got "1.5")'],
+  [['--sizes', '1,2'], '--sizes must be three positive integers n1,n2,n3, or several such triples separated by "/" (got "1,2")'],
+  [['--sizes', '0,1,1'], '--sizes must be three positive integers n1,n2,n3, or several such triples separated by "/" (got "0,1,1")'],
+  [['--transport', 'carrier-pigeon'], '--transport must be one of threads (got "carrier-pigeon")'],
+  [['--c-backend', 'fortran'], '--c-backend must be one of native, wasm (got "fortran")'],
+  [['--threads', 'x'], '--threads must be a positive integer (got "x")'],
+  [['--timeout', '0'], '--timeout must be a positive number of seconds (got "0")'],
+  [['--frobnicate'], 'unknown option "--frobnicate" (see --help)'],
+  [['stray'], 'unexpected argument "stray" (see --help)'],
+  [['-p'], '--procs needs a value (see --help)'],
+  [['-p', '1', '--sizes', '200000000,200000000,200000000'], '--sizes need 4800000000 bytes of stage buffers; the shared arena holds at most 4293918720'],
+];
+
+for (const [args, message] of BAD) {
+  bad(`${args.join(' ')} exits 2: ${message}`, () => {
+    const r = cli(args);
+    assert.is(r.status, 2);
+    assert.is(r.stderr, `commloop: ${message}\n`);
+    assert.is(r.stdout, '');
+  });
+}
+
+bad('--help prints usage and exits 0', () => {
+  const r = cli(['--help']);
+  assert.is(r.status, 0);
+  assert.ok(r.stdout.startsWith('Usage: node dist/master.js [options]\n'));
+  assert.ok(r.stdout.includes('--c-backend NAME'));
+});
+
+bad.run();
+
+const signals = suite('signals');
+
+signals('SIGINT stops the loop cleanly with a result and exit 130', async () => {
+  const child = spawn(process.execPath, [master, '-p', '2', '--sizes', '10,10,10', '-i', '2000000000', '--json']);
+  let out = '';
+  let err = '';
+  child.stdout.on('data', (d) => (out += d));
+  child.stderr.on('data', (d) => (err += d));
+  // Let it get into the loop: one started run prints nothing before it ends.
+  await new Promise((r) => setTimeout(r, 700));
+  child.kill('SIGINT');
+  const code = await new Promise((r) => child.on('exit', (c) => r(c)));
+  assert.is(code, 130);
+  const o = JSON.parse(out);
+  assert.ok(o.iterations > 0 && o.iterations < 2000000000);
+  assert.is(o.stopped, true);
+  assert.is(o.checksum, referenceRing(2, [[10, 10, 10]], o.iterations).checksum);
+  assert.is(err, `commloop: stopped by signal after ${o.iterations} of 2000000000 iterations\n`);
+});
+
+signals.run();

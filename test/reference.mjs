@@ -1,0 +1,45 @@
+// An independent, deliberately plain reference of the ring: one array per stage,
+// no shared memory, no threads, no WASM. Tests compare every backend against it.
+export function referenceRing(procs, schedule, iterations) {
+  const S = 3;
+  let a = new Float64Array(procs * schedule[0][0]).fill(1);
+  const stage = (input, p, k, kind) => {
+    const m = input.length / p;
+    const out = new Float64Array(p * k);
+    for (let r = 0; r < p; r++) {
+      let v;
+      if (kind === 'ts') {
+        let s = 0;
+        for (let i = 0; i < m; i++) s += input[r * m + i];
+        v = s / m / 2;
+      } else {
+        v = input[r * m] / 2;
+      }
+      for (let j = 0; j < k; j++) out[r * k + j] = v + (r * k + j);
+    }
+    return out;
+  };
+  for (let i = 0; i < iterations; i++) {
+    const [n1, n2, n3] = schedule[i % schedule.length];
+    a = stage(stage(stage(a, procs, n2, 'ts'), procs, n3, 'c'), procs, n1, 'ts');
+  }
+  let s = 0;
+  for (let i = 0; i < a.length; i++) s += a[i];
+  return { checksum: s, final: a, stages: S };
+}
+
+/** Full-mantissa test data: no two neighbours share an exponent pattern, sums round. */
+export function fullMantissa(n) {
+  const x = new Float64Array(n);
+  for (let i = 0; i < n; i++) x[i] = 1e9 / (i + 0.5) - 0.3;
+  return x;
+}
+
+/** Bitwise equality of two Float64Arrays (NaN-safe, -0-safe). */
+export function sameBits(a, b) {
+  if (a.length !== b.length) return false;
+  const x = new BigUint64Array(a.buffer, a.byteOffset, a.length);
+  const y = new BigUint64Array(b.buffer, b.byteOffset, b.length);
+  for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) return false;
+  return true;
+}
