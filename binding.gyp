@@ -11,6 +11,13 @@
     {
       "target_name": "commloop_kernel",
       "sources": ["transport/kernel_addon.cc", "wasm/commloop_kernel.c"]
+    },
+    {
+      "target_name": "commloop_mpi",
+      "sources": ["transport/mpi_addon.cc"],
+      "defines": ["OMPI_SKIP_MPICXX=1"],
+      "cflags_cc": ["<!@(mpicc.openmpi --showme:compile)"],
+      "libraries": ["<!@(mpicc.openmpi --showme:link)"]
     }
   ]
 }

@@ -9,6 +9,9 @@ say() { printf 'build.sh: %s\n' "$*" >&2; }
 # --- system packages (Debian/Ubuntu) -------------------------------------------
 missing=()
 command -v emcc >/dev/null 2>&1 || missing+=(emscripten)
+command -v mpicc.openmpi >/dev/null 2>&1 || missing+=(openmpi-bin libopenmpi-dev)
+# The benchmark's mpi4py peer runs on Debian's python3, not whatever python3 is first on PATH.
+/usr/bin/python3 -c 'import mpi4py, numpy' >/dev/null 2>&1 || missing+=(python3-mpi4py python3-numpy)
 if ((${#missing[@]})); then
   if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null 2>&1; then
     say "installing ${missing[*]}"
@@ -50,8 +53,16 @@ if newer "$wasm" wasm/commloop_kernel.c wasm/commloop_kernel.h build.sh; then
     wasm/commloop_kernel.c -o "$wasm"
 fi
 
-# --- the native addon(s) ------------------------------------------------------------
-if newer build/Release/commloop_kernel.node binding.gyp transport wasm; then
+# --- the native C stage (MPI) -------------------------------------------------------
+worker=dist/commloop_c_worker
+if newer "$worker" transport/c_worker.c wasm/commloop_kernel.c wasm/commloop_kernel.h; then
+  say "mpicc $worker"
+  mpicc.openmpi -O3 -ffp-contract=off -Wall -Wextra -o "$worker" transport/c_worker.c wasm/commloop_kernel.c
+fi
+
+# --- the native addons: the kernel (no MPI) and the MPI transport -------------------
+if newer build/Release/commloop_kernel.node binding.gyp transport wasm ||
+  newer build/Release/commloop_mpi.node binding.gyp transport; then
   say "node-gyp rebuild"
   npx node-gyp rebuild --silent >&2
 fi
@@ -59,7 +70,7 @@ fi
 # --- the bundles and types ------------------------------------------------------------
 if newer dist/master.js src package.json build.sh; then
   say "esbuild dist/"
-  npx esbuild src/master.ts src/thread-worker.ts src/index.ts \
+  npx esbuild src/master.ts src/thread-worker.ts src/worker.ts src/index.ts \
     --bundle --platform=node --target=node20 --format=esm --outdir=dist \
     --log-level=warning
 fi

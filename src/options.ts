@@ -17,7 +17,7 @@ export interface CliOptions {
   help: boolean;
 }
 
-export const TRANSPORTS: readonly TransportName[] = ['threads'];
+export const TRANSPORTS: readonly TransportName[] = ['mpi', 'threads'];
 export const C_BACKENDS: readonly CBackend[] = ['native', 'wasm'];
 
 export const HELP = `Usage: node dist/master.js [options]
@@ -32,8 +32,10 @@ Options:
   --sizes n1,n2,n3       elements per rank of Array1/Array4, Array2, Array3
                          (default: 10,1000,1000000); several triples separated by
                          "/" are used in turn, one per iteration
-  --transport NAME       threads: worker threads on shared memory (default)
-  --c-backend NAME       wasm (default) or native: which build of the C kernel runs
+  --transport NAME       mpi: each stage a spawned Open MPI job (default);
+                         threads: worker threads on shared memory, no MPI
+  --c-backend NAME       native (mpicc build; default with mpi) or wasm (the .wasm
+                         build; default with threads): which C kernel runs
   --threads N            threads transport: threads running ranks, the hub included
                          (default: min(procs, cores))
   --timeout S            seconds any one stage may take before the run fails (default: 60)
@@ -75,13 +77,14 @@ export function parseArgs(argv: string[]): CliOptions {
     procs: availableParallelism(),
     iterations: 10,
     sizes: [[10, 1000, 1000000]],
-    transport: 'threads',
-    cBackend: 'wasm',
+    transport: 'mpi',
+    cBackend: 'native',
     timeoutMs: 60_000,
     benchmark: false,
     json: false,
     help: false,
   };
+  let cBackend: CBackend | undefined;
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
     const eq = arg.startsWith('--') ? arg.indexOf('=') : -1;
@@ -112,7 +115,7 @@ export function parseArgs(argv: string[]): CliOptions {
         o.transport = oneOf(name, value, TRANSPORTS);
         break;
       case '--c-backend':
-        o.cBackend = oneOf(name, value, C_BACKENDS);
+        cBackend = oneOf(name, value, C_BACKENDS);
         break;
       case '--threads':
         o.threads = positiveInt(name, value);
@@ -125,5 +128,7 @@ export function parseArgs(argv: string[]): CliOptions {
       }
     }
   }
+  // The WASM kernel is the threads transport's own (it runs on the shared arena); MPI's C stage is native.
+  o.cBackend = cBackend ?? (o.transport === 'threads' ? 'wasm' : 'native');
   return o;
 }

@@ -5,7 +5,7 @@ export function summary(r: RunResult): string {
   const sizes = r.sizes.map((t) => t.join(',')).join('/');
   return [
     `ring      ts1 -> c -> ts2, ${r.procs} ranks per stage, sizes ${sizes}`,
-    `run       ${r.iterations} iterations, transport ${r.transport} (${r.threads} threads), c-backend ${r.cBackend}`,
+    `run       ${r.iterations} iterations, transport ${r.transport}${r.transport === 'threads' ? ` (${r.threads} threads)` : ''}, c-backend ${r.cBackend}`,
     `checksum  ${r.checksum}`,
   ].join('\n');
 }

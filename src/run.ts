@@ -9,9 +9,10 @@ import type { CBackend } from './executor.js';
 import { demoSchedule, demoStages, iterationSteps, makePlan, type RingPlan } from './pipeline.js';
 import { checksum } from './transforms.js';
 import type { Transport, TransportContext } from './transport.js';
+import { MpiTransport } from './transport-mpi.js';
 import { ThreadsTransport } from './transport-threads.js';
 
-export type TransportName = 'threads';
+export type TransportName = 'mpi' | 'threads';
 
 export interface RunOptions {
   procs: number;
@@ -24,6 +25,8 @@ export interface RunOptions {
   threads?: number;
   /** threads transport: polls before a thread sleeps (default 2000). */
   spins?: number;
+  /** mpi transport: MPI_Info keys for spawn, e.g. { host: 'a,b' } or { hostfile: 'hosts' }. */
+  spawnInfo?: Record<string, string>;
   /** Deadline for any one wait, in ms (default 60000). */
   timeoutMs?: number;
   /** Stops the loop after the iteration in flight; the result counts completed iterations. */
@@ -57,13 +60,12 @@ const YIELD_EVERY_MS = 20;
 
 export async function runRing(opts: RunOptions): Promise<RunResult> {
   const plan = makePlan(demoStages(opts.procs), demoSchedule(opts.sizes));
-  const threads = opts.threads ?? Math.min(opts.procs, availableParallelism());
+  const threads = opts.transport === 'threads' ? (opts.threads ?? Math.min(opts.procs, availableParallelism())) : 0;
   const ctx: TransportContext = { arena: makeArena(plan), timeoutMs: opts.timeoutMs ?? 60_000 };
-  const transport: Transport = new ThreadsTransport(plan, ctx, {
-    cBackend: opts.cBackend,
-    executors: threads,
-    spins: opts.spins ?? 2000,
-  });
+  const transport: Transport =
+    opts.transport === 'mpi'
+      ? new MpiTransport(plan, ctx, { cBackend: opts.cBackend, spawnInfo: opts.spawnInfo ?? {} })
+      : new ThreadsTransport(plan, ctx, { cBackend: opts.cBackend, executors: threads, spins: opts.spins ?? 2000 });
   const t0 = performance.now();
   try {
     await transport.start();

@@ -1,0 +1,204 @@
+/*
+ * The "C floor": the commloop ring (ts1 halfmean -> c halffirst -> ts2 halfmean) driven by
+ * a plain C master over docs/PROTOCOL.md, every stage a spawned commloop_c_worker. It is the
+ * lower bound the project's own hub is measured against, so it does nothing but the protocol.
+ *
+ *   mpicc.openmpi -O3 -ffp-contract=off -o commloop_c_floor bench/c_floor.c
+ *   commloop_c_floor -p N --sizes n1,n2,n3[/n1,n2,n3...] -i K --worker /path/to/commloop_c_worker
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <errno.h>
+#include <limits.h>
+#include <mpi.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define CL_MAGIC 0x434C4F50
+#define CL_VERSION 1
+#define STAGES 3
+
+static const char *const KERNEL[STAGES] = {"halfmean", "halffirst", "halfmean"};
+
+static double now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+static void usage(const char *why) {
+    fprintf(stderr, "commloop_c_floor: %s\nusage: commloop_c_floor -p N --sizes n1,n2,n3[/n1,n2,n3...] -i K "
+                    "--worker PATH\n", why);
+    exit(2);
+}
+
+static int positive(const char *s) {
+    char *end;
+    errno = 0;
+    long v = (*s >= '0' && *s <= '9') ? strtol(s, &end, 10) : -1;
+    if (v < 1 || v > INT_MAX || errno || *end) return -1;
+    return (int)v;
+}
+
+/* Parses "a,b,c/a,b,c..." into a malloc'd array of triples; returns the triple count or -1.
+ * Hand-rolled rather than strtok so that empty fields ("1,,2", "1,1,1//2,2,2") are errors. */
+static int parse_sizes(const char *p, int (**out)[3]) {
+    int count = 1;
+    for (const char *q = p; *q; q++) count += *q == '/';
+    int (*t)[3] = calloc((size_t)count, sizeof *t);
+    if (!t) usage("out of memory");
+    for (int e = 0; e < count; e++) {
+        for (int k = 0; k < 3; k++) {
+            char *end;
+            errno = 0;
+            long v = (*p >= '0' && *p <= '9') ? strtol(p, &end, 10) : -1;
+            char want = k < 2 ? ',' : e + 1 < count ? '/' : '\0';
+            if (v < 1 || v > INT_MAX || errno || *end != want) { free(t); return -1; }
+            t[e][k] = (int)v;
+            p = end + (want != '\0');
+        }
+    }
+    *out = t;
+    return count;
+}
+
+static void check(int rc, MPI_Comm comm, const char *what) {
+    if (rc == MPI_SUCCESS) return;
+    char msg[MPI_MAX_ERROR_STRING];
+    int len = 0;
+    MPI_Error_string(rc, msg, &len);
+    fprintf(stderr, "commloop_c_floor: %s failed: %s\n", what, msg);
+    MPI_Abort(comm, 1);
+}
+
+/* Shortest of %.15g/%.16g/%.17g that reads back to the same double: matches JS/Python output. */
+static void put_double(double x) {
+    char buf[40];
+    for (int prec = 15; prec <= 17; prec++) {
+        snprintf(buf, sizeof buf, "%.*g", prec, x);
+        if (strtod(buf, NULL) == x) break;
+    }
+    fputs(buf, stdout);
+}
+
+static int by_value(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+int main(int argc, char **argv) {
+    int procs = 0, iters = 0, ntrip = 0, (*sizes)[3] = NULL;
+    const char *worker = NULL;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "-p") && strcmp(a, "--procs") && strcmp(a, "-i") && strcmp(a, "--iterations") &&
+            strcmp(a, "--sizes") && strcmp(a, "--worker"))
+            usage("unknown option or stray argument");
+        if (i + 1 >= argc) usage("every option needs a value");
+        const char *v = argv[++i];
+        if (!strcmp(a, "-p") || !strcmp(a, "--procs")) {
+            if ((procs = positive(v)) < 0) usage("-p must be a positive integer");
+        } else if (!strcmp(a, "-i") || !strcmp(a, "--iterations")) {
+            if ((iters = positive(v)) < 0) usage("-i must be a positive integer");
+        } else if (!strcmp(a, "--sizes")) {
+            if ((ntrip = parse_sizes(v, &sizes)) < 0) usage("--sizes must be n1,n2,n3 triples of positive integers, separated by /");
+        } else {
+            worker = v;
+        }
+    }
+    if (procs < 1 || iters < 1 || ntrip < 1 || !worker) usage("-p, --sizes, -i and --worker are all required");
+
+    /* Stage s outputs triple[(s+1)%3] per rank; buffer s+1 (mod 3) holds it, buffer 0 is Array1/4. */
+    size_t cap[STAGES] = {0, 0, 0};
+    for (int e = 0; e < ntrip; e++)
+        for (int k = 0; k < STAGES; k++)
+            if ((size_t)sizes[e][k] * (size_t)procs > cap[k]) cap[k] = (size_t)sizes[e][k] * (size_t)procs;
+    double *buf[STAGES], *times = malloc((size_t)iters * sizeof(double));
+    for (int k = 0; k < STAGES; k++)
+        if (!(buf[k] = malloc(cap[k] * sizeof(double))) || !times) usage("out of memory for the arrays");
+    size_t len = (size_t)procs * (size_t)sizes[0][0];
+    for (size_t j = 0; j < len; j++) buf[0][j] = 1.0;
+
+    /* Same defaults the project sets: a 2-core box runs 3N+1 ranks, the master must not spin. */
+    setenv("OMPI_MCA_rmaps_base_oversubscribe", "1", 0);
+    setenv("OMPI_MCA_mpi_yield_when_idle", "1", 0);
+    setenv("OMPI_MCA_btl_tcp_if_include", "lo", 0);
+    setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 0);
+    setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 0);
+
+    double t_total = now();
+    MPI_Init(&argc, &argv);
+    MPI_Comm_set_errhandler(MPI_COMM_SELF, MPI_ERRORS_RETURN);
+
+    double t_start = now();
+    MPI_Comm inter[STAGES];
+    int *ready = malloc((size_t)procs * 2 * sizeof(int));
+    int *errcodes = malloc((size_t)procs * sizeof(int));
+    if (!ready || !errcodes) usage("out of memory");
+    for (int s = 0; s < STAGES; s++) {
+        char *args[] = {(char *)KERNEL[s], NULL};
+        check(MPI_Comm_spawn(worker, args, procs, MPI_INFO_NULL, 0, MPI_COMM_SELF, &inter[s], errcodes),
+              MPI_COMM_SELF, "spawn");
+        MPI_Comm_set_errhandler(inter[s], MPI_ERRORS_RETURN);
+    }
+    /* Hello to all stages before any ready gather, so the stages start up concurrently. */
+    for (int s = 0; s < STAGES; s++) {
+        int hello[4] = {CL_MAGIC, CL_VERSION, s, procs};
+        check(MPI_Bcast(hello, 4, MPI_INT, MPI_ROOT, inter[s]), inter[s], "hello bcast");
+    }
+    for (int s = 0; s < STAGES; s++)
+        check(MPI_Gather(NULL, 0, MPI_INT, ready, 2, MPI_INT, MPI_ROOT, inter[s]), inter[s], "ready gather");
+    double start_s = now() - t_start;
+
+    for (int i = 0; i < iters; i++) {
+        double t = now();
+        const int *out = sizes[i % ntrip];
+        for (int s = 0; s < STAGES; s++) {
+            int n_in = (int)(len / (size_t)procs), n_out = out[(s + 1) % STAGES];
+            int head[4] = {1, i, n_in, n_out};
+            double *src = buf[s], *dst = buf[(s + 1) % STAGES];
+            check(MPI_Bcast(head, 4, MPI_INT, MPI_ROOT, inter[s]), inter[s], "header bcast");
+            check(MPI_Scatter(src, n_in, MPI_DOUBLE, NULL, 0, MPI_DOUBLE, MPI_ROOT, inter[s]), inter[s], "scatter");
+            check(MPI_Gather(NULL, 0, MPI_DOUBLE, dst, n_out, MPI_DOUBLE, MPI_ROOT, inter[s]), inter[s], "gather");
+            len = (size_t)procs * (size_t)n_out;
+        }
+        times[i] = now() - t;
+    }
+
+    double checksum = 0.0;
+    for (size_t j = 0; j < len; j++) checksum += buf[0][j];
+
+    for (int s = 0; s < STAGES; s++) {
+        int stop[4] = {0, 0, 0, 0};
+        check(MPI_Bcast(stop, 4, MPI_INT, MPI_ROOT, inter[s]), inter[s], "stop bcast");
+    }
+    for (int s = 0; s < STAGES; s++) MPI_Comm_disconnect(&inter[s]);
+    MPI_Finalize();
+    double total_s = now() - t_total;
+
+    double sum = 0.0;
+    for (int i = 0; i < iters; i++) sum += times[i];
+    double first = times[0], last = times[iters - 1];
+    qsort(times, (size_t)iters, sizeof(double), by_value);
+    double median = (times[(iters - 1) / 2] + times[iters / 2]) / 2;
+
+    printf("{\"impl\":\"c-floor\",\"procs\":%d,\"sizes\":[", procs);
+    for (int e = 0; e < ntrip; e++)
+        printf("%s[%d,%d,%d]", e ? "," : "", sizes[e][0], sizes[e][1], sizes[e][2]);
+    printf("],\"iterations\":%d,\"checksum\":", iters);
+    put_double(checksum);
+    const char *keys[] = {"startS", "firstIterS", "lastIterS", "meanIterS", "medianIterS", "minIterS", "totalS"};
+    double vals[] = {start_s, first, last, sum / iters, median, times[0], total_s};
+    for (int k = 0; k < 7; k++) {
+        printf(",\"%s\":", keys[k]);
+        put_double(vals[k]);
+    }
+    printf("}\n");
+    for (int k = 0; k < STAGES; k++) free(buf[k]);
+    free(times);
+    free(ready);
+    free(errcodes);
+    free(sizes);
+    return 0;
+}

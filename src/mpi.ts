@@ -1,0 +1,92 @@
+/**
+ * The MPI addon's TS face: its one error class, its loader, the environment Open MPI
+ * needs here, and the protocol's constants (docs/PROTOCOL.md).
+ */
+import { hostname } from 'node:os';
+import { loadAddon } from './assets.js';
+
+/** Every failed MPI call: `code` is the MPI error code, `errorClass` its class. */
+export class MpiError extends Error {
+  override name = 'MpiError';
+  constructor(
+    message: string,
+    readonly code: number,
+    readonly errorClass: number,
+  ) {
+    super(message);
+  }
+}
+
+export type MpiBuffer = Float64Array | Int32Array;
+
+export interface MpiAddon {
+  readonly ROOT: number;
+  readonly PROC_NULL: number;
+  setErrorClass(cls: typeof MpiError): void;
+  init(): { version: string; threadLevel: number; world: number; rank: number; size: number };
+  spawn(command: string, args: string[], maxprocs: number, info?: Record<string, string>): number;
+  getParent(): number | null;
+  split(comm: number, color: number, key: number): number | null;
+  describe(comm: number): { inter: boolean; rank: number; size: number; remoteSize: number };
+  bcast(comm: number, buffer: MpiBuffer, root: number): void;
+  scatter(comm: number, send: MpiBuffer | null, recv: MpiBuffer | null, count: number, root: number): void;
+  gather(comm: number, send: MpiBuffer | null, recv: MpiBuffer | null, count: number, root: number): void;
+  send(comm: number, buffer: MpiBuffer, dest: number, tag: number): void;
+  recv(comm: number, buffer: MpiBuffer, source: number, tag: number): number;
+  barrier(comm: number): void;
+  disconnect(comm: number): void;
+  finalize(): void;
+  abort(comm: number, code: number): void;
+  watch(comm: number, stage: string, pids: Int32Array, timeoutMs: number): void;
+  unwatch(comm: number): void;
+  /** Kills every watched rank and the singleton's daemon: for when the protocol is out of step. */
+  killAll(): void;
+}
+
+let addon: MpiAddon | undefined;
+
+export function mpi(): MpiAddon {
+  if (!addon) {
+    try {
+      addon = loadAddon<MpiAddon>('commloop_mpi');
+    } catch (err) {
+      throw new Error(
+        `${(err as Error).message} (the MPI transport needs Open MPI: apt-get install -y openmpi-bin libopenmpi-dev)`,
+      );
+    }
+    addon.setErrorClass(MpiError);
+  }
+  return addon;
+}
+
+/**
+ * Defaults Open MPI needs for a singleton master on one small machine; the user's
+ * environment wins. Must run before init(): MPI reads them in MPI_Init.
+ */
+export function setMpiEnvironment(local: boolean): void {
+  const defaults: Record<string, string> = {
+    // Without it even 2 spawned ranks fail on 2 cores: the singleton counts one slot per core.
+    OMPI_MCA_rmaps_base_oversubscribe: '1',
+    // Oversubscribed ranks that spin starve each other; yielding measured 3x faster here.
+    OMPI_MCA_mpi_yield_when_idle: '1',
+  };
+  // Spawned jobs meet over TCP; on one machine, loopback only.
+  if (local) defaults.OMPI_MCA_btl_tcp_if_include = 'lo';
+  if (process.getuid?.() === 0) {
+    defaults.OMPI_ALLOW_RUN_AS_ROOT = '1';
+    defaults.OMPI_ALLOW_RUN_AS_ROOT_CONFIRM = '1';
+  }
+  for (const [k, v] of Object.entries(defaults)) process.env[k] ??= v;
+}
+
+export const MAGIC = 0x434c4f50;
+export const VERSION = 1;
+export const CMD_STOP = 0;
+export const CMD_RUN = 1;
+
+/** FNV-1a of the host name, as a signed 32-bit int (docs/PROTOCOL.md, "Ready"). */
+export function hostHash(name = hostname()): number {
+  let h = 2166136261;
+  for (const b of Buffer.from(name)) h = Math.imul(h ^ b, 16777619) >>> 0;
+  return h | 0;
+}

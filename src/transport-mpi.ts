@@ -1,0 +1,101 @@
+/**
+ * The MPI transport: each stage is a spawned MPI job behind an intercommunicator,
+ * driven by docs/PROTOCOL.md. Collectives run on the hub thread; the addon's
+ * watchdog thread ends the run when a rank dies or a call outlives the timeout,
+ * because a singleton master would otherwise spin forever.
+ */
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { distDir } from './assets.js';
+import type { CBackend } from './executor.js';
+import { CMD_RUN, CMD_STOP, MAGIC, VERSION, hostHash, mpi, setMpiEnvironment, type MpiAddon } from './mpi.js';
+import type { RingPlan, StageSpec, StageStep } from './pipeline.js';
+import type { Transport, TransportContext } from './transport.js';
+
+export interface MpiOptions {
+  cBackend: CBackend;
+  /** MPI_Info keys for every spawn (host, hostfile); empty on one machine. */
+  spawnInfo: Record<string, string>;
+}
+
+export const nativeWorkerPath = join(distDir, 'commloop_c_worker');
+
+/** The command line that starts one rank of a stage. */
+export function stageCommand(st: StageSpec, cBackend: CBackend): [string, string[]] {
+  if (st.kind === 'c' && cBackend === 'native') return [nativeWorkerPath, [st.fn]];
+  return [process.execPath, [join(distDir, 'worker.js'), st.kind, st.fn]];
+}
+
+export class MpiTransport implements Transport {
+  private m!: MpiAddon;
+  private comms: number[] = [];
+  private readonly header = new Int32Array(4);
+  private closed = false;
+  /** Set while a step is half done: a stop header now would not match what the ranks expect. */
+  private midStep = false;
+
+  constructor(
+    private readonly plan: RingPlan,
+    private readonly ctx: TransportContext,
+    private readonly opts: MpiOptions,
+  ) {}
+
+  async start(): Promise<void> {
+    if (this.opts.cBackend === 'native' && !existsSync(nativeWorkerPath)) {
+      throw new Error(`${nativeWorkerPath} is missing: run "bash build.sh" (needs openmpi-bin libopenmpi-dev)`);
+    }
+    setMpiEnvironment(Object.keys(this.opts.spawnInfo).length === 0);
+    this.m = mpi();
+    this.m.init();
+    const { m } = this;
+    const here = hostHash();
+    this.plan.stages.forEach((st, s) => {
+      const [command, args] = stageCommand(st, this.opts.cBackend);
+      const comm = m.spawn(command, args, st.ranks, this.opts.spawnInfo);
+      this.comms.push(comm);
+      m.bcast(comm, Int32Array.of(MAGIC, VERSION, s, st.ranks), m.ROOT);
+      const ready = new Int32Array(2 * st.ranks);
+      m.gather(comm, null, ready, 2, m.ROOT);
+      // Only ranks on this host can be checked by pid; the others rely on the timeout.
+      const pids = Int32Array.from({ length: st.ranks }, (_, r) => (ready[2 * r + 1] === here ? ready[2 * r] : 0));
+      m.watch(comm, st.name, pids, this.ctx.timeoutMs);
+    });
+  }
+
+  runStage(step: StageStep): undefined {
+    const { m, header } = this;
+    const { f64, buffers } = this.ctx.arena;
+    const S = this.plan.stages.length;
+    const ranks = this.plan.stages[step.stage].ranks;
+    const comm = this.comms[step.stage];
+    header[0] = CMD_RUN;
+    header[1] = step.iteration;
+    header[2] = step.nIn;
+    header[3] = step.nOut;
+    this.midStep = true;
+    m.bcast(comm, header, m.ROOT);
+    const a = buffers[step.stage] / 8;
+    m.scatter(comm, f64.subarray(a, a + step.nIn * ranks), null, step.nIn, m.ROOT);
+    const b = buffers[(step.stage + 1) % S] / 8;
+    m.gather(comm, null, f64.subarray(b, b + step.nOut * ranks), step.nOut, m.ROOT);
+    this.midStep = false;
+    return undefined;
+  }
+
+  async close(): Promise<void> {
+    if (this.closed || !this.m) return;
+    this.closed = true;
+    const { m } = this;
+    if (this.midStep) {
+      m.killAll();
+      return;
+    }
+    const stop = Int32Array.of(CMD_STOP, 0, 0, 0);
+    for (const comm of this.comms) {
+      m.bcast(comm, stop, m.ROOT);
+      m.unwatch(comm); // the ranks now exit on purpose
+      m.disconnect(comm);
+    }
+    m.finalize();
+  }
+}

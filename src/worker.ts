@@ -1,0 +1,80 @@
+/**
+ * A spawned stage process: `node dist/worker.js KIND FN` speaks docs/PROTOCOL.md over
+ * its parent intercommunicator. KIND is ts (a TypeScript transform) or c (the WASM
+ * build of a C kernel); the native C stage is transport/c_worker.c instead.
+ */
+import { instantiateKernel, ARENA_BASE, TS_TRANSFORMS, C_KERNELS } from './executor.js';
+import { CMD_STOP, MAGIC, VERSION, hostHash, mpi } from './mpi.js';
+
+const [kind, fn] = process.argv.slice(2);
+if (!((kind === 'ts' && fn in TS_TRANSFORMS) || (kind === 'c' && C_KERNELS.includes(fn)))) {
+  process.stderr.write(`commloop worker: usage: worker.js ts|c KERNEL (got "${kind} ${fn}")\n`);
+  process.exit(2);
+}
+
+const m = mpi();
+m.init();
+const parent = m.getParent();
+if (parent === null) {
+  process.stderr.write('commloop worker: not spawned by a commloop master (no parent communicator)\n');
+  process.exit(2);
+}
+const { rank, size: nranks } = m.describe(parent);
+
+const hello = new Int32Array(4);
+m.bcast(parent, hello, 0);
+if (hello[0] !== MAGIC || hello[1] !== VERSION) {
+  process.stderr.write(`commloop worker: bad hello (magic ${hello[0]}, version ${hello[1]})\n`);
+  m.abort(parent, 2);
+}
+m.gather(parent, Int32Array.of(process.pid, hostHash()), null, 2, 0);
+
+/** Where a step's input and output live: plain arrays for TS, the kernel's memory for WASM. */
+interface Stage {
+  buffers(nIn: number, nOut: number): [Float64Array, Float64Array];
+  run(input: Float64Array, output: Float64Array, iteration: number): void;
+}
+
+function tsStage(): Stage {
+  const transform = TS_TRANSFORMS[fn];
+  let input = new Float64Array(0);
+  let output = new Float64Array(0);
+  return {
+    buffers(nIn, nOut) {
+      if (input.length !== nIn) input = new Float64Array(nIn);
+      if (output.length !== nOut) output = new Float64Array(nOut);
+      return [input, output];
+    },
+    run: (i, o, iteration) => transform(i, o, { rank, nranks, iteration }),
+  };
+}
+
+function wasmStage(): Stage {
+  const PAGE = 65536;
+  const memory = new WebAssembly.Memory({ initial: ARENA_BASE / PAGE, maximum: 65536, shared: true });
+  const kernel = instantiateKernel(memory)[`commloop_${fn}`];
+  // The MPI buffers are views into the kernel's memory: scatter and gather touch it directly.
+  return {
+    buffers(nIn, nOut) {
+      const need = ARENA_BASE + (nIn + nOut) * 8;
+      const have = memory.buffer.byteLength;
+      if (need > have) memory.grow(Math.ceil((need - have) / PAGE));
+      return [new Float64Array(memory.buffer, ARENA_BASE, nIn), new Float64Array(memory.buffer, ARENA_BASE + nIn * 8, nOut)];
+    },
+    run: (i, o, iteration) => kernel(i.byteOffset, i.length, o.byteOffset, o.length, rank, nranks, iteration),
+  };
+}
+
+const stage = kind === 'ts' ? tsStage() : wasmStage();
+const header = new Int32Array(4);
+for (;;) {
+  m.bcast(parent, header, 0);
+  if (header[0] === CMD_STOP) break;
+  const [, iteration, nIn, nOut] = header;
+  const [input, output] = stage.buffers(nIn, nOut);
+  m.scatter(parent, null, input, nIn, 0);
+  stage.run(input, output, iteration);
+  m.gather(parent, output, null, nOut, 0);
+}
+m.disconnect(parent);
+m.finalize();

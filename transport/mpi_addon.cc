@@ -1,0 +1,559 @@
+// The thin MPI transport: init, spawn, get-parent, split, the collectives the
+// protocol uses, send/recv, disconnect, finalize, abort, and a watchdog.
+//
+// TS validates and names things first (src/mpi.ts); every function here checks
+// its arguments again and throws TypeError/RangeError, never crashes. Every MPI
+// return code goes through Check(), which throws the MpiError class registered
+// by TS. Buffers are TypedArray views, used in place for the duration of the
+// call after checking count * size fits their byteLength.
+#include <dlfcn.h>
+#include <fcntl.h>
+#include <mpi.h>
+#include <napi.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <dirent.h>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace {
+
+Napi::FunctionReference g_error_class;
+std::vector<MPI_Comm> g_comms;  // handle -> comm; MPI_COMM_NULL once disconnected
+
+// ---- argument checks ------------------------------------------------------------
+
+[[noreturn]] void ThrowType(Napi::Env env, const std::string& msg) { throw Napi::TypeError::New(env, msg); }
+[[noreturn]] void ThrowRange(Napi::Env env, const std::string& msg) { throw Napi::RangeError::New(env, msg); }
+
+int32_t IntArg(const Napi::CallbackInfo& info, size_t i, const char* name, int64_t min, int64_t max) {
+  if (info.Length() <= i || !info[i].IsNumber()) ThrowType(info.Env(), std::string(name) + " must be a number");
+  double v = info[i].As<Napi::Number>().DoubleValue();
+  if (!(v >= static_cast<double>(min) && v <= static_cast<double>(max)) || v != static_cast<double>(static_cast<int64_t>(v))) {
+    ThrowRange(info.Env(), std::string(name) + " must be an integer from " + std::to_string(min) + " to " + std::to_string(max));
+  }
+  return static_cast<int32_t>(v);
+}
+
+std::string StrArg(const Napi::CallbackInfo& info, size_t i, const char* name) {
+  if (info.Length() <= i || !info[i].IsString()) ThrowType(info.Env(), std::string(name) + " must be a string");
+  return info[i].As<Napi::String>().Utf8Value();
+}
+
+void Check(Napi::Env env, int rc, const char* what) {
+  if (rc == MPI_SUCCESS) return;
+  char msg[MPI_MAX_ERROR_STRING];
+  int len = 0, cls = 0;
+  MPI_Error_string(rc, msg, &len);
+  MPI_Error_class(rc, &cls);
+  std::string text = std::string(what) + ": " + std::string(msg, len);
+  if (g_error_class.IsEmpty()) throw Napi::Error::New(env, text);
+  throw Napi::Error(env, g_error_class.New({Napi::String::New(env, text), Napi::Number::New(env, rc),
+                                            Napi::Number::New(env, cls)}));
+}
+
+void RequireInit(Napi::Env env) {
+  int init = 0, fin = 0;
+  MPI_Initialized(&init);
+  MPI_Finalized(&fin);
+  if (!init || fin) throw Napi::Error::New(env, fin ? "MPI is finalized" : "MPI is not initialized: call init() first");
+}
+
+MPI_Comm CommArg(const Napi::CallbackInfo& info, size_t i) {
+  RequireInit(info.Env());
+  int32_t h = IntArg(info, i, "comm", 0, 2147483647);
+  if (static_cast<size_t>(h) >= g_comms.size()) ThrowRange(info.Env(), "comm " + std::to_string(h) + " is not a communicator handle");
+  if (g_comms[h] == MPI_COMM_NULL) throw Napi::Error::New(info.Env(), "comm " + std::to_string(h) + " is disconnected");
+  return g_comms[h];
+}
+
+int32_t AddComm(MPI_Comm c) {
+  MPI_Comm_set_errhandler(c, MPI_ERRORS_RETURN);
+  g_comms.push_back(c);
+  return static_cast<int32_t>(g_comms.size() - 1);
+}
+
+struct Buf {
+  void* data = nullptr;
+  size_t bytes = 0;
+  MPI_Datatype type = MPI_DATATYPE_NULL;
+  size_t elem = 0;
+};
+
+// A Float64Array or Int32Array view (over an ArrayBuffer or SharedArrayBuffer); null allowed when `optional`.
+Buf BufArg(const Napi::CallbackInfo& info, size_t i, const char* name, bool optional) {
+  Buf b;
+  if (info.Length() > i && (info[i].IsNull() || info[i].IsUndefined()) && optional) return b;
+  if (info.Length() <= i || !info[i].IsTypedArray()) {
+    ThrowType(info.Env(), std::string(name) + (optional ? " must be a Float64Array, an Int32Array or null" : " must be a Float64Array or an Int32Array"));
+  }
+  // napi_get_typedarray_info gives the data pointer for views over a
+  // SharedArrayBuffer too; napi_get_arraybuffer_info would refuse those.
+  napi_typedarray_type type;
+  size_t length = 0;
+  void* data = nullptr;
+  if (napi_get_typedarray_info(info.Env(), info[i], &type, &length, &data, nullptr, nullptr) != napi_ok) {
+    ThrowType(info.Env(), std::string(name) + " must be a Float64Array or an Int32Array");
+  }
+  if (type == napi_float64_array) {
+    b.type = MPI_DOUBLE;
+    b.elem = 8;
+  } else if (type == napi_int32_array) {
+    b.type = MPI_INT;
+    b.elem = 4;
+  } else {
+    ThrowType(info.Env(), std::string(name) + " must be a Float64Array or an Int32Array");
+  }
+  b.data = data;
+  b.bytes = length * b.elem;
+  return b;
+}
+
+void NeedFits(Napi::Env env, const Buf& b, const char* name, int64_t count, int64_t ranks) {
+  uint64_t need = static_cast<uint64_t>(count) * static_cast<uint64_t>(ranks) * b.elem;
+  if (need > b.bytes) {
+    ThrowRange(env, std::string(name) + " holds " + std::to_string(b.bytes) + " bytes; count " + std::to_string(count) +
+                        " x " + std::to_string(ranks) + " ranks needs " + std::to_string(need));
+  }
+}
+
+// Root semantics: on an intercomm the master passes ROOT (MPI_ROOT) and the remote
+// side passes the root's rank; on an intracomm every rank passes the root's rank.
+struct Role {
+  bool inter = false;
+  bool sends_all = false;  // this process is the root that holds count*ranks elements
+  bool takes_part = true;  // false on a non-root member of the root's own group (MPI_PROC_NULL)
+  int ranks = 0;           // ranks whose data the root's buffer holds
+};
+
+Role RoleOf(Napi::Env env, MPI_Comm comm, int root) {
+  Role r;
+  int inter = 0, rank = 0;
+  MPI_Comm_test_inter(comm, &inter);
+  r.inter = inter != 0;
+  if (r.inter) {
+    MPI_Comm_remote_size(comm, &r.ranks);
+    if (root == MPI_ROOT) r.sends_all = true;
+    else if (root == MPI_PROC_NULL) r.takes_part = false;
+    else if (root < 0 || root >= r.ranks) ThrowRange(env, "root must be ROOT, PROC_NULL or a remote rank below " + std::to_string(r.ranks));
+  } else {
+    MPI_Comm_size(comm, &r.ranks);
+    MPI_Comm_rank(comm, &rank);
+    if (root < 0 || root >= r.ranks) ThrowRange(env, "root must be a rank below " + std::to_string(r.ranks));
+    r.sends_all = rank == root;
+  }
+  return r;
+}
+
+// ---- the watchdog ------------------------------------------------------------------
+// A singleton master spins forever in a collective when a spawned child dies, even
+// with MPI_ERRORS_RETURN. This thread notices a dead rank (on this host) or a call
+// past its deadline, says which stage, kills the run's processes and exits.
+
+struct Watched {
+  std::string stage;
+  std::vector<pid_t> pids;  // 0 where the rank runs on another host
+};
+
+std::mutex g_watch_mu;
+std::vector<Watched> g_watched;  // by comm handle
+std::atomic<int> g_inflight_comm{-1};
+std::atomic<const char*> g_inflight_op{""};
+std::atomic<int64_t> g_inflight_since{0};
+std::atomic<int64_t> g_timeout_ms{60000};
+std::atomic<bool> g_watch_started{false};
+
+int64_t NowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+void KillDescendants(pid_t parent) {
+  DIR* d = opendir("/proc");
+  if (!d) return;
+  while (dirent* e = readdir(d)) {
+    pid_t pid = static_cast<pid_t>(atoi(e->d_name));
+    if (pid <= 0) continue;
+    char path[64], buf[512];
+    snprintf(path, sizeof path, "/proc/%d/stat", pid);
+    FILE* f = fopen(path, "r");
+    if (!f) continue;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    const char* rp = strrchr(buf, ')');  // the command name may hold spaces
+    int ppid = 0;
+    if (rp && sscanf(rp + 2, "%*c %d", &ppid) == 1 && ppid == parent) {
+      KillDescendants(pid);
+      kill(pid, SIGKILL);
+    }
+  }
+  closedir(d);
+}
+
+void KillWatched() {
+  for (const Watched& w : g_watched)
+    for (pid_t p : w.pids)
+      if (p > 0) kill(p, SIGKILL);
+  KillDescendants(getpid());  // the singleton's orted and whatever it started
+  // Reap our own children (the orted) so no zombie outlives the run.
+  for (int i = 0; i < 100; i++) {
+    pid_t p = waitpid(-1, nullptr, WNOHANG);
+    if (p < 0) break;                      // no children left
+    if (p == 0) usleep(5000);
+  }
+}
+
+[[noreturn]] void Fail(const std::string& what) {
+  std::string line = "commloop: " + what + "; aborting the run\n";
+  ssize_t ignored = write(2, line.data(), line.size());
+  (void)ignored;
+  KillWatched();
+  _exit(1);
+}
+
+void WatchLoop() {
+  for (;;) {
+    // Often enough that the rank that died first is still the only one gone: Open MPI
+    // takes the rest of the job down soon after, and the message should name the cause.
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    std::lock_guard<std::mutex> lock(g_watch_mu);
+    std::string dead;
+    for (const Watched& w : g_watched) {
+      for (size_t r = 0; r < w.pids.size(); r++) {
+        if (w.pids[r] > 0 && kill(w.pids[r], 0) != 0 && errno == ESRCH) {
+          dead += (dead.empty() ? "" : ", ") + std::string("stage \"") + w.stage + "\" rank " + std::to_string(r) +
+                  " (pid " + std::to_string(w.pids[r]) + ")";
+        }
+      }
+    }
+    if (!dead.empty()) Fail(dead + " died");
+    int c = g_inflight_comm.load();
+    int64_t since = g_inflight_since.load();
+    if (c >= 0 && since > 0 && NowMs() - since > g_timeout_ms.load()) {
+      std::string stage = static_cast<size_t>(c) < g_watched.size() && !g_watched[c].stage.empty() ? g_watched[c].stage : "comm " + std::to_string(c);
+      Fail("stage \"" + stage + "\" did not answer " + g_inflight_op.load() + " within " + std::to_string(g_timeout_ms.load()) + " ms");
+    }
+  }
+}
+
+// Marks a blocking call for the watchdog for its duration.
+struct InFlight {
+  InFlight(int32_t comm, const char* op) {
+    g_inflight_op.store(op);
+    g_inflight_since.store(NowMs());
+    g_inflight_comm.store(comm);
+  }
+  ~InFlight() {
+    g_inflight_comm.store(-1);
+    g_inflight_since.store(0);
+  }
+};
+
+int32_t Handle(const Napi::CallbackInfo& info, size_t i) { return info[i].As<Napi::Number>().Int32Value(); }
+
+// ---- the API -------------------------------------------------------------------------
+
+Napi::Value SetErrorClass(const Napi::CallbackInfo& info) {
+  if (info.Length() < 1 || !info[0].IsFunction()) ThrowType(info.Env(), "errorClass must be a function");
+  g_error_class = Napi::Persistent(info[0].As<Napi::Function>());
+  return info.Env().Undefined();
+}
+
+Napi::Value Init(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int init = 0;
+  MPI_Initialized(&init);
+  if (!init) {
+    // Node marks fds 0-2 close-on-exec; the singleton's orted would start without
+    // them and the first line a spawned child prints would take the job down.
+    for (int fd = 0; fd <= 2; fd++) {
+      int fl = fcntl(fd, F_GETFD);
+      if (fl >= 0) fcntl(fd, F_SETFD, fl & ~FD_CLOEXEC);
+    }
+    // Open MPI's plugins resolve symbols from libmpi; load it globally before they load.
+    dlopen("libmpi.so.40", RTLD_NOW | RTLD_GLOBAL);
+    int provided = 0;
+    Check(env, MPI_Init_thread(nullptr, nullptr, MPI_THREAD_SERIALIZED, &provided), "MPI_Init_thread");
+    MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+    g_comms.clear();
+    g_comms.push_back(MPI_COMM_WORLD);  // handle 0
+  }
+  int provided = 0, rank = 0, size = 0, len = 0;
+  MPI_Query_thread(&provided);
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &size);
+  char version[MPI_MAX_LIBRARY_VERSION_STRING];
+  MPI_Get_library_version(version, &len);
+  std::string v(version, len);
+  size_t nl = v.find_first_of("\n,");
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("version", v.substr(0, nl));
+  o.Set("threadLevel", provided);
+  o.Set("world", 0);
+  o.Set("rank", rank);
+  o.Set("size", size);
+  return o;
+}
+
+Napi::Value Spawn(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  RequireInit(env);
+  std::string command = StrArg(info, 0, "command");
+  if (info.Length() < 2 || !info[1].IsArray()) ThrowType(env, "args must be an array of strings");
+  Napi::Array arr = info[1].As<Napi::Array>();
+  std::vector<std::string> args;
+  for (uint32_t i = 0; i < arr.Length(); i++) {
+    Napi::Value a = arr.Get(i);
+    if (!a.IsString()) ThrowType(env, "args must be an array of strings");
+    args.push_back(a.As<Napi::String>().Utf8Value());
+  }
+  int32_t maxprocs = IntArg(info, 2, "maxprocs", 1, 65536);
+  MPI_Info mpiInfo = MPI_INFO_NULL;
+  if (info.Length() > 3 && !info[3].IsUndefined() && !info[3].IsNull()) {
+    if (!info[3].IsObject()) ThrowType(env, "info must be an object of strings");
+    Napi::Object o = info[3].As<Napi::Object>();
+    Napi::Array keys = o.GetPropertyNames();
+    MPI_Info_create(&mpiInfo);
+    for (uint32_t i = 0; i < keys.Length(); i++) {
+      Napi::Value k = keys.Get(i), v = o.Get(k);
+      if (!v.IsString()) {
+        MPI_Info_free(&mpiInfo);
+        ThrowType(env, "info must be an object of strings");
+      }
+      MPI_Info_set(mpiInfo, k.ToString().Utf8Value().c_str(), v.As<Napi::String>().Utf8Value().c_str());
+    }
+  }
+  std::vector<char*> argv;
+  for (std::string& a : args) argv.push_back(&a[0]);
+  argv.push_back(nullptr);
+  std::vector<int> errcodes(maxprocs, MPI_SUCCESS);
+  MPI_Comm inter = MPI_COMM_NULL;
+  int rc = MPI_Comm_spawn(command.c_str(), argv.data(), maxprocs, mpiInfo, 0, MPI_COMM_SELF, &inter, errcodes.data());
+  if (mpiInfo != MPI_INFO_NULL) MPI_Info_free(&mpiInfo);
+  Check(env, rc, "MPI_Comm_spawn");
+  for (int e : errcodes) Check(env, e, "MPI_Comm_spawn (a child)");
+  return Napi::Number::New(env, AddComm(inter));
+}
+
+Napi::Value GetParent(const Napi::CallbackInfo& info) {
+  RequireInit(info.Env());
+  MPI_Comm parent = MPI_COMM_NULL;
+  Check(info.Env(), MPI_Comm_get_parent(&parent), "MPI_Comm_get_parent");
+  if (parent == MPI_COMM_NULL) return info.Env().Null();
+  for (size_t i = 0; i < g_comms.size(); i++)
+    if (g_comms[i] == parent) return Napi::Number::New(info.Env(), static_cast<double>(i));
+  return Napi::Number::New(info.Env(), AddComm(parent));
+}
+
+Napi::Value Split(const Napi::CallbackInfo& info) {
+  MPI_Comm comm = CommArg(info, 0);
+  int32_t color = IntArg(info, 1, "color", -1, 2147483647);
+  int32_t key = IntArg(info, 2, "key", -2147483647, 2147483647);
+  MPI_Comm out = MPI_COMM_NULL;
+  Check(info.Env(), MPI_Comm_split(comm, color < 0 ? MPI_UNDEFINED : color, key, &out), "MPI_Comm_split");
+  if (out == MPI_COMM_NULL) return info.Env().Null();
+  return Napi::Number::New(info.Env(), AddComm(out));
+}
+
+Napi::Value Describe(const Napi::CallbackInfo& info) {
+  MPI_Comm comm = CommArg(info, 0);
+  int inter = 0, rank = 0, size = 0, remote = 0;
+  MPI_Comm_test_inter(comm, &inter);
+  MPI_Comm_rank(comm, &rank);
+  MPI_Comm_size(comm, &size);
+  if (inter) MPI_Comm_remote_size(comm, &remote);
+  Napi::Object o = Napi::Object::New(info.Env());
+  o.Set("inter", inter != 0);
+  o.Set("rank", rank);
+  o.Set("size", size);
+  o.Set("remoteSize", remote);
+  return o;
+}
+
+Napi::Value Bcast(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  MPI_Comm comm = CommArg(info, 0);
+  Buf b = BufArg(info, 1, "buffer", false);
+  int32_t root = IntArg(info, 2, "root", MPI_ROOT < MPI_PROC_NULL ? MPI_ROOT : MPI_PROC_NULL, 2147483647);
+  RoleOf(env, comm, root);
+  int count = static_cast<int>(b.bytes / b.elem);
+  InFlight f(Handle(info, 0), "a broadcast");
+  Check(env, MPI_Bcast(b.data, count, b.type, root, comm), "MPI_Bcast");
+  return env.Undefined();
+}
+
+// scatter(comm, send, recv, count, root) and gather(comm, send, recv, count, root):
+// count is per rank; the root's buffer holds count * ranks elements.
+Napi::Value Collective(const Napi::CallbackInfo& info, bool scatter) {
+  Napi::Env env = info.Env();
+  MPI_Comm comm = CommArg(info, 0);
+  Buf send = BufArg(info, 1, "send", true);
+  Buf recv = BufArg(info, 2, "recv", true);
+  int32_t count = IntArg(info, 3, "count", 0, 2147483647);
+  int32_t root = IntArg(info, 4, "root", MPI_ROOT < MPI_PROC_NULL ? MPI_ROOT : MPI_PROC_NULL, 2147483647);
+  Role role = RoleOf(env, comm, root);
+  Buf& all = scatter ? send : recv;    // the root's whole array
+  Buf& part = scatter ? recv : send;   // one rank's chunk
+  const char* allName = scatter ? "send" : "recv";
+  const char* partName = scatter ? "recv" : "send";
+  bool needAll = role.sends_all;
+  bool needPart = role.takes_part && !(role.inter && role.sends_all);
+  if (needAll) {
+    if (!all.data) ThrowType(env, std::string(allName) + " must be a Float64Array or an Int32Array at the root");
+    NeedFits(env, all, allName, count, role.ranks);
+  }
+  if (needPart) {
+    if (!part.data) ThrowType(env, std::string(partName) + " must be a Float64Array or an Int32Array on a non-root rank");
+    NeedFits(env, part, partName, count, 1);
+  }
+  if (needAll && needPart && all.type != part.type) ThrowType(env, "send and recv must have the same element type");
+  MPI_Datatype type = needAll ? all.type : needPart ? part.type : MPI_DOUBLE;
+  void* allPtr = needAll ? all.data : nullptr;
+  void* partPtr = needPart ? part.data : nullptr;
+  InFlight f(Handle(info, 0), scatter ? "a scatter" : "a gather");
+  int rc;
+  if (scatter) rc = MPI_Scatter(allPtr, count, type, partPtr, count, type, root, comm);
+  else rc = MPI_Gather(partPtr, count, type, allPtr, count, type, root, comm);
+  Check(env, rc, scatter ? "MPI_Scatter" : "MPI_Gather");
+  return env.Undefined();
+}
+
+Napi::Value Scatter(const Napi::CallbackInfo& info) { return Collective(info, true); }
+Napi::Value Gather(const Napi::CallbackInfo& info) { return Collective(info, false); }
+
+Napi::Value Send(const Napi::CallbackInfo& info) {
+  MPI_Comm comm = CommArg(info, 0);
+  Buf b = BufArg(info, 1, "buffer", false);
+  int32_t dest = IntArg(info, 2, "dest", 0, 2147483647);
+  int32_t tag = IntArg(info, 3, "tag", 0, 32767);
+  InFlight f(Handle(info, 0), "a send");
+  Check(info.Env(), MPI_Send(b.data, static_cast<int>(b.bytes / b.elem), b.type, dest, tag, comm), "MPI_Send");
+  return info.Env().Undefined();
+}
+
+Napi::Value Recv(const Napi::CallbackInfo& info) {
+  MPI_Comm comm = CommArg(info, 0);
+  Buf b = BufArg(info, 1, "buffer", false);
+  int32_t source = IntArg(info, 2, "source", 0, 2147483647);
+  int32_t tag = IntArg(info, 3, "tag", 0, 32767);
+  MPI_Status st;
+  InFlight f(Handle(info, 0), "a receive");
+  Check(info.Env(), MPI_Recv(b.data, static_cast<int>(b.bytes / b.elem), b.type, source, tag, comm, &st), "MPI_Recv");
+  int n = 0;
+  MPI_Get_count(&st, b.type, &n);
+  return Napi::Number::New(info.Env(), n);
+}
+
+Napi::Value Barrier(const Napi::CallbackInfo& info) {
+  MPI_Comm comm = CommArg(info, 0);
+  InFlight f(Handle(info, 0), "a barrier");
+  Check(info.Env(), MPI_Barrier(comm), "MPI_Barrier");
+  return info.Env().Undefined();
+}
+
+Napi::Value Disconnect(const Napi::CallbackInfo& info) {
+  MPI_Comm comm = CommArg(info, 0);
+  int32_t h = Handle(info, 0);
+  if (comm == MPI_COMM_WORLD) ThrowRange(info.Env(), "comm 0 is MPI_COMM_WORLD and cannot be disconnected");
+  {
+    std::lock_guard<std::mutex> lock(g_watch_mu);
+    if (static_cast<size_t>(h) < g_watched.size()) g_watched[h].pids.clear();
+  }
+  InFlight f(h, "a disconnect");
+  Check(info.Env(), MPI_Comm_disconnect(&comm), "MPI_Comm_disconnect");
+  g_comms[h] = MPI_COMM_NULL;
+  return info.Env().Undefined();
+}
+
+Napi::Value Finalize(const Napi::CallbackInfo& info) {
+  int init = 0, fin = 0;
+  MPI_Initialized(&init);
+  MPI_Finalized(&fin);
+  if (init && !fin) Check(info.Env(), MPI_Finalize(), "MPI_Finalize");
+  return info.Env().Undefined();
+}
+
+Napi::Value Abort(const Napi::CallbackInfo& info) {
+  MPI_Comm comm = CommArg(info, 0);
+  int32_t code = IntArg(info, 1, "code", 0, 255);
+  MPI_Abort(comm, code);
+  return info.Env().Undefined();
+}
+
+// watch(comm, stage, pids: Int32Array, timeoutMs): from now on a dead pid of this
+// comm, or any call past timeoutMs, ends the process. unwatch(comm) forgets it.
+Napi::Value Watch(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  CommArg(info, 0);
+  int32_t h = Handle(info, 0);
+  std::string stage = StrArg(info, 1, "stage");
+  if (info.Length() <= 2 || !info[2].IsTypedArray() || info[2].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array) {
+    ThrowType(env, "pids must be an Int32Array");
+  }
+  Napi::Int32Array pids = info[2].As<Napi::Int32Array>();
+  int32_t timeout = IntArg(info, 3, "timeoutMs", 1, 2147483647);
+  {
+    std::lock_guard<std::mutex> lock(g_watch_mu);
+    if (g_watched.size() <= static_cast<size_t>(h)) g_watched.resize(h + 1);
+    Watched w;
+    w.stage = stage;
+    for (size_t i = 0; i < pids.ElementLength(); i++) w.pids.push_back(static_cast<pid_t>(pids[i]));
+    g_watched[h] = w;
+  }
+  g_timeout_ms.store(timeout);
+  if (!g_watch_started.exchange(true)) std::thread(WatchLoop).detach();
+  return env.Undefined();
+}
+
+Napi::Value Unwatch(const Napi::CallbackInfo& info) {
+  int32_t h = IntArg(info, 0, "comm", 0, 2147483647);
+  std::lock_guard<std::mutex> lock(g_watch_mu);
+  if (static_cast<size_t>(h) < g_watched.size()) g_watched[h].pids.clear();
+  return info.Env().Undefined();
+}
+
+// killAll(): when the protocol is out of step (a call failed mid-step), nothing can
+// be stopped politely; kill every watched rank and the singleton's daemon.
+Napi::Value KillAll(const Napi::CallbackInfo& info) {
+  std::lock_guard<std::mutex> lock(g_watch_mu);
+  KillWatched();
+  for (Watched& w : g_watched) w.pids.clear();
+  return info.Env().Undefined();
+}
+
+Napi::Object Module(Napi::Env env, Napi::Object exports) {
+  exports.Set("ROOT", MPI_ROOT);
+  exports.Set("PROC_NULL", MPI_PROC_NULL);
+  exports.Set("setErrorClass", Napi::Function::New(env, SetErrorClass, "setErrorClass"));
+  exports.Set("init", Napi::Function::New(env, Init, "init"));
+  exports.Set("spawn", Napi::Function::New(env, Spawn, "spawn"));
+  exports.Set("getParent", Napi::Function::New(env, GetParent, "getParent"));
+  exports.Set("split", Napi::Function::New(env, Split, "split"));
+  exports.Set("describe", Napi::Function::New(env, Describe, "describe"));
+  exports.Set("bcast", Napi::Function::New(env, Bcast, "bcast"));
+  exports.Set("scatter", Napi::Function::New(env, Scatter, "scatter"));
+  exports.Set("gather", Napi::Function::New(env, Gather, "gather"));
+  exports.Set("send", Napi::Function::New(env, Send, "send"));
+  exports.Set("recv", Napi::Function::New(env, Recv, "recv"));
+  exports.Set("barrier", Napi::Function::New(env, Barrier, "barrier"));
+  exports.Set("disconnect", Napi::Function::New(env, Disconnect, "disconnect"));
+  exports.Set("finalize", Napi::Function::New(env, Finalize, "finalize"));
+  exports.Set("abort", Napi::Function::New(env, Abort, "abort"));
+  exports.Set("watch", Napi::Function::New(env, Watch, "watch"));
+  exports.Set("unwatch", Napi::Function::New(env, Unwatch, "unwatch"));
+  exports.Set("killAll", Napi::Function::New(env, KillAll, "killAll"));
+  return exports;
+}
+
+}  // namespace
+
+NODE_API_MODULE(commloop_mpi, Module)
