@@ -7,6 +7,7 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { distDir } from './assets.js';
+import { StageError } from './errors.js';
 import type { CBackend } from './executor.js';
 import { CMD_RUN, CMD_STOP, MAGIC, VERSION, hostHash, mpi, setMpiEnvironment, type MpiAddon } from './mpi.js';
 import type { RingPlan, StageSpec, StageStep } from './pipeline.js';
@@ -51,7 +52,15 @@ export class MpiTransport implements Transport {
     const here = hostHash();
     this.plan.stages.forEach((st, s) => {
       const [command, args] = stageCommand(st, this.opts.cBackend);
-      const comm = m.spawn(command, args, st.ranks, this.opts.spawnInfo);
+      let comm: number;
+      try {
+        comm = m.spawn(command, args, st.ranks, this.opts.spawnInfo);
+      } catch (err) {
+        const hint = process.env.OMPI_COMM_WORLD_SIZE
+          ? ' (under mpirun, add --oversubscribe or give it a hostfile with enough slots)'
+          : '';
+        throw new StageError(st.name, undefined, `could not start ${st.ranks} ranks: ${(err as Error).message}${hint}`);
+      }
       this.comms.push(comm);
       m.bcast(comm, Int32Array.of(MAGIC, VERSION, s, st.ranks), m.ROOT);
       const ready = new Int32Array(2 * st.ranks);

@@ -17,3 +17,82 @@ export function cliJson(args) {
   if (r.status !== 0) throw new Error(`exit ${r.status}: ${r.stderr}`);
   return JSON.parse(r.stdout);
 }
+
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+
+/** Parent pid and state of a live process, or undefined when it is gone. */
+function stat(pid) {
+  try {
+    const s = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const rest = s.slice(s.lastIndexOf(')') + 2).split(' ');
+    return { state: rest[0], ppid: Number(rest[1]) };
+  } catch {
+    return undefined;
+  }
+}
+
+/** Every process below `root` in the process tree (pids), read from /proc. */
+export function descendants(root) {
+  const children = new Map();
+  for (const name of readdirSync('/proc')) {
+    if (!/^[0-9]+$/.test(name)) continue;
+    const st = stat(name);
+    if (!st) continue;
+    if (!children.has(st.ppid)) children.set(st.ppid, []);
+    children.get(st.ppid).push(Number(name));
+  }
+  const out = [];
+  const walk = (p) => {
+    for (const c of children.get(p) ?? []) {
+      out.push(c);
+      walk(c);
+    }
+  };
+  walk(root);
+  return out;
+}
+
+/** The command line of a process ('' when gone). */
+export function cmdline(pid) {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').join(' ').trim();
+  } catch {
+    return '';
+  }
+}
+
+/** True while the process exists in any state, zombies included: a zombie still shows in ps. */
+export function exists(pid) {
+  return stat(pid) !== undefined;
+}
+
+/** Polls `cond` every 20 ms until it holds or `ms` pass; returns whether it held. */
+export async function until(cond, ms) {
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    if (cond()) return true;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return cond();
+}
+
+/** Starts the CLI in the background; resolves `exit` with { code, signal, stdout, stderr, ms }. */
+export function startCli(args, prefix = [], env = {}) {
+  const t0 = Date.now();
+  const cmd = prefix.length ? prefix[0] : process.execPath;
+  const argv = prefix.length ? [...prefix.slice(1), process.execPath, master, ...args] : [master, ...args];
+  const child = spawn(cmd, argv, { env: { ...process.env, ...env } });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (d) => (stdout += d));
+  child.stderr.on('data', (d) => (stderr += d));
+  const exit = new Promise((resolve) =>
+    child.on('exit', (code, signal) => resolve({ code, signal, stdout, stderr, ms: Date.now() - t0 })),
+  );
+  return { child, exit, t0 };
+}
+
+export const haveMpi = () => existsSync('/usr/bin/mpirun') && existsSync(join(root, 'build', 'Release', 'commloop_mpi.node'));
+export const MPI_MISSING =
+  'Open MPI or the MPI addon is missing: apt-get install -y openmpi-bin libopenmpi-dev, then bash build.sh';

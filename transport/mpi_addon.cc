@@ -176,9 +176,11 @@ int64_t NowMs() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
-void KillDescendants(pid_t parent) {
+// Direct children of `parent`, from /proc (the singleton's orted is one of ours).
+std::vector<pid_t> ChildrenOf(pid_t parent) {
+  std::vector<pid_t> out;
   DIR* d = opendir("/proc");
-  if (!d) return;
+  if (!d) return out;
   while (dirent* e = readdir(d)) {
     pid_t pid = static_cast<pid_t>(atoi(e->d_name));
     if (pid <= 0) continue;
@@ -191,25 +193,63 @@ void KillDescendants(pid_t parent) {
     buf[n] = 0;
     const char* rp = strrchr(buf, ')');  // the command name may hold spaces
     int ppid = 0;
-    if (rp && sscanf(rp + 2, "%*c %d", &ppid) == 1 && ppid == parent) {
-      KillDescendants(pid);
-      kill(pid, SIGKILL);
-    }
+    if (rp && sscanf(rp + 2, "%*c %d", &ppid) == 1 && ppid == parent) out.push_back(pid);
   }
   closedir(d);
+  return out;
+}
+
+void KillDescendants(pid_t parent) {
+  for (pid_t pid : ChildrenOf(parent)) {
+    KillDescendants(pid);
+    kill(pid, SIGKILL);
+  }
+}
+
+// The singleton's orted outlives MPI_Finalize until our process exits, and then
+// lingers as a zombie where init does not reap (containers). So end it ourselves:
+// SIGTERM, reap, SIGKILL if it has not gone within timeout_ms. Other children
+// belong to Node (libuv reaps those).
+void EndOrted(int timeout_ms) {
+  for (pid_t k : ChildrenOf(getpid())) {
+    char path[64], comm[64] = {0};
+    snprintf(path, sizeof path, "/proc/%d/comm", k);
+    FILE* f = fopen(path, "r");
+    if (!f) continue;
+    size_t n = fread(comm, 1, sizeof comm - 1, f);
+    fclose(f);
+    comm[n] = 0;
+    if (strncmp(comm, "orted", 5) != 0) continue;
+    kill(k, SIGTERM);
+    int64_t until = NowMs() + timeout_ms;
+    while (waitpid(k, nullptr, WNOHANG) == 0) {
+      if (NowMs() > until) {
+        kill(k, SIGKILL);
+        waitpid(k, nullptr, 0);
+        break;
+      }
+      usleep(1000);
+    }
+  }
 }
 
 void KillWatched() {
+  std::vector<pid_t> ranks;
   for (const Watched& w : g_watched)
     for (pid_t p : w.pids)
-      if (p > 0) kill(p, SIGKILL);
-  KillDescendants(getpid());  // the singleton's orted and whatever it started
-  // Reap our own children (the orted) so no zombie outlives the run.
-  for (int i = 0; i < 100; i++) {
-    pid_t p = waitpid(-1, nullptr, WNOHANG);
-    if (p < 0) break;                      // no children left
-    if (p == 0) usleep(5000);
+      if (p > 0) ranks.push_back(p);
+  for (pid_t p : ranks) kill(p, SIGKILL);
+  // Give their parent (the orted) a moment to reap them: killed with it, they would
+  // be left as zombies for init, which in a container may never reap them.
+  int64_t until = NowMs() + 1000;
+  for (size_t i = 0; i < ranks.size() && NowMs() < until;) {
+    char path[32];
+    snprintf(path, sizeof path, "/proc/%d", ranks[i]);
+    if (access(path, F_OK) == 0) usleep(2000);
+    else i++;
   }
+  KillDescendants(getpid());  // the singleton's orted and whatever it started
+  EndOrted(500);
 }
 
 [[noreturn]] void Fail(const std::string& what) {
@@ -284,6 +324,7 @@ Napi::Value Init(const Napi::CallbackInfo& info) {
     int provided = 0;
     Check(env, MPI_Init_thread(nullptr, nullptr, MPI_THREAD_SERIALIZED, &provided), "MPI_Init_thread");
     MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+    MPI_Comm_set_errhandler(MPI_COMM_SELF, MPI_ERRORS_RETURN);  // spawn reports its errors here
     g_comms.clear();
     g_comms.push_back(MPI_COMM_WORLD);  // handle 0
   }
@@ -478,7 +519,10 @@ Napi::Value Finalize(const Napi::CallbackInfo& info) {
   int init = 0, fin = 0;
   MPI_Initialized(&init);
   MPI_Finalized(&fin);
-  if (init && !fin) Check(info.Env(), MPI_Finalize(), "MPI_Finalize");
+  if (init && !fin) {
+    Check(info.Env(), MPI_Finalize(), "MPI_Finalize");
+    EndOrted(1000);
+  }
   return info.Env().Undefined();
 }
 

@@ -1,0 +1,176 @@
+// The MPI transport: the addon's argument checks, the ring over spawned jobs for both
+// C backends, a rank killed mid-run, Ctrl-C, and the run under mpirun -np 1.
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { spawnSync } from 'node:child_process';
+import { join } from 'node:path';
+import { MPI_MISSING, cliJson, cmdline, descendants, exists, haveMpi, root, startCli, until } from './helpers.mjs';
+import { referenceRing } from './reference.mjs';
+
+if (!haveMpi()) throw new Error(MPI_MISSING);
+
+const addon = suite('MPI addon argument checks');
+
+const checks = (() => {
+  let cached;
+  return () => {
+    if (!cached) {
+      const r = spawnSync(
+        process.execPath,
+        [join(root, 'test/fixtures/addon-checks.mjs'), join(root, 'build/Release/commloop_mpi.node'), join(root, 'dist/commloop_c_worker')],
+        { encoding: 'utf8', timeout: 60_000 },
+      );
+      if (r.status !== 0) throw new Error(`addon-checks exited ${r.status}: ${r.stderr}`);
+      cached = JSON.parse(r.stdout);
+    }
+    return cached;
+  };
+})();
+
+const EXPECTED = {
+  'before init': ['Error', 'MPI is not initialized: call init() first'],
+  'comm not a number': ['TypeError', 'comm must be a number'],
+  'comm out of range': ['RangeError', 'comm 99 is not a communicator handle'],
+  'comm negative': ['RangeError', 'comm must be an integer from 0 to 2147483647'],
+  'buffer a plain array': ['TypeError', 'buffer must be a Float64Array or an Int32Array'],
+  'buffer a Uint8Array': ['TypeError', 'buffer must be a Float64Array or an Int32Array'],
+  'buffer a bare SharedArrayBuffer': ['TypeError', 'buffer must be a Float64Array or an Int32Array'],
+  'root beyond the comm': ['RangeError', 'root must be a rank below 1'],
+  'root not an integer': ['RangeError', 'root must be an integer from -4 to 2147483647'],
+  'scatter count too large': ['RangeError', 'send holds 32 bytes; count 5 x 1 ranks needs 40'],
+  'gather recv too short': ['RangeError', 'recv holds 24 bytes; count 4 x 1 ranks needs 32'],
+  'gather without recv at root': ['TypeError', 'recv must be a Float64Array or an Int32Array at the root'],
+  'mixed element types': ['TypeError', 'send and recv must have the same element type'],
+  'spawn args not strings': ['TypeError', 'args must be an array of strings'],
+  'spawn maxprocs 0': ['RangeError', 'maxprocs must be an integer from 1 to 65536'],
+  'spawn info not strings': ['TypeError', 'info must be an object of strings'],
+  'watch pids not Int32Array': ['TypeError', 'pids must be an Int32Array'],
+  'send to a rank outside the comm': ['MpiError', 'MPI_Send: MPI_ERR_RANK: invalid rank'],
+  'disconnect world': ['RangeError', 'comm 0 is MPI_COMM_WORLD and cannot be disconnected'],
+  'abort code out of range': ['RangeError', 'code must be an integer from 0 to 255'],
+  'scatter from a SharedArrayBuffer view': ['no error'],
+  'intercomm scatter needs ROOT-sized send': ['RangeError', 'send holds 8 bytes; count 2 x 1 ranks needs 16'],
+  'bcast on a disconnected handle': ['Error', 'comm 1 is disconnected'],
+  'disconnect twice': ['Error', 'comm 1 is disconnected'],
+  'after finalize': ['Error', 'MPI is finalized'],
+};
+
+for (const [name, expected] of Object.entries(EXPECTED)) {
+  addon(`${name}: ${expected.join(': ')}`, () => {
+    assert.equal(checks()[name], expected);
+  });
+}
+
+addon('init reports Open MPI 4, a thread level and a singleton world', () => {
+  assert.equal(checks().init, ['string', true, true, 1]);
+});
+
+addon('MPI errors carry code and class', () => {
+  assert.equal(checks()['MpiError fields'], [true, 'number', 'number', true]);
+});
+
+addon('one protocol step through a spawned C worker, from a SharedArrayBuffer view', () => {
+  assert.equal(checks().ready, [true]);
+  assert.equal(checks().step, [1.5, 2.5]);
+});
+
+addon.run();
+
+const ring = suite('ring over MPI');
+
+const PUBLISHED = [
+  [['-p', '2', '--sizes', '10,1000,1000', '-i', '3'], 14468.8671875],
+  [['-p', '2', '--sizes', '10,1000,1000000', '-i', '5'], 11431291.134835951],
+  [['-p', '10', '--sizes', '10,1000,1000000', '-i', '2'], 281382104.6875],
+];
+
+for (const backend of ['native', 'wasm']) {
+  for (const [args, expected] of PUBLISHED) {
+    ring(`${args.join(' ')} --c-backend ${backend} -> ${expected}`, () => {
+      const r = cliJson([...args, '--transport', 'mpi', '--c-backend', backend]);
+      assert.is(r.transport, 'mpi');
+      assert.is(r.cBackend, backend);
+      assert.is(r.checksum, expected);
+    });
+  }
+}
+
+ring('mpi is the default transport, with the native C worker', () => {
+  const r = cliJson(['-p', '2', '--sizes', '10,1000,1000', '-i', '3']);
+  assert.is(r.transport, 'mpi');
+  assert.is(r.cBackend, 'native');
+  assert.is(r.checksum, 14468.8671875);
+});
+
+ring('sizes that change every iteration travel in the header', () => {
+  const schedule = [[1, 1, 1], [10, 10, 10], [100, 100, 100], [1000, 1000, 1000], [10000, 10000, 10000]];
+  const r = cliJson(['-p', '2', '--sizes', schedule.map((t) => t.join(',')).join('/'), '-i', '7', '--c-backend', 'wasm']);
+  assert.is(r.checksum, referenceRing(2, schedule, 7).checksum);
+});
+
+ring('runs under mpirun -np 1 with the same checksum', async () => {
+  const run = startCli(['-p', '2', '--sizes', '10,1000,1000000', '-i', '5', '--json'], ['mpirun', '--oversubscribe', '-np', '1'], {
+    OMPI_ALLOW_RUN_AS_ROOT: '1',
+    OMPI_ALLOW_RUN_AS_ROOT_CONFIRM: '1',
+  });
+  const r = await run.exit;
+  assert.is(r.code, 0, r.stderr);
+  assert.is(JSON.parse(r.stdout).checksum, 11431291.134835951);
+});
+
+ring.run();
+
+const failures = suite('failures and signals');
+
+/** Starts a long run and waits until all its 3*2 stage ranks are up. */
+async function longRun(extra = []) {
+  const run = startCli(['-p', '2', '--sizes', '10,10,10', '-i', '2000000000', ...extra]);
+  const up = await until(() => {
+    const cmds = descendants(run.child.pid).map(cmdline);
+    return cmds.filter((c) => c.includes('commloop_c_worker') || c.includes('worker.js')).length === 6;
+  }, 30_000);
+  assert.ok(up, 'the six stage ranks did not start');
+  return run;
+}
+
+failures('a killed C rank ends the run within 10 s, names the stage, and leaves no process', async () => {
+  const run = await longRun();
+  const pids = descendants(run.child.pid);
+  const victim = pids.find((p) => cmdline(p).includes('commloop_c_worker'));
+  process.kill(victim, 'SIGKILL');
+  const killedAt = Date.now();
+  const r = await run.exit;
+  assert.ok(Date.now() - killedAt < 10_000, `took ${Date.now() - killedAt} ms`);
+  assert.is(r.code, 1);
+  const line = r.stderr.split('\n').find((l) => l.startsWith('commloop: '));
+  assert.match(line, new RegExp(`^commloop: stage "c" rank [01] \\(pid ${victim}\\).* died; aborting the run$`));
+  await until(() => pids.filter(exists).length === 0, 3000);
+  assert.equal(pids.filter(exists).map(cmdline), [], 'processes of the run are left');
+});
+
+failures('a killed TypeScript rank names its stage', async () => {
+  const run = await longRun(['--c-backend', 'wasm']);
+  const pids = descendants(run.child.pid);
+  const victim = pids.find((p) => cmdline(p).includes('worker.js ts'));
+  process.kill(victim, 'SIGKILL');
+  const r = await run.exit;
+  assert.is(r.code, 1);
+  assert.match(r.stderr, new RegExp(`commloop: stage "ts[12]" rank [01] \\(pid ${victim}\\).* died; aborting the run\\n`));
+  await until(() => pids.filter(exists).length === 0, 3000);
+  assert.equal(pids.filter(exists).map(cmdline), []);
+});
+
+failures('SIGINT stops cleanly: result so far, exit 130, every rank gone', async () => {
+  const run = await longRun(['--json']);
+  const pids = descendants(run.child.pid);
+  run.child.kill('SIGINT');
+  const r = await run.exit;
+  assert.is(r.code, 130, r.stderr);
+  const o = JSON.parse(r.stdout);
+  assert.is(o.stopped, true);
+  assert.is(o.checksum, referenceRing(2, [[10, 10, 10]], o.iterations).checksum);
+  assert.is(r.stderr, `commloop: stopped by signal after ${o.iterations} of 2000000000 iterations\n`);
+  assert.equal(pids.filter(exists).map(cmdline), []);
+});
+
+failures.run();
