@@ -33,13 +33,13 @@ checksums('the reference agrees with the published checksums', () => {
 
 checksums('sizes that change every iteration match the reference', () => {
   const schedule = [[1, 1, 1], [10, 10, 10], [100, 100, 100], [1000, 1000, 1000], [10000, 10000, 10000]];
-  const r = cliJson(['-p', '3', '--sizes', schedule.map((t) => t.join(',')).join('/'), '-i', '12']);
+  const r = cliJson(['-p', '3', '--sizes', schedule.map((t) => t.join(',')).join('/'), '-i', '12', '--transport', 'threads']);
   assert.is(r.checksum, referenceRing(3, schedule, 12).checksum);
   assert.equal(r.sizes, schedule);
 });
 
 checksums('human output names the ring and prints the checksum', () => {
-  const r = cli(['-p', '2', '--sizes', '10,1000,1000', '-i', '3']);
+  const r = cli(['-p', '2', '--sizes', '10,1000,1000', '-i', '3', '--transport', 'threads']);
   assert.is(r.status, 0);
   assert.is(
     r.stdout,
@@ -50,7 +50,7 @@ checksums('human output names the ring and prints the checksum', () => {
 });
 
 checksums('-g prints the breakdown rows in order', () => {
-  const r = cli(['-p', '2', '--sizes', '10,1000,1000', '-i', '3', '-g']);
+  const r = cli(['-p', '2', '--sizes', '10,1000,1000', '-i', '3', '-g', '--transport', 'threads']);
   assert.is(r.status, 0);
   const rows = r.stdout.split('\n').filter((l) => /^\| [A-Z]/.test(l)).map((l) => l.split('|')[1].trim());
   assert.equal(rows, ['Part of code', 'Start workers', 'First loop iter', 'Last loop iter', 'Mean iteration', 'Median iteration', 'Total']);
@@ -59,6 +59,12 @@ checksums('-g prints the breakdown rows in order', () => {
 checksums.run();
 
 const json = suite('--json');
+
+json('without --c-backend, --transport threads runs the WASM kernel', () => {
+  const r = cliJson(['-p', '2', '--sizes', '10,1000,1000', '-i', '3', '--transport', 'threads']);
+  assert.is(r.cBackend, 'wasm');
+  assert.is(r.checksum, 14468.8671875);
+});
 
 json('prints one object with the documented fields', () => {
   const r = cli(['-p', '2', '--sizes', '10,1000,1000000', '-i', '20', '--transport', 'threads', '--c-backend', 'wasm', '--json']);
@@ -91,7 +97,7 @@ const BAD = [
   [['-i', '1.5'], '--iterations must be a positive integer (got "1.5")'],
   [['--sizes', '1,2'], '--sizes must be three positive integers n1,n2,n3, or several such triples separated by "/" (got "1,2")'],
   [['--sizes', '0,1,1'], '--sizes must be three positive integers n1,n2,n3, or several such triples separated by "/" (got "0,1,1")'],
-  [['--transport', 'carrier-pigeon'], '--transport must be one of threads (got "carrier-pigeon")'],
+  [['--transport', 'carrier-pigeon'], '--transport must be one of mpi, threads (got "carrier-pigeon")'],
   [['--c-backend', 'fortran'], '--c-backend must be one of native, wasm (got "fortran")'],
   [['--threads', 'x'], '--threads must be a positive integer (got "x")'],
   [['--timeout', '0'], '--timeout must be a positive number of seconds (got "0")'],
@@ -121,8 +127,8 @@ bad.run();
 
 const signals = suite('signals');
 
-signals('SIGINT stops the loop cleanly with a result and exit 130', async () => {
-  const child = spawn(process.execPath, [master, '-p', '2', '--sizes', '10,10,10', '-i', '2000000000', '--json']);
+signals('SIGINT stops the threads loop cleanly with a result and exit 130', async () => {
+  const child = spawn(process.execPath, [master, '-p', '2', '--sizes', '10,10,10', '-i', '2000000000', '--json', '--transport', 'threads']);
   let out = '';
   let err = '';
   child.stdout.on('data', (d) => (out += d));

@@ -220,8 +220,11 @@ void EndOrted(int timeout_ms) {
     fclose(f);
     comm[n] = 0;
     if (strncmp(comm, "orted", 5) != 0) continue;
-    kill(k, SIGTERM);
+    // Let it reap the ranks it started first, or they become init's zombies.
     int64_t until = NowMs() + timeout_ms;
+    while (!ChildrenOf(k).empty() && NowMs() < until) usleep(2000);
+    kill(k, SIGTERM);
+    until = NowMs() + timeout_ms;
     while (waitpid(k, nullptr, WNOHANG) == 0) {
       if (NowMs() > until) {
         kill(k, SIGKILL);
