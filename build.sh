@@ -60,6 +60,13 @@ if newer "$worker" transport/c_worker.c wasm/commloop_kernel.c wasm/commloop_ker
   mpicc.openmpi -O3 -ffp-contract=off -Wall -Wextra -o "$worker" transport/c_worker.c wasm/commloop_kernel.c
 fi
 
+# --- the benchmark's C floor: the same ring, every process in C -----------------
+floor=dist/commloop_c_floor
+if newer "$floor" bench/c_floor.c; then
+  say "mpicc $floor"
+  mpicc.openmpi -O3 -ffp-contract=off -Wall -Wextra -o "$floor" bench/c_floor.c
+fi
+
 # --- the native addons: the kernel (no MPI) and the MPI transport -------------------
 if newer build/Release/commloop_kernel.node binding.gyp transport wasm ||
   newer build/Release/commloop_mpi.node binding.gyp transport; then

@@ -13,7 +13,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #define CL_MAGIC 0x434C4F50
 #define CL_VERSION 1
@@ -108,6 +110,9 @@ int main(int argc, char **argv) {
         }
     }
     if (procs < 1 || iters < 1 || ntrip < 1 || !worker) usage("-p, --sizes, -i and --worker are all required");
+    /* Open MPI 4.1 spawning a missing executable from a singleton hangs instead of failing. */
+    struct stat st;
+    if (stat(worker, &st) != 0 || !S_ISREG(st.st_mode) || access(worker, X_OK) != 0) usage("--worker is not an executable file");
 
     /* Stage s outputs triple[(s+1)%3] per rank; buffer s+1 (mod 3) holds it, buffer 0 is Array1/4. */
     size_t cap[STAGES] = {0, 0, 0};

@@ -24,7 +24,10 @@ export interface MpiAddon {
   readonly PROC_NULL: number;
   setErrorClass(cls: typeof MpiError): void;
   init(): { version: string; threadLevel: number; world: number; rank: number; size: number };
-  spawn(command: string, args: string[], maxprocs: number, info?: Record<string, string>): number;
+  /** `label` names the stage in the watchdog's message if the spawn outlives the timeout. */
+  spawn(command: string, args: string[], maxprocs: number, info?: Record<string, string>, label?: string): number;
+  /** The deadline of every blocking call from now on, spawn included. */
+  setTimeout(ms: number): void;
   getParent(): number | null;
   split(comm: number, color: number, key: number): number | null;
   describe(comm: number): { inter: boolean; rank: number; size: number; remoteSize: number };

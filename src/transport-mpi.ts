@@ -49,12 +49,13 @@ export class MpiTransport implements Transport {
     this.m = mpi();
     this.m.init();
     const { m } = this;
+    m.setTimeout(this.ctx.timeoutMs);
     const here = hostHash();
     this.plan.stages.forEach((st, s) => {
       const [command, args] = stageCommand(st, this.opts.cBackend);
       let comm: number;
       try {
-        comm = m.spawn(command, args, st.ranks, this.opts.spawnInfo);
+        comm = m.spawn(command, args, st.ranks, this.opts.spawnInfo, st.name);
       } catch (err) {
         const hint = process.env.OMPI_COMM_WORLD_SIZE
           ? ' (under mpirun, add --oversubscribe or give it a hostfile with enough slots)'

@@ -171,6 +171,8 @@ std::atomic<const char*> g_inflight_op{""};
 std::atomic<int64_t> g_inflight_since{0};
 std::atomic<int64_t> g_timeout_ms{60000};
 std::atomic<bool> g_watch_started{false};
+std::string g_spawn_label;  // the stage being spawned, for the watchdog's message (under g_watch_mu)
+constexpr int kSpawning = -2;  // g_inflight_comm while MPI_Comm_spawn runs
 
 int64_t NowMs() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch()).count();
@@ -281,11 +283,18 @@ void WatchLoop() {
     if (!dead.empty()) Fail(dead + " died");
     int c = g_inflight_comm.load();
     int64_t since = g_inflight_since.load();
-    if (c >= 0 && since > 0 && NowMs() - since > g_timeout_ms.load()) {
-      std::string stage = static_cast<size_t>(c) < g_watched.size() && !g_watched[c].stage.empty() ? g_watched[c].stage : "comm " + std::to_string(c);
+    if ((c >= 0 || c == kSpawning) && since > 0 && NowMs() - since > g_timeout_ms.load()) {
+      std::string stage = c == kSpawning ? g_spawn_label
+                          : static_cast<size_t>(c) < g_watched.size() && !g_watched[c].stage.empty() ? g_watched[c].stage
+                                                                                                    : "comm " + std::to_string(c);
       Fail("stage \"" + stage + "\" did not answer " + g_inflight_op.load() + " within " + std::to_string(g_timeout_ms.load()) + " ms");
     }
   }
+}
+
+// Only the master needs the thread; stage processes never start it.
+void EnsureWatchdog() {
+  if (!g_watch_started.exchange(true)) std::thread(WatchLoop).detach();
 }
 
 // Marks a blocking call for the watchdog for its duration.
@@ -379,8 +388,16 @@ Napi::Value Spawn(const Napi::CallbackInfo& info) {
   std::vector<char*> argv;
   for (std::string& a : args) argv.push_back(&a[0]);
   argv.push_back(nullptr);
+  std::string label = info.Length() > 4 && info[4].IsString() ? info[4].As<Napi::String>().Utf8Value() : command;
+  {
+    std::lock_guard<std::mutex> lock(g_watch_mu);
+    g_spawn_label = label;
+  }
   std::vector<int> errcodes(maxprocs, MPI_SUCCESS);
   MPI_Comm inter = MPI_COMM_NULL;
+  // A missing or non-MPI executable makes a singleton's spawn hang: bound it too.
+  EnsureWatchdog();
+  InFlight f(kSpawning, "its spawn");
   int rc = MPI_Comm_spawn(command.c_str(), argv.data(), maxprocs, mpiInfo, 0, MPI_COMM_SELF, &inter, errcodes.data());
   if (mpiInfo != MPI_INFO_NULL) MPI_Info_free(&mpiInfo);
   Check(env, rc, "MPI_Comm_spawn");
@@ -557,8 +574,15 @@ Napi::Value Watch(const Napi::CallbackInfo& info) {
     g_watched[h] = w;
   }
   g_timeout_ms.store(timeout);
-  if (!g_watch_started.exchange(true)) std::thread(WatchLoop).detach();
+  EnsureWatchdog();
   return env.Undefined();
+}
+
+// setTimeout(ms): the deadline of every blocking call from now on (spawn included).
+Napi::Value SetTimeoutMs(const Napi::CallbackInfo& info) {
+  g_timeout_ms.store(IntArg(info, 0, "timeoutMs", 1, 2147483647));
+  EnsureWatchdog();
+  return info.Env().Undefined();
 }
 
 Napi::Value Unwatch(const Napi::CallbackInfo& info) {
@@ -597,6 +621,7 @@ Napi::Object Module(Napi::Env env, Napi::Object exports) {
   exports.Set("abort", Napi::Function::New(env, Abort, "abort"));
   exports.Set("watch", Napi::Function::New(env, Watch, "watch"));
   exports.Set("unwatch", Napi::Function::New(env, Unwatch, "unwatch"));
+  exports.Set("setTimeout", Napi::Function::New(env, SetTimeoutMs, "setTimeout"));
   exports.Set("killAll", Napi::Function::New(env, KillAll, "killAll"));
   return exports;
 }

@@ -1,0 +1,199 @@
+// Writes docs/BENCHMARKS.md and docs/bench-plot.svg from the bench's JSON lines.
+// Never edit those two files by hand: run `npm run bench` (or `node bench/report.mjs`).
+import { readFileSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { IMPLS } from './trials.mjs';
+
+const us = (s) => (s * 1e6).toFixed(s < 1e-4 ? 2 : 1);
+const x = (r) => (r === undefined ? '–' : `${r.toFixed(2)}x`);
+
+function cellsOf(trials) {
+  const cells = new Map();
+  for (const t of trials) {
+    const key = `${t.ranks}|${t.shape}`;
+    if (!cells.has(key)) cells.set(key, { ranks: t.ranks, shape: t.shape, label: t.label, iterations: t.iterations, by: {} });
+    cells.get(key).by[t.impl] = t;
+  }
+  return [...cells.values()];
+}
+
+const median = (t) => (t?.ok ? t.result.medianIterS : undefined);
+const ratio = (a, b) => (a !== undefined && b !== undefined ? a / b : undefined);
+
+function targets(cells, kernels) {
+  const rows = [];
+  const verdict = (ok) => (ok === undefined ? 'not measured' : ok ? '**met**' : '**missed**');
+  for (const impl of ['mpi/native', 'mpi/wasm']) {
+    const rs = cells.map((c) => [c, ratio(median(c.by[impl]), median(c.by['c-floor']))]).filter(([, r]) => r !== undefined);
+    const worst = rs.reduce((w, cur) => (!w || cur[1] > w[1] ? cur : w), undefined);
+    rows.push([
+      `${impl} per-iteration median within 1.2x of the C floor in every cell`,
+      worst ? `worst ${x(worst[1])} (N=${worst[0].ranks}, ${worst[0].label}); ${rs.filter(([, r]) => r > 1.2).length} of ${rs.length} cells over` : '–',
+      verdict(worst ? worst[1] <= 1.2 : undefined),
+    ]);
+  }
+  for (const impl of ['threads/wasm', 'threads/native']) {
+    for (const shape of ['8B', '1MiB']) {
+      const c = cells.find((c) => c.ranks === 2 && c.shape === shape);
+      const r = c && ratio(median(c.by[impl]), median(c.by['c-floor']));
+      rows.push([`${impl} at most 1/3 of the C floor (N=2, ${c?.label ?? shape})`, r === undefined ? '–' : x(r), verdict(r === undefined ? undefined : r <= 1 / 3)]);
+    }
+  }
+  const k = kernels.find((k) => k.n === 1_000_000);
+  rows.push(['WASM kernel within 1.25x of native at 1e6 doubles', k ? x(k.ratio) : '–', verdict(k ? k.ratio <= 1.25 : undefined)]);
+  for (const [impl, limit] of [['mpi/native', 1.5], ['mpi/wasm', 1.5], ['threads/wasm', 0.3], ['threads/native', 0.3]]) {
+    const starts = cells.filter((c) => c.ranks === 2 && c.by[impl]?.ok).map((c) => c.by[impl].result.startS);
+    const worst = starts.length ? Math.max(...starts) : undefined;
+    rows.push([`start-up under ${limit} s, ${impl}, N=2`, worst === undefined ? '–' : `worst ${worst.toFixed(3)} s`, verdict(worst === undefined ? undefined : worst < limit)]);
+  }
+  for (const impl of ['threads/native', 'threads/wasm', 'mpi/native', 'mpi/wasm']) {
+    const rs = cells.map((c) => [c, ratio(median(c.by[impl]), median(c.by.mpi4py))]).filter(([, r]) => r !== undefined);
+    const worst = rs.reduce((w, cur) => (!w || cur[1] > w[1] ? cur : w), undefined);
+    rows.push([
+      `${impl} faster than the mpi4py peer in every cell`,
+      worst ? `worst ${x(worst[1])} of mpi4py (N=${worst[0].ranks}, ${worst[0].label})` : '–',
+      verdict(worst ? worst[1] < 1 : undefined),
+    ]);
+  }
+  return rows;
+}
+
+function plot(cells) {
+  const W = 720, H = 460, L = 70, R = 170, T = 20, B = 50;
+  const series = IMPLS.map((i) => i.id);
+  const colors = ['#1f77b4', '#17becf', '#d62728', '#ff7f0e', '#2ca02c', '#9467bd'];
+  const pts = series.map((id) =>
+    cells
+      .filter((c) => c.ranks === 2 && c.by[id]?.ok && /^[0-9]/.test(c.label))
+      .map((c) => [c.by[id].sizes[0][0] * 8, median(c.by[id])])
+      .sort((a, b) => a[0] - b[0]),
+  );
+  const all = pts.flat();
+  if (!all.length) return '<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"/>';
+  const lx = all.map((p) => Math.log10(p[0]));
+  const ly = all.map((p) => Math.log10(p[1] * 1e6));
+  const [x0, x1] = [Math.floor(Math.min(...lx)), Math.ceil(Math.max(...lx))];
+  const [y0, y1] = [Math.floor(Math.min(...ly)), Math.ceil(Math.max(...ly))];
+  const sx = (v) => L + ((Math.log10(v) - x0) / (x1 - x0 || 1)) * (W - L - R);
+  const sy = (v) => H - B - ((Math.log10(v * 1e6) - y0) / (y1 - y0 || 1)) * (H - T - B);
+  const g = [];
+  for (let e = x0; e <= x1; e++) {
+    const px = sx(10 ** e);
+    g.push(`<line x1="${px}" y1="${T}" x2="${px}" y2="${H - B}" stroke="#ddd"/><text x="${px}" y="${H - B + 18}" font-size="12" text-anchor="middle">1e${e} B</text>`);
+  }
+  for (let e = y0; e <= y1; e++) {
+    const py = H - B - ((e - y0) / (y1 - y0 || 1)) * (H - T - B);
+    g.push(`<line x1="${L}" y1="${py}" x2="${W - R}" y2="${py}" stroke="#ddd"/><text x="${L - 6}" y="${py + 4}" font-size="12" text-anchor="end">${10 ** e >= 1 ? 10 ** e : (10 ** e).toFixed(-e)} µs</text>`);
+  }
+  pts.forEach((p, i) => {
+    if (!p.length) return;
+    g.push(`<polyline fill="none" stroke="${colors[i]}" stroke-width="2" points="${p.map(([a, b]) => `${sx(a).toFixed(1)},${sy(b).toFixed(1)}`).join(' ')}"/>`);
+    for (const [a, b] of p) g.push(`<circle cx="${sx(a).toFixed(1)}" cy="${sy(b).toFixed(1)}" r="3" fill="${colors[i]}"/>`);
+    g.push(`<line x1="${W - R + 15}" y1="${T + 20 * i + 10}" x2="${W - R + 40}" y2="${T + 20 * i + 10}" stroke="${colors[i]}" stroke-width="2"/><text x="${W - R + 46}" y="${T + 20 * i + 14}" font-size="12">${series[i]}</text>`);
+  });
+  return `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" font-family="sans-serif">
+<rect width="${W}" height="${H}" fill="white"/>
+${g.join('\n')}
+<text x="${(L + W - R) / 2}" y="${H - 10}" font-size="13" text-anchor="middle">bytes per rank per stage (N=2, uniform sizes)</text>
+<text x="16" y="${(T + H - B) / 2}" font-size="13" text-anchor="middle" transform="rotate(-90 16 ${(T + H - B) / 2})">median time per iteration</text>
+</svg>
+`;
+}
+
+const ORIGINAL = `Measured by the original CommLoop (Python + mpi4py + C, 10 processes per worker group, 400
+iterations) on its authors' hardware in 2014, **as published**: other hardware, other software,
+other year. Shown for orientation only; no ratio is taken against it.
+
+| Size of array | Mean time (s) |
+|---:|---:|
+| 1 B | 0.00505563914776 |
+| 10 B | 0.0050656175613 |
+| 100 B | 0.0056332963705 |
+| 1 KB | 0.00832622706890 |
+| 10 KB | 0.0449095028639 |
+| 100 KB | 0.492187131643 |
+| 1 MB | 4.45193855694 |
+| 1 B, 10 B, 100 B, 1 KB, 10 KB | 0.0697515845299 |
+| 10 B, 1 KB, 1 MB, 10 B | 0.40219643116 |
+
+| Part of code (original default setup) | Time (s) |
+|---|---:|
+| Start MPI Comm | 3.52986693382 |
+| First loop iter | 1.15215110779 |
+| Last loop iter | 0.39165186882 |
+| Avg iteration | 0.40219643116 |
+| Total Code | 43.7606859207 |`;
+
+export function writeReport(results, root) {
+  const machine = results.find((r) => r.kind === 'machine') ?? {};
+  const trials = results.filter((r) => r.kind === 'trial');
+  const kernels = results.filter((r) => r.kind === 'kernel');
+  const cells = cellsOf(trials);
+  const md = [];
+  md.push('# Benchmarks', '');
+  md.push(
+    `Generated by \`npm run bench${machine.mode === 'quick' ? ' -- --quick' : ''}\` (bench/run.mjs, bench/report.mjs) from`,
+    '`bench/results/latest.jsonl`; do not edit by hand.',
+    '',
+    `- Run: ${machine.date} (${machine.mode} table)`,
+    `- Machine: ${machine.cpu}, ${machine.cores} cores (shared; absolute times are noise, ratios are the figures)`,
+    `- Node ${machine.node}; ${machine.openmpi}; ${machine.python}; mpi4py, NumPy ${machine.mpi4py}`,
+    '',
+    'Every trial runs in a fresh process. Every implementation in a cell runs the same ring with the',
+    'same ranks, sizes and iteration count, and its checksum is checked against the others and the',
+    'JS reference (`test/reference.mjs`): a ✓ below means it matched. Times are the median (and min)',
+    'of per-iteration wall time measured by each program itself; start is from the first spawn (or',
+    'thread start) until every stage answered. Ratios divide medians measured in the same run.',
+    '',
+    '- **c-floor**: the same ring all in C (`bench/c_floor.c` spawning `commloop_c_worker` for every',
+    '  stage, `mpicc -O3`), over the same protocol: the best an MPI implementation of this loop does here.',
+    '- **mpi4py**: the same ring in Python, master and workers, NumPy buffers (`bench/mpi4py_ring.py`).',
+    '',
+  );
+  md.push('## Targets', '', '| target | measured | verdict |', '|---|---|---|');
+  for (const [t, m, v] of targets(cells, kernels)) md.push(`| ${t} | ${m} | ${v} |`);
+  md.push('');
+  md.push('## Per-iteration time', '', '![per-iteration time against array size](bench-plot.svg)', '');
+  for (const c of cells) {
+    const floor = median(c.by['c-floor']);
+    const py = median(c.by.mpi4py);
+    md.push(`### N=${c.ranks}, ${c.label} (${c.iterations} iterations)`, '');
+    md.push('| implementation | median µs | min µs | start s | / C floor | / mpi4py | checksum |', '|---|---:|---:|---:|---:|---:|---|');
+    for (const impl of IMPLS.map((i) => i.id)) {
+      const t = c.by[impl];
+      if (!t) continue;
+      if (!t.ok) {
+        md.push(`| ${impl} | failed (exit ${t.status}) | | | | | ✗ |`);
+        continue;
+      }
+      const m = t.result.medianIterS;
+      md.push(
+        `| ${impl} | ${us(m)} | ${us(t.result.minIterS)} | ${t.result.startS.toFixed(3)} | ${x(ratio(m, floor))} | ${x(ratio(m, py))} | ✓ ${t.result.checksum} |`,
+      );
+    }
+    md.push('');
+  }
+  const def = cells.find((c) => c.shape === 'default' && c.ranks === 10) ?? cells.find((c) => c.shape === 'default');
+  if (def) {
+    md.push(`## Default-setup breakdown (N=${def.ranks}, sizes 10,1000,1000000, ${def.iterations} iterations)`, '');
+    const impls = IMPLS.map((i) => i.id).filter((id) => def.by[id]?.ok);
+    md.push(`| part (seconds) | ${impls.join(' | ')} |`, `|---|${impls.map(() => '---:').join('|')}|`);
+    for (const [label, k] of [['Start workers', 'startS'], ['First loop iter', 'firstIterS'], ['Last loop iter', 'lastIterS'], ['Mean iteration', 'meanIterS'], ['Total', 'totalS']]) {
+      md.push(`| ${label} | ${impls.map((id) => def.by[id].result[k].toFixed(6)).join(' | ')} |`);
+    }
+    md.push('');
+  }
+  md.push('## Kernel micro-benchmark', '', 'ns per element of `halfmean` (one read pass, one write pass), median of repeated calls in one process.', '');
+  md.push('| doubles | WASM ns/elem | native ns/elem | WASM / native |', '|---:|---:|---:|---:|');
+  for (const k of kernels) md.push(`| ${k.n} | ${k.wasmNsPerElem.toFixed(3)} | ${k.nativeNsPerElem.toFixed(3)} | ${x(k.ratio)} |`);
+  md.push('', '## The original CommLoop, as published (2014)', '', ORIGINAL, '');
+  writeFileSync(join(root, 'docs', 'BENCHMARKS.md'), md.join('\n'));
+  writeFileSync(join(root, 'docs', 'bench-plot.svg'), plot(cells));
+}
+
+if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
+  const root = dirname(dirname(fileURLToPath(import.meta.url)));
+  const file = process.argv[2] ?? join(root, 'bench', 'results', 'latest.jsonl');
+  writeReport(readFileSync(file, 'utf8').trim().split('\n').map((l) => JSON.parse(l)), root);
+}

@@ -1,0 +1,91 @@
+// npm run bench [-- --quick]: runs the trial table (bench/trials.mjs), each trial in a
+// fresh process, appends one JSON line per result to bench/results/latest.jsonl, checks
+// every checksum of a cell against the others and against the JS reference, runs the
+// kernel micro-benchmark, then writes docs/BENCHMARKS.md and its plot (bench/report.mjs).
+import { spawnSync, execFileSync } from 'node:child_process';
+import { appendFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { availableParallelism, cpus } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { referenceRing } from '../test/reference.mjs';
+import { FULL, IMPLS, QUICK, SHAPES, iterationsFor } from './trials.mjs';
+import { writeReport } from './report.mjs';
+
+const root = dirname(dirname(fileURLToPath(import.meta.url)));
+const quick = process.argv.includes('--quick');
+const only = process.argv.find((a) => a.startsWith('--only='))?.slice(7);
+const out = join(root, 'bench', 'results', 'latest.jsonl');
+mkdirSync(dirname(out), { recursive: true });
+writeFileSync(out, '');
+const record = (o) => appendFileSync(out, JSON.stringify(o) + '\n');
+
+function version(cmd, args, pick = (s) => s.split('\n')[0]) {
+  try {
+    return pick(execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim());
+  } catch {
+    return 'not found';
+  }
+}
+
+record({
+  kind: 'machine',
+  date: new Date().toISOString(),
+  mode: quick ? 'quick' : 'full',
+  cpu: cpus()[0]?.model ?? 'unknown',
+  cores: availableParallelism(),
+  node: process.version,
+  openmpi: version('mpirun', ['--version']),
+  python: version('/usr/bin/python3', ['--version']),
+  mpi4py: version('/usr/bin/python3', ['-c', 'import mpi4py, numpy; print(mpi4py.__version__, numpy.__version__)']),
+});
+
+function command(impl, ranks, sizes, iterations) {
+  const common = ['-p', String(ranks), '--sizes', sizes.map((t) => t.join(',')).join('/'), '-i', String(iterations)];
+  if (impl.kind === 'project') return [process.execPath, [join(root, 'dist', 'master.js'), ...common, ...impl.args, '--json']];
+  if (impl.id === 'c-floor') {
+    return [join(root, 'dist', 'commloop_c_floor'), [...common, '--worker', join(root, 'dist', 'commloop_c_worker')]];
+  }
+  return ['/usr/bin/python3', [join(root, 'bench', 'mpi4py_ring.py'), ...common]];
+}
+
+const cells = quick ? QUICK : FULL;
+const seconds = quick ? 0.4 : 1.0;
+let failures = 0;
+for (const { ranks, shape } of cells) {
+  const { sizes, label } = SHAPES[shape];
+  const iterations = iterationsFor(ranks, sizes, seconds);
+  const expected = referenceRing(ranks, sizes, iterations).checksum;
+  for (const impl of IMPLS) {
+    if (only && !impl.id.includes(only)) continue;
+    const [cmd, args] = command(impl, ranks, sizes, iterations);
+    const t0 = performance.now();
+    const r = spawnSync(cmd, args, { encoding: 'utf8', timeout: 300_000 });
+    const wallS = (performance.now() - t0) / 1000;
+    const line = r.stdout?.trim().split('\n').filter((l) => l.startsWith('{')).pop();
+    let result;
+    try {
+      result = JSON.parse(line);
+    } catch {
+      result = undefined;
+    }
+    const ok = r.status === 0 && result?.checksum === expected;
+    if (!ok) failures++;
+    const trial = { kind: 'trial', ranks, shape, label, sizes, iterations, impl: impl.id, wallS, ok, expected };
+    record(ok ? { ...trial, result } : { ...trial, status: r.status, stderr: (r.stderr ?? '').slice(-2000), result });
+    const med = result ? `${(result.medianIterS * 1e6).toFixed(1)} us/iter` : 'no result';
+    process.stderr.write(
+      `${ok ? 'ok  ' : 'FAIL'} N=${ranks} ${label.padEnd(24)} ${impl.id.padEnd(15)} ${String(iterations).padStart(6)} it  ${med}  (${wallS.toFixed(1)} s)\n`,
+    );
+  }
+}
+
+const kernel = spawnSync(process.execPath, [join(root, 'bench', 'kernel.mjs'), quick ? '200' : '600'], { encoding: 'utf8' });
+for (const l of kernel.stdout.trim().split('\n').filter(Boolean)) record(JSON.parse(l));
+
+const results = readFileSync(out, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+writeReport(results, root);
+process.stderr.write(`wrote docs/BENCHMARKS.md and docs/bench-plot.svg from ${out}\n`);
+if (failures) {
+  process.stderr.write(`${failures} trial(s) failed or gave a checksum other than the reference's\n`);
+  process.exit(1);
+}

@@ -1,0 +1,50 @@
+// The benchmark's trial table, in one place: implementations x ranks x sizes.
+// Every implementation runs the same ring with the same parameters, so checksums
+// must agree within a cell (bench/run.mjs asserts it).
+
+/** Uniform shapes: every stage moves `n` doubles per rank. */
+const uniform = (label, n) => ({ label, bytesPerRank: n * 8, sizes: [[n, n, n]] });
+
+export const SHAPES = {
+  '8B': uniform('8 B', 1),
+  '1KiB': uniform('1 KiB', 128),
+  '10KiB': uniform('10 KiB', 1280),
+  '100KiB': uniform('100 KiB', 12800),
+  '1MiB': uniform('1 MiB', 131072),
+  // The original's default shapes (Array1/4 = 10, Array2 = 1000, Array3 = 1e6 doubles per rank).
+  default: { label: 'default 10,1000,1000000', sizes: [[10, 1000, 1000000]] },
+  // The original's mixed-size run: consecutive iterations use 8 B, 80 B, 800 B, 8 KiB, 80 KiB per rank.
+  mixed: {
+    label: 'mixed 8 B..80 KiB',
+    sizes: [1, 10, 100, 1024, 10240].map((n) => [n, n, n]),
+  },
+};
+
+/** Implementations: the project's transports x C backends, and the two references. */
+export const IMPLS = [
+  { id: 'threads/native', kind: 'project', args: ['--transport', 'threads', '--c-backend', 'native'] },
+  { id: 'threads/wasm', kind: 'project', args: ['--transport', 'threads', '--c-backend', 'wasm'] },
+  { id: 'mpi/native', kind: 'project', args: ['--transport', 'mpi', '--c-backend', 'native'] },
+  { id: 'mpi/wasm', kind: 'project', args: ['--transport', 'mpi', '--c-backend', 'wasm'] },
+  { id: 'c-floor', kind: 'reference' },
+  { id: 'mpi4py', kind: 'reference' },
+];
+
+export const FULL = [
+  ...['8B', '1KiB', '10KiB', '100KiB', '1MiB', 'default', 'mixed'].map((shape) => ({ ranks: 2, shape })),
+  ...['8B', '1KiB', '1MiB', 'default', 'mixed'].map((shape) => ({ ranks: 10, shape })),
+];
+
+export const QUICK = ['8B', '1MiB', 'default'].map((shape) => ({ ranks: 2, shape }));
+
+/**
+ * Iterations for a cell, the same for every implementation so checksums compare:
+ * enough that the slowest (the mpi4py peer, roughly 200 us per 2 ranks + 1 GB/s here) loops
+ * for about `seconds`.
+ */
+export function iterationsFor(ranks, sizes, seconds) {
+  const doubles = sizes.reduce((a, [n1, n2, n3]) => a + n1 + n2 + n3, 0) / sizes.length;
+  const bytes = ranks * doubles * 8 * 2; // scattered and gathered once per stage
+  const est = 200e-6 * (ranks / 2) + bytes / 1e9;
+  return Math.max(3, Math.min(20000, Math.round(seconds / est)));
+}
