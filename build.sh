@@ -78,7 +78,7 @@ fi
 if newer dist/master.js src package.json build.sh; then
   say "esbuild dist/"
   npx esbuild src/master.ts src/thread-worker.ts src/worker.ts src/index.ts \
-    --bundle --platform=node --target=node20 --format=esm --outdir=dist \
+    --bundle --external:esbuild --platform=node --target=node20 --format=esm --outdir=dist \
     --log-level=warning
 fi
 if newer dist/types/index.d.ts src tsconfig.json; then

@@ -4,7 +4,7 @@
  * addresses it directly, so no array is copied per iteration.
  */
 import { UsageError } from './errors.js';
-import { ARENA_BASE } from './executor.js';
+import { ARENA_BASE, STACK_BYTES } from './executor.js';
 import type { RingPlan } from './pipeline.js';
 
 const PAGE = 65536;
@@ -14,15 +14,22 @@ export interface Arena {
   memory: WebAssembly.Memory;
   /** Byte offset of buffer s (the input of stage s). */
   buffers: number[];
+  /** Top of each executor's WASM stack region (stacks grow down). */
+  stackTops: number[];
   f64: Float64Array;
 }
 
-export function makeArena(plan: RingPlan): Arena {
+export function makeArena(plan: RingPlan, executors = 0): Arena {
   const buffers: number[] = [];
   let end = ARENA_BASE;
   for (const elems of plan.maxInput) {
     buffers.push(end);
     end += Math.ceil((elems * 8) / 64) * 64; // cache-line aligned, so ranks of adjacent buffers never share a line
+  }
+  const stackTops: number[] = [];
+  for (let i = 0; i < executors; i++) {
+    end += STACK_BYTES;
+    stackTops.push(end);
   }
   const pages = Math.ceil(end / PAGE);
   if (pages > MAX_PAGES) {
@@ -31,5 +38,5 @@ export function makeArena(plan: RingPlan): Arena {
     );
   }
   const memory = new WebAssembly.Memory({ initial: pages, maximum: pages, shared: true });
-  return { memory, buffers, f64: new Float64Array(memory.buffer) };
+  return { memory, buffers, stackTops, f64: new Float64Array(memory.buffer) };
 }

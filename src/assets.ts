@@ -11,17 +11,22 @@ export const distDir = dirname(fileURLToPath(import.meta.url));
 export const rootDir = dirname(distDir);
 
 export const kernelWasmPath = join(distDir, 'commloop_kernel.wasm');
+/** The native C stage for MPI, built by build.sh with mpicc. */
+export const nativeWorkerPath = join(distDir, 'commloop_c_worker');
 
-let wasmModule: WebAssembly.Module | undefined;
+const wasmModules = new Map<string, WebAssembly.Module>();
 
-export function kernelModule(): WebAssembly.Module {
-  if (!wasmModule) {
-    if (!existsSync(kernelWasmPath)) {
-      throw new Error(`${kernelWasmPath} is missing: run "bash build.sh" (needs emscripten: apt-get install -y emscripten)`);
+/** The compiled kernel module at `path` (the built-in one by default), compiled once per thread. */
+export function kernelModule(path = kernelWasmPath): WebAssembly.Module {
+  let m = wasmModules.get(path);
+  if (!m) {
+    if (!existsSync(path)) {
+      throw new Error(`${path} is missing: run "bash build.sh" (needs emscripten: apt-get install -y emscripten)`);
     }
-    wasmModule = new WebAssembly.Module(readFileSync(kernelWasmPath));
+    m = new WebAssembly.Module(readFileSync(path));
+    wasmModules.set(path, m);
   }
-  return wasmModule;
+  return m;
 }
 
 const require = createRequire(import.meta.url);
@@ -37,8 +42,10 @@ export function loadAddon<T>(name: string): T {
 }
 
 export interface KernelAddon {
-  /** Runs the named native kernel over one chunk; views may be over shared memory. */
-  run(fn: string, input: Float64Array, output: Float64Array, rank: number, nranks: number, iteration: number): void;
+  /** Runs a built-in kernel (by name) or an opened one (by handle) over one chunk; views may be over shared memory. */
+  run(fn: string | number, input: Float64Array, output: Float64Array, rank: number, nranks: number, iteration: number): void;
+  /** dlopens a shared library and finds the kernel symbol; returns a handle for run(). */
+  open(lib: string, symbol: string): number;
   sum(x: Float64Array): number;
 }
 

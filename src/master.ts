@@ -1,8 +1,19 @@
 /** The CLI: node dist/master.js [options]. Exit 0 on success, 1 on a failed run, 2 on bad input, 130 on Ctrl-C. */
+import { writeFileSync } from 'node:fs';
 import { UsageError } from './errors.js';
-import { HELP, parseArgs } from './options.js';
+import { MPMD_PIDFILE_ENV, launchMpmd } from './launch-mpmd.js';
+import { HELP, parseArgs, type CliOptions } from './options.js';
+import { demoPipeline, type PipelineSpec } from './pipeline.js';
+import { loadPipelineFile, preparePlan } from './pipeline-load.js';
 import { breakdown, progressLine, summary, toJson } from './report.js';
-import { runRing } from './run.js';
+import { runPipeline } from './run.js';
+
+function spawnInfo(opts: CliOptions): Record<string, string> {
+  const info: Record<string, string> = {};
+  if (opts.hostfile) info.hostfile = opts.hostfile;
+  if (opts.host) info.host = opts.host;
+  return info;
+}
 
 async function main(argv: string[]): Promise<number> {
   const opts = parseArgs(argv);
@@ -10,6 +21,14 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(HELP);
     return 0;
   }
+  const spec: PipelineSpec = opts.pipeline ? loadPipelineFile(opts.pipeline) : demoPipeline(opts.procs!);
+  if (opts.launch === 'mpmd' && process.env.OMPI_COMM_WORLD_SIZE === undefined) {
+    // Check and build everything before mpirun starts anything.
+    const plan = await preparePlan(spec, { transport: 'mpi', cBackend: opts.cBackend, procs: opts.procs, sizes: opts.sizes });
+    return launchMpmd(plan, argv, { cBackend: opts.cBackend, hostfile: opts.hostfile, host: opts.host });
+  }
+  if (process.env[MPMD_PIDFILE_ENV]) writeFileSync(process.env[MPMD_PIDFILE_ENV]!, String(process.pid));
+
   const stop = new AbortController();
   process.once('SIGINT', () => stop.abort());
   process.once('SIGTERM', () => stop.abort());
@@ -17,8 +36,9 @@ async function main(argv: string[]): Promise<number> {
   const tty = process.stderr.isTTY === true;
   const t0 = performance.now();
   let shown = 0;
-  const result = await runRing({
+  const result = await runPipeline(spec, {
     ...opts,
+    spawnInfo: spawnInfo(opts),
     signal: stop.signal,
     onIteration: tty
       ? (i) => {

@@ -30,6 +30,10 @@ export interface MpiAddon {
   setTimeout(ms: number): void;
   getParent(): number | null;
   split(comm: number, color: number, key: number): number | null;
+  intercommCreate(local: number, localLeader: number, peer: number, remoteLeader: number, tag: number): number;
+  /** MPI_APPNUM: the app context of this process under an MPMD mpirun (0 for the first). */
+  appnum(): number | null;
+  free(comm: number): void;
   describe(comm: number): { inter: boolean; rank: number; size: number; remoteSize: number };
   bcast(comm: number, buffer: MpiBuffer, root: number): void;
   scatter(comm: number, send: MpiBuffer | null, recv: MpiBuffer | null, count: number, root: number): void;
@@ -86,6 +90,22 @@ export const MAGIC = 0x434c4f50;
 export const VERSION = 1;
 export const CMD_STOP = 0;
 export const CMD_RUN = 1;
+
+/**
+ * A stage process's intercommunicator to the master: the spawn parent, or under one
+ * MPMD mpirun, split by MPI_APPNUM and bridged to world rank 0 (docs/PROTOCOL.md).
+ */
+export function stageComm(m: MpiAddon): { comm: number; local: number | null } {
+  const parent = m.getParent();
+  if (parent !== null) return { comm: parent, local: null };
+  const app = m.appnum();
+  const world = m.describe(0);
+  if (app === null || app < 1 || world.size < 2) {
+    throw new Error('no master: start this from a commloop master (spawn) or as a stage of its MPMD mpirun');
+  }
+  const local = m.split(0, app, world.rank)!;
+  return { comm: m.intercommCreate(local, 0, 0, 0, app), local };
+}
 
 /** FNV-1a of the host name, as a signed 32-bit int (docs/PROTOCOL.md, "Ready"). */
 export function hostHash(name = hostname()): number {

@@ -4,26 +4,67 @@
  */
 import { UsageError } from './errors.js';
 
-export type StageKind = 'ts' | 'c';
+export type StageKind = 'ts' | 'c' | 'exec';
 
+/** A stage as a user describes it (a pipeline file's entry, or the same object from TS). */
 export interface StageSpec {
   name: string;
   kind: StageKind;
   ranks: number;
-  /** ts: a built-in transform name; c: a built-in kernel name (see kernels.ts). */
-  fn: string;
+  /** Output elements per rank. */
+  size: number;
+  /** ts: a module path, or "builtin:halfmean". */
+  module?: string;
+  /** ts: the transform's export name (default "transform", then the default export). */
+  export?: string;
+  /** c: a C source path, or "builtin:halfmean" / "builtin:halffirst". */
+  source?: string;
+  /** c: the kernel function's name in the source (default "kernel"). */
+  function?: string;
+  /** exec: an MPI program speaking docs/PROTOCOL.md, and its arguments. */
+  command?: string[];
+}
+
+export interface PipelineSpec {
+  stages: StageSpec[];
+  /** Every element of Array1 at the start (default 1), or a .npy / raw float64 file. */
+  initial?: number | string;
+  /** Write the final array as .npy; with `every`, also every Nth iteration's (FILE.<iteration>.npy). */
+  output?: { file: string; every?: number };
+}
+
+/** A stage as the transports run it: resolved paths and built artifacts, structured-cloneable. */
+export interface RingStage {
+  name: string;
+  kind: StageKind;
+  ranks: number;
+  /** ts: "builtin:NAME" or an absolute module path, and the export to call. */
+  module?: string;
+  export?: string;
+  /** c: the WASM kernel's export in the plan's module. */
+  wasmExport?: string;
+  /** c, native: a shared library (absent for built-ins) and the symbol or built-in name. */
+  nativeLib?: string;
+  nativeSymbol?: string;
+  /** c, native over MPI: the worker executable and its one argument. */
+  worker?: [string, string];
+  /** exec: program and arguments. */
+  command?: string[];
 }
 
 export interface RingPlan {
-  stages: StageSpec[];
+  stages: RingStage[];
   /** schedule[e][s]: output elements per rank of stage s in iterations i with i % schedule.length === e. */
   schedule: number[][];
-  /** Every element of Array1 at iteration 0. */
-  initialValue: number;
+  /** Array1 at iteration 0: a constant for every element, or the values. */
+  initial: number | Float64Array;
   /** Elements in Array1 at iteration 0: the last stage's output under schedule[0]. */
   initialLength: number;
   /** Largest input, in elements, that stage s ever receives; sizes its buffer. */
   maxInput: number[];
+  /** The .wasm holding every C stage's kernel (one module, so their data never overlap in a shared memory). */
+  wasmModule: string;
+  output?: { file: string; every: number };
 }
 
 /** One stage's shape within one iteration. */
@@ -35,25 +76,42 @@ export interface StageStep {
   nOut: number;
 }
 
-/** The original CommLoop ring: ts1 -> c -> ts2, each with `procs` ranks; sizes are n1,n2,n3. */
-export function demoStages(procs: number): StageSpec[] {
-  return [
-    { name: 'ts1', kind: 'ts', ranks: procs, fn: 'halfmean' },
-    { name: 'c', kind: 'c', ranks: procs, fn: 'halffirst' },
-    { name: 'ts2', kind: 'ts', ranks: procs, fn: 'halfmean' },
-  ];
+/** The original CommLoop ring (examples/demo.json): ts1 -> c -> ts2. */
+export function demoPipeline(procs: number, n1 = 10, n2 = 1000, n3 = 1000000): PipelineSpec {
+  return {
+    stages: [
+      { name: 'ts1', kind: 'ts', ranks: procs, size: n2, module: 'builtin:halfmean' },
+      { name: 'c', kind: 'c', ranks: procs, size: n3, source: 'builtin:halffirst' },
+      { name: 'ts2', kind: 'ts', ranks: procs, size: n1, module: 'builtin:halfmean' },
+    ],
+    initial: 1,
+  };
 }
 
-/** `--sizes n1,n2,n3` names Array1/4, Array2, Array3; as stage outputs that is [n2, n3, n1]. */
-export function demoSchedule(sizes: number[][]): number[][] {
-  return sizes.map(([n1, n2, n3]) => [n2, n3, n1]);
+/**
+ * `--sizes a1,...,aS` names the per-rank sizes of Array1..ArrayS, as the original's
+ * `n1,n2,n3` does; stage s outputs Array s+2, the last stage Array1 again.
+ */
+export function sizesToSchedule(sizes: number[][]): number[][] {
+  return sizes.map((arrays) => arrays.map((_, s) => arrays[(s + 1) % arrays.length]));
 }
 
-export function makePlan(stages: StageSpec[], schedule: number[][], initialValue = 1): RingPlan {
+export function makePlan(
+  stages: RingStage[],
+  schedule: number[][],
+  initial: number | Float64Array,
+  wasmModule: string,
+  output?: RingPlan['output'],
+): RingPlan {
   const S = stages.length;
   const last = stages[S - 1];
   const total = (s: number, e: number) => stages[s].ranks * schedule[e][s];
   const initialLength = total(S - 1, 0);
+  if (typeof initial !== 'number' && initial.length !== initialLength) {
+    throw new UsageError(
+      `pipeline: "initial" holds ${initial.length} elements; Array1 needs ${initialLength} (stage "${last.name}": ${last.ranks} ranks x ${schedule[0][S - 1]})`,
+    );
+  }
   const maxInput = stages.map(() => 0);
   const take = (s: number, elems: number, from: string) => {
     if (elems % stages[s].ranks !== 0) {
@@ -70,7 +128,7 @@ export function makePlan(stages: StageSpec[], schedule: number[][], initialValue
     take(0, total(S - 1, prev), `stage "${last.name}"`);
     for (let s = 1; s < S; s++) take(s, total(s - 1, e), `stage "${stages[s - 1].name}"`);
   });
-  return { stages, schedule, initialValue, initialLength, maxInput };
+  return { stages, schedule, initial, initialLength, maxInput, wasmModule, output };
 }
 
 /**

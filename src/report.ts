@@ -3,9 +3,11 @@ import type { RunResult } from './run.js';
 
 export function summary(r: RunResult): string {
   const sizes = r.sizes.map((t) => t.join(',')).join('/');
+  const ranks = r.stages.every((s) => s.ranks === r.procs) ? `${r.procs} ranks per stage` : `ranks ${r.stages.map((s) => s.ranks).join(',')}`;
+  const how = r.transport === 'threads' ? ` (${r.threads} threads)` : r.launch === 'mpmd' ? ' (mpmd)' : '';
   return [
-    `ring      ts1 -> c -> ts2, ${r.procs} ranks per stage, sizes ${sizes}`,
-    `run       ${r.iterations} iterations, transport ${r.transport}${r.transport === 'threads' ? ` (${r.threads} threads)` : ''}, c-backend ${r.cBackend}`,
+    `ring      ${r.stages.map((s) => s.name).join(' -> ')}, ${ranks}, sizes ${sizes}`,
+    `run       ${r.iterations} iterations, transport ${r.transport}${how}, c-backend ${r.cBackend}`,
     `checksum  ${r.checksum}`,
   ].join('\n');
 }

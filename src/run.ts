@@ -1,46 +1,57 @@
 /**
- * The hub's loop: start the stages, then drive each iteration around the ring and
- * time it. Transport-agnostic; the transport moves buffers, this file decides what
- * moves when.
+ * The hub's loop: prepare the plan, start the stages, then drive each iteration around
+ * the ring and time it. Transport-agnostic; the transport moves buffers, this file
+ * decides what moves when.
  */
 import { availableParallelism } from 'node:os';
 import { makeArena } from './arena.js';
 import type { CBackend } from './executor.js';
-import { demoSchedule, demoStages, iterationSteps, makePlan, type RingPlan } from './pipeline.js';
+import { writeNpy } from './npy.js';
+import { demoPipeline, iterationSteps, type PipelineSpec, type RingPlan } from './pipeline.js';
+import { loadPipelineFile, preparePlan, validatePipeline } from './pipeline-load.js';
 import { checksum } from './transforms.js';
 import type { Transport, TransportContext } from './transport.js';
 import { MpiTransport } from './transport-mpi.js';
 import { ThreadsTransport } from './transport-threads.js';
 
 export type TransportName = 'mpi' | 'threads';
+export type LaunchMode = 'spawn' | 'mpmd';
 
 export interface RunOptions {
-  procs: number;
-  /** One or more n1,n2,n3 triples; iteration i uses sizes[i % sizes.length]. */
-  sizes: number[][];
+  /** Overrides every stage's ranks (the demo ring needs it). */
+  procs?: number;
+  /** Overrides the sizes: per-rank sizes of Array1..ArrayS; iteration i uses sizes[i % sizes.length]. */
+  sizes?: number[][];
   iterations: number;
-  transport: TransportName;
-  cBackend: CBackend;
-  /** threads transport: threads that run ranks, the hub included (default: min(procs, cores)). */
+  transport?: TransportName;
+  /** Default: native with mpi, wasm with threads. */
+  cBackend?: CBackend;
+  /** mpi transport: how the stages start (default spawn; mpmd needs the master to run under its mpirun). */
+  launch?: LaunchMode;
+  /** mpi transport: MPI_Info keys for spawn, e.g. { host: 'a,b' } or { hostfile: 'hosts' }. */
+  spawnInfo?: Record<string, string>;
+  /** threads transport: threads that run ranks, the hub included (default: min(max ranks, cores)). */
   threads?: number;
   /** threads transport: polls before a thread sleeps (default 2000). */
   spins?: number;
-  /** mpi transport: MPI_Info keys for spawn, e.g. { host: 'a,b' } or { hostfile: 'hosts' }. */
-  spawnInfo?: Record<string, string>;
   /** Deadline for any one wait, in ms (default 60000). */
   timeoutMs?: number;
+  /** Relative paths of a pipeline object resolve against this (default: the working directory). */
+  baseDir?: string;
   /** Stops the loop after the iteration in flight; the result counts completed iterations. */
   signal?: AbortSignal;
-  /** Called after every iteration with a view of Array4; return false to stop. */
+  /** Called after every iteration with a view of Array1 for the next one; return false to stop. */
   onIteration?: (iteration: number, array: Float64Array) => boolean | void;
 }
 
 export interface RunResult {
+  stages: { name: string; kind: string; ranks: number }[];
   procs: number;
   sizes: number[][];
   iterations: number;
   transport: TransportName;
   cBackend: CBackend;
+  launch: LaunchMode;
   threads: number;
   checksum: number;
   startS: number;
@@ -51,36 +62,51 @@ export interface RunResult {
   minIterS: number;
   totalS: number;
   stopped: boolean;
-  /** A copy of the final Array4. */
+  /** A copy of the final array (the last stage's output). */
   final: Float64Array;
 }
 
 /** How often a fully synchronous loop lets the event loop run (signals, progress, exits). */
 const YIELD_EVERY_MS = 20;
 
-export async function runRing(opts: RunOptions): Promise<RunResult> {
-  const plan = makePlan(demoStages(opts.procs), demoSchedule(opts.sizes));
-  const threads = opts.transport === 'threads' ? (opts.threads ?? Math.min(opts.procs, availableParallelism())) : 0;
-  const ctx: TransportContext = { arena: makeArena(plan), timeoutMs: opts.timeoutMs ?? 60_000 };
-  const transport: Transport =
-    opts.transport === 'mpi'
-      ? new MpiTransport(plan, ctx, { cBackend: opts.cBackend, spawnInfo: opts.spawnInfo ?? {} })
-      : new ThreadsTransport(plan, ctx, { cBackend: opts.cBackend, executors: threads, spins: opts.spins ?? 2000 });
+/** The original ring, as `node dist/master.js` runs it without --pipeline. */
+export async function runRing(opts: RunOptions & { procs: number; sizes: number[][] }): Promise<RunResult> {
+  return runPipeline(demoPipeline(opts.procs), opts);
+}
+
+/** Runs a pipeline: a spec object (paths relative to opts.baseDir) or a pipeline JSON file. */
+export async function runPipeline(pipeline: PipelineSpec | string, opts: RunOptions): Promise<RunResult> {
+  const spec = typeof pipeline === 'string' ? loadPipelineFile(pipeline) : validatePipeline(pipeline, opts.baseDir ?? process.cwd());
+  const transport = opts.transport ?? 'mpi';
+  const cBackend = opts.cBackend ?? (transport === 'threads' ? 'wasm' : 'native');
+  const launch = opts.launch ?? 'spawn';
+  const plan = await preparePlan(spec, { transport, cBackend, procs: opts.procs, sizes: opts.sizes });
+  const maxRanks = Math.max(...plan.stages.map((s) => s.ranks));
+  const threads = transport === 'threads' ? (opts.threads ?? Math.min(maxRanks, availableParallelism())) : 0;
+  const ctx: TransportContext = { arena: makeArena(plan, threads), timeoutMs: opts.timeoutMs ?? 60_000 };
+  const t: Transport =
+    transport === 'mpi'
+      ? new MpiTransport(plan, ctx, { cBackend, launch, spawnInfo: opts.spawnInfo ?? {} })
+      : new ThreadsTransport(plan, ctx, { cBackend, executors: threads, spins: opts.spins ?? 2000 });
   const t0 = performance.now();
   try {
-    await transport.start();
+    await t.start();
     const startS = (performance.now() - t0) / 1000;
-    const { times, length } = await loop(plan, transport, ctx, opts);
-    const final = ctx.arena.f64.slice(ctx.arena.buffers[0] / 8, ctx.arena.buffers[0] / 8 + length);
-    await transport.close();
+    const { times, length } = await loop(plan, t, ctx, opts);
+    const a1 = ctx.arena.buffers[0] / 8;
+    const final = ctx.arena.f64.slice(a1, a1 + length);
+    await t.close();
+    if (plan.output) writeNpy(plan.output.file, final);
     const done = times.length;
     const sorted = Float64Array.from(times).sort();
     return {
-      procs: opts.procs,
-      sizes: opts.sizes,
+      stages: plan.stages.map(({ name, kind, ranks }) => ({ name, kind, ranks })),
+      procs: plan.stages[0].ranks,
+      sizes: opts.sizes ?? [plan.stages.map((_, s) => plan.schedule[0][(s + plan.stages.length - 1) % plan.stages.length])],
       iterations: done,
-      transport: opts.transport,
-      cBackend: opts.cBackend,
+      transport,
+      cBackend,
+      launch,
       threads,
       checksum: checksum(final),
       startS,
@@ -94,7 +120,7 @@ export async function runRing(opts: RunOptions): Promise<RunResult> {
       final,
     };
   } finally {
-    await transport.close();
+    await t.close();
   }
 }
 
@@ -102,8 +128,11 @@ async function loop(plan: RingPlan, transport: Transport, ctx: TransportContext,
   const { f64, buffers } = ctx.arena;
   const a1 = buffers[0] / 8;
   let length = plan.initialLength;
-  f64.fill(plan.initialValue, a1, a1 + length);
+  if (typeof plan.initial === 'number') f64.fill(plan.initial, a1, a1 + length);
+  else f64.set(plan.initial, a1);
   const times: number[] = [];
+  const S = plan.stages.length;
+  const every = plan.output?.every ?? 0;
   let yielded = performance.now();
   for (let i = 0; i < opts.iterations; i++) {
     if (opts.signal?.aborted) break;
@@ -112,10 +141,10 @@ async function loop(plan: RingPlan, transport: Transport, ctx: TransportContext,
       const pending = transport.runStage(step);
       if (pending) await pending;
     }
-    const last = plan.stages[plan.stages.length - 1];
-    length = last.ranks * plan.schedule[i % plan.schedule.length][plan.stages.length - 1];
+    length = plan.stages[S - 1].ranks * plan.schedule[i % plan.schedule.length][S - 1];
     const now = performance.now();
     times.push((now - t) / 1000);
+    if (every && (i + 1) % every === 0) writeNpy(plan.output!.file.replace(/(\.npy)?$/, `.${i + 1}.npy`), f64.subarray(a1, a1 + length));
     if (opts.onIteration?.(i, f64.subarray(a1, a1 + length)) === false) break;
     if (now - yielded > YIELD_EVERY_MS) {
       await new Promise((resolve) => setImmediate(resolve));

@@ -11,7 +11,7 @@ interface ThreadData {
 
 const { init, ctrl, spins } = workerData as ThreadData;
 const port = parentPort!;
-const executor = new Executor(init);
+const executor = await Executor.create(init);
 const others = init.executors - 1;
 // Read before saying ready: the hub may publish the first dispatch the moment it hears.
 let seen = Atomics.load(ctrl, GO);

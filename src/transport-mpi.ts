@@ -6,30 +6,34 @@
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { distDir } from './assets.js';
+import { distDir, nativeWorkerPath } from './assets.js';
 import { StageError } from './errors.js';
 import type { CBackend } from './executor.js';
 import { CMD_RUN, CMD_STOP, MAGIC, VERSION, hostHash, mpi, setMpiEnvironment, type MpiAddon } from './mpi.js';
-import type { RingPlan, StageSpec, StageStep } from './pipeline.js';
+import type { RingPlan, RingStage, StageStep } from './pipeline.js';
 import type { Transport, TransportContext } from './transport.js';
 
 export interface MpiOptions {
   cBackend: CBackend;
+  /** spawn: MPI_Comm_spawn per stage; mpmd: the stages are already in this mpirun's world. */
+  launch: 'spawn' | 'mpmd';
   /** MPI_Info keys for every spawn (host, hostfile); empty on one machine. */
   spawnInfo: Record<string, string>;
 }
 
-export const nativeWorkerPath = join(distDir, 'commloop_c_worker');
-
 /** The command line that starts one rank of a stage. */
-export function stageCommand(st: StageSpec, cBackend: CBackend): [string, string[]] {
-  if (st.kind === 'c' && cBackend === 'native') return [nativeWorkerPath, [st.fn]];
-  return [process.execPath, [join(distDir, 'worker.js'), st.kind, st.fn]];
+export function stageCommand(plan: RingPlan, st: RingStage, cBackend: CBackend): [string, string[]] {
+  const worker = join(distDir, 'worker.js');
+  if (st.kind === 'exec') return [st.command![0], st.command!.slice(1)];
+  if (st.kind === 'c' && cBackend === 'native') return [st.worker![0], [st.worker![1]]];
+  if (st.kind === 'c') return [process.execPath, [worker, 'c', plan.wasmModule, st.wasmExport!]];
+  return [process.execPath, [worker, 'ts', st.module!, st.export!]];
 }
 
 export class MpiTransport implements Transport {
   private m!: MpiAddon;
   private comms: number[] = [];
+  private local: number | null = null;
   private readonly header = new Int32Array(4);
   private closed = false;
   /** Set while a step is half done: a stop header now would not match what the ranks expect. */
@@ -42,7 +46,8 @@ export class MpiTransport implements Transport {
   ) {}
 
   async start(): Promise<void> {
-    if (this.opts.cBackend === 'native' && !existsSync(nativeWorkerPath)) {
+    const needsWorker = this.plan.stages.some((st) => st.kind === 'c' && st.worker?.[0] === nativeWorkerPath);
+    if (this.opts.cBackend === 'native' && needsWorker && !existsSync(nativeWorkerPath)) {
       throw new Error(`${nativeWorkerPath} is missing: run "bash build.sh" (needs openmpi-bin libopenmpi-dev)`);
     }
     setMpiEnvironment(Object.keys(this.opts.spawnInfo).length === 0);
@@ -51,17 +56,9 @@ export class MpiTransport implements Transport {
     const { m } = this;
     m.setTimeout(this.ctx.timeoutMs);
     const here = hostHash();
+    const connect = this.opts.launch === 'mpmd' ? this.mpmdConnector() : this.spawner();
     this.plan.stages.forEach((st, s) => {
-      const [command, args] = stageCommand(st, this.opts.cBackend);
-      let comm: number;
-      try {
-        comm = m.spawn(command, args, st.ranks, this.opts.spawnInfo, st.name);
-      } catch (err) {
-        const hint = process.env.OMPI_COMM_WORLD_SIZE
-          ? ' (under mpirun, add --oversubscribe or give it a hostfile with enough slots)'
-          : '';
-        throw new StageError(st.name, undefined, `could not start ${st.ranks} ranks: ${(err as Error).message}${hint}`);
-      }
+      const comm = connect(st, s);
       this.comms.push(comm);
       m.bcast(comm, Int32Array.of(MAGIC, VERSION, s, st.ranks), m.ROOT);
       const ready = new Int32Array(2 * st.ranks);
@@ -70,6 +67,40 @@ export class MpiTransport implements Transport {
       const pids = Int32Array.from({ length: st.ranks }, (_, r) => (ready[2 * r + 1] === here ? ready[2 * r] : 0));
       m.watch(comm, st.name, pids, this.ctx.timeoutMs);
     });
+  }
+
+  private spawner(): (st: RingStage, s: number) => number {
+    return (st) => {
+      const [command, args] = stageCommand(this.plan, st, this.opts.cBackend);
+      try {
+        return this.m.spawn(command, args, st.ranks, this.opts.spawnInfo, st.name);
+      } catch (err) {
+        const hint = process.env.OMPI_COMM_WORLD_SIZE
+          ? ' (under mpirun, add --oversubscribe or give it a hostfile with enough slots)'
+          : '';
+        throw new StageError(st.name, undefined, `could not start ${st.ranks} ranks: ${(err as Error).message}${hint}`);
+      }
+    };
+  }
+
+  /** MPMD: world rank 0 is this master; stage s holds the next ranks, in stage order, app number s+1. */
+  private mpmdConnector(): (st: RingStage, s: number) => number {
+    const { m } = this;
+    const world = m.describe(0);
+    const need = 1 + this.plan.stages.reduce((a, st) => a + st.ranks, 0);
+    if (world.rank !== 0 || world.size !== need || m.appnum() !== 0) {
+      throw new Error(
+        `--launch mpmd: this master must be rank 0 of one mpirun with ${need} ranks (1 + every stage's), ` +
+          `got rank ${world.rank} of ${world.size}; run it through node dist/master.js --launch mpmd, which starts that mpirun`,
+      );
+    }
+    this.local = m.split(0, 0, 0);
+    let leader = 1;
+    return (st, s) => {
+      const comm = m.intercommCreate(this.local!, 0, 0, leader, s + 1);
+      leader += st.ranks;
+      return comm;
+    };
   }
 
   runStage(step: StageStep): undefined {
@@ -106,6 +137,7 @@ export class MpiTransport implements Transport {
       m.unwatch(comm); // the ranks now exit on purpose
       m.disconnect(comm);
     }
+    if (this.local !== null) m.free(this.local);
     m.finalize();
   }
 }

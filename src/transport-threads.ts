@@ -40,8 +40,9 @@ export class ThreadsTransport implements Transport {
   ) {}
 
   private init(index: number): ExecutorInit {
-    const { memory, buffers } = this.ctx.arena;
-    return { index, executors: this.opts.executors, memory, stages: this.plan.stages, buffers, cBackend: this.opts.cBackend };
+    const { memory, buffers, stackTops } = this.ctx.arena;
+    const { stages, wasmModule } = this.plan;
+    return { index, executors: this.opts.executors, memory, stages, wasmModule, buffers, stackTop: stackTops[index], cBackend: this.opts.cBackend };
   }
 
   private ranksOf(index: number, stage: number): string {
@@ -51,7 +52,6 @@ export class ThreadsTransport implements Transport {
   }
 
   async start(): Promise<void> {
-    this.self = new Executor(this.init(0));
     const ready: Promise<void>[] = [];
     for (let i = 1; i < this.opts.executors; i++) {
       const w = new Worker(join(distDir, 'thread-worker.js'), {
@@ -79,6 +79,7 @@ export class ThreadsTransport implements Transport {
         ),
       );
     }
+    this.self = await Executor.create(this.init(0));
     await withDeadline(Promise.all(ready), this.ctx.timeoutMs, 'worker threads did not start');
   }
 

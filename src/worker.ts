@@ -1,22 +1,26 @@
 /**
- * A spawned stage process: `node dist/worker.js KIND FN` speaks docs/PROTOCOL.md over
- * its parent intercommunicator. KIND is ts (a TypeScript transform) or c (the WASM
- * build of a C kernel); the native C stage is transport/c_worker.c instead.
+ * A stage process: `node dist/worker.js ts MODULE EXPORT` (a TypeScript transform:
+ * builtin:NAME or a module path) or `node dist/worker.js c WASM EXPORT` (a C kernel's
+ * WASM build). Speaks docs/PROTOCOL.md with the master, spawned or under one MPMD
+ * mpirun. The native C stage is transport/c_worker.c instead.
  */
-import { instantiateKernel, ARENA_BASE, TS_TRANSFORMS, C_KERNELS } from './executor.js';
-import { CMD_STOP, MAGIC, VERSION, hostHash, mpi } from './mpi.js';
+import { instantiateKernel, ARENA_BASE, loadTransform } from './executor.js';
+import { CMD_STOP, MAGIC, VERSION, hostHash, mpi, stageComm } from './mpi.js';
 
-const [kind, fn] = process.argv.slice(2);
-if (!((kind === 'ts' && fn in TS_TRANSFORMS) || (kind === 'c' && C_KERNELS.includes(fn)))) {
-  process.stderr.write(`commloop worker: usage: worker.js ts|c KERNEL (got "${kind} ${fn}")\n`);
+const [kind, what, exportName] = process.argv.slice(2);
+if (!((kind === 'ts' || kind === 'c') && what && exportName)) {
+  process.stderr.write(`commloop worker: usage: worker.js ts MODULE EXPORT | worker.js c WASM EXPORT (got "${process.argv.slice(2).join(' ')}")\n`);
   process.exit(2);
 }
 
 const m = mpi();
 m.init();
-const parent = m.getParent();
-if (parent === null) {
-  process.stderr.write('commloop worker: not spawned by a commloop master (no parent communicator)\n');
+let parent: number;
+let local: number | null;
+try {
+  ({ comm: parent, local } = stageComm(m));
+} catch (err) {
+  process.stderr.write(`commloop worker: ${(err as Error).message}\n`);
   process.exit(2);
 }
 const { rank, size: nranks } = m.describe(parent);
@@ -27,6 +31,8 @@ if (hello[0] !== MAGIC || hello[1] !== VERSION) {
   process.stderr.write(`commloop worker: bad hello (magic ${hello[0]}, version ${hello[1]})\n`);
   m.abort(parent, 2);
 }
+// Load before saying ready, so start-up time counts it and a bad module fails early.
+const transform = kind === 'ts' ? await loadTransform(what, exportName) : undefined;
 m.gather(parent, Int32Array.of(process.pid, hostHash()), null, 2, 0);
 
 /** Where a step's input and output live: plain arrays for TS, the kernel's memory for WASM. */
@@ -36,7 +42,6 @@ interface Stage {
 }
 
 function tsStage(): Stage {
-  const transform = TS_TRANSFORMS[fn];
   let input = new Float64Array(0);
   let output = new Float64Array(0);
   return {
@@ -45,14 +50,15 @@ function tsStage(): Stage {
       if (output.length !== nOut) output = new Float64Array(nOut);
       return [input, output];
     },
-    run: (i, o, iteration) => transform(i, o, { rank, nranks, iteration }),
+    run: (i, o, iteration) => transform!(i, o, { rank, nranks, iteration }),
   };
 }
 
 function wasmStage(): Stage {
   const PAGE = 65536;
   const memory = new WebAssembly.Memory({ initial: ARENA_BASE / PAGE, maximum: 65536, shared: true });
-  const kernel = instantiateKernel(memory)[`commloop_${fn}`];
+  const kernel = instantiateKernel(memory, what)[exportName];
+  if (typeof kernel !== 'function') throw new Error(`${what} has no export ${exportName}`);
   // The MPI buffers are views into the kernel's memory: scatter and gather touch it directly.
   return {
     buffers(nIn, nOut) {
@@ -77,4 +83,5 @@ for (;;) {
   m.gather(parent, output, null, nOut, 0);
 }
 m.disconnect(parent);
+if (local !== null) m.free(local);
 m.finalize();

@@ -43,3 +43,30 @@ export function sameBits(a, b) {
   for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) return false;
   return true;
 }
+
+/**
+ * A plain reference for any ring: stages [{ ranks, size, f(x, k, rank, nranks, iteration) -> Float64Array(k) }],
+ * Array1 filled with `initial` (length = last stage's ranks * size).
+ */
+export function referencePipeline(stages, initial, iterations) {
+  const last = stages[stages.length - 1];
+  let a = new Float64Array(last.ranks * last.size).fill(initial);
+  for (let it = 0; it < iterations; it++) {
+    for (const st of stages) {
+      const m = a.length / st.ranks;
+      const out = new Float64Array(st.ranks * st.size);
+      for (let r = 0; r < st.ranks; r++) out.set(st.f(a.subarray(r * m, (r + 1) * m), st.size, r, st.ranks, it), r * st.size);
+      a = out;
+    }
+  }
+  let s = 0;
+  for (let i = 0; i < a.length; i++) s += a[i];
+  return { checksum: s, final: a };
+}
+
+/** The fixtures' kernels (test/fixtures/pipeline and exec_stage), written again from their formulas. */
+export const FIXTURE_KERNELS = {
+  shift: (x, k, r, n, it) => Float64Array.from({ length: k }, (_, j) => x[(j + 1) % x.length] / 2 + it + r),
+  third: (x, k, r, n) => Float64Array.from({ length: k }, (_, j) => x[j % x.length] / 3 + (n - r)),
+  quarter: (x, k, r) => Float64Array.from({ length: k }, (_, j) => x[j % x.length] / 4 + (r + 1)),
+};

@@ -3,6 +3,11 @@
  * of the kernels in wasm/commloop_kernel.c on its chunk. Built with mpicc by build.sh.
  *
  *   commloop_c_worker KERNEL      (KERNEL: halffirst or halfmean)
+ *
+ * Built with -DCOMMLOOP_USER_KERNEL=name and a user's object file, KERNEL may also be
+ * "user": that is how a pipeline's C stage runs natively over MPI (src/compile.ts).
+ * It finds its master by spawn (the parent communicator) or, under one MPMD mpirun,
+ * through MPI_APPNUM (docs/PROTOCOL.md).
  */
 #include <mpi.h>
 #include <stdint.h>
@@ -12,6 +17,10 @@
 #include <unistd.h>
 
 #include "../wasm/commloop_kernel.h"
+
+#ifdef COMMLOOP_USER_KERNEL
+commloop_kernel_fn COMMLOOP_USER_KERNEL;
+#endif
 
 #define CL_MAGIC 0x434C4F50
 #define CL_VERSION 1
@@ -51,15 +60,27 @@ int main(int argc, char **argv) {
     commloop_kernel_fn *kernel = NULL;
     if (argc == 2 && strcmp(argv[1], "halffirst") == 0) kernel = commloop_halffirst;
     if (argc == 2 && strcmp(argv[1], "halfmean") == 0) kernel = commloop_halfmean;
+#ifdef COMMLOOP_USER_KERNEL
+    if (argc == 2 && strcmp(argv[1], "user") == 0) kernel = COMMLOOP_USER_KERNEL;
+#endif
     if (!kernel) {
         fprintf(stderr, "usage: commloop_c_worker halffirst|halfmean\n");
         MPI_Abort(MPI_COMM_WORLD, 2);
     }
-    MPI_Comm parent;
+    MPI_Comm parent, local = MPI_COMM_NULL;
     MPI_Comm_get_parent(&parent);
     if (parent == MPI_COMM_NULL) {
-        fprintf(stderr, "commloop_c_worker: not spawned by a commloop master (no parent communicator)\n");
-        MPI_Abort(MPI_COMM_WORLD, 2);
+        /* MPMD: the master is world rank 0; this stage's colour and tag are its app number. */
+        int *appnum = NULL, flag = 0, world_rank = 0, world_size = 0;
+        MPI_Comm_get_attr(MPI_COMM_WORLD, MPI_APPNUM, &appnum, &flag);
+        MPI_Comm_rank(MPI_COMM_WORLD, &world_rank);
+        MPI_Comm_size(MPI_COMM_WORLD, &world_size);
+        if (!flag || *appnum < 1 || world_size < 2) {
+            fprintf(stderr, "commloop_c_worker: no master: start it from a commloop master (spawn) or as a stage of its MPMD mpirun\n");
+            MPI_Abort(MPI_COMM_WORLD, 2);
+        }
+        MPI_Comm_split(MPI_COMM_WORLD, *appnum, world_rank, &local);
+        check(MPI_Intercomm_create(local, 0, MPI_COMM_WORLD, 0, *appnum, &parent), MPI_COMM_WORLD, "MPI_Intercomm_create");
     }
     MPI_Comm_set_errhandler(parent, MPI_ERRORS_RETURN);
     int rank = 0, nranks = 0;
@@ -91,6 +112,7 @@ int main(int argc, char **argv) {
     free(in);
     free(out);
     MPI_Comm_disconnect(&parent);
+    if (local != MPI_COMM_NULL) MPI_Comm_free(&local);
     MPI_Finalize();
     return 0;
 }

@@ -2,13 +2,25 @@
 // threads transport with --c-backend native and by the kernel unit tests.
 // Thin on purpose: TS validates first; this checks again so a wrong call throws
 // instead of crashing.
+#include <dlfcn.h>
 #include <napi.h>
 
 #include <string>
+#include <atomic>
+#include <mutex>
 
 #include "../wasm/commloop_kernel.h"
 
 namespace {
+
+// Kernels from user libraries (a pipeline's C stage, built by src/compile.ts); the
+// handle is the slot. Libraries stay loaded for the life of the process. Every worker
+// thread opens its own handle at start while others may already run: a fixed table
+// with an atomic count needs no lock on the hot path.
+constexpr size_t kMaxOpened = 1024;
+commloop_kernel_fn* g_opened[kMaxOpened];
+std::atomic<size_t> g_opened_count{0};
+std::mutex g_open_mu;
 
 Napi::Float64Array F64Arg(const Napi::CallbackInfo& info, size_t i, const char* name) {
   if (info.Length() <= i || !info[i].IsTypedArray() ||
@@ -32,15 +44,23 @@ int32_t IntArg(const Napi::CallbackInfo& info, size_t i, const char* name, int32
 
 // run(fn, input, output, rank, nranks, iteration)
 Napi::Value Run(const Napi::CallbackInfo& info) {
-  if (info.Length() < 1 || !info[0].IsString()) {
-    throw Napi::TypeError::New(info.Env(), "fn must be a string");
-  }
-  std::string fn = info[0].As<Napi::String>().Utf8Value();
   commloop_kernel_fn* kernel = nullptr;
-  if (fn == "halfmean") kernel = commloop_halfmean;
-  if (fn == "halffirst") kernel = commloop_halffirst;
-  if (kernel == nullptr) {
-    throw Napi::RangeError::New(info.Env(), "fn must be one of halfmean, halffirst (got \"" + fn + "\")");
+  if (info.Length() >= 1 && info[0].IsNumber()) {
+    double h = info[0].As<Napi::Number>().DoubleValue();
+    if (!(h >= 0 && h < static_cast<double>(g_opened_count.load())) || h != static_cast<double>(static_cast<size_t>(h))) {
+      throw Napi::RangeError::New(info.Env(), "fn handle " + std::to_string(h) + " was not returned by open()");
+    }
+    kernel = g_opened[static_cast<size_t>(h)];
+  } else {
+    if (info.Length() < 1 || !info[0].IsString()) {
+      throw Napi::TypeError::New(info.Env(), "fn must be a string or a handle from open()");
+    }
+    std::string fn = info[0].As<Napi::String>().Utf8Value();
+    if (fn == "halfmean") kernel = commloop_halfmean;
+    if (fn == "halffirst") kernel = commloop_halffirst;
+    if (kernel == nullptr) {
+      throw Napi::RangeError::New(info.Env(), "fn must be one of halfmean, halffirst (got \"" + fn + "\")");
+    }
   }
   Napi::Float64Array in = F64Arg(info, 1, "input");
   Napi::Float64Array out = F64Arg(info, 2, "output");
@@ -54,6 +74,25 @@ Napi::Value Run(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// open(lib, symbol): dlopens a user kernel library; returns a handle for run().
+Napi::Value Open(const Napi::CallbackInfo& info) {
+  if (info.Length() < 2 || !info[0].IsString() || !info[1].IsString()) {
+    throw Napi::TypeError::New(info.Env(), "open(lib, symbol) takes two strings");
+  }
+  std::string lib = info[0].As<Napi::String>().Utf8Value();
+  std::string sym = info[1].As<Napi::String>().Utf8Value();
+  void* h = dlopen(lib.c_str(), RTLD_NOW | RTLD_LOCAL);
+  if (!h) throw Napi::Error::New(info.Env(), std::string("cannot load ") + lib + ": " + dlerror());
+  void* f = dlsym(h, sym.c_str());
+  if (!f) throw Napi::Error::New(info.Env(), "no symbol " + sym + " in " + lib);
+  std::lock_guard<std::mutex> lock(g_open_mu);
+  size_t slot = g_opened_count.load();
+  if (slot >= kMaxOpened) throw Napi::RangeError::New(info.Env(), "too many opened kernels");
+  g_opened[slot] = reinterpret_cast<commloop_kernel_fn*>(f);
+  g_opened_count.store(slot + 1);  // publish after the slot is written
+  return Napi::Number::New(info.Env(), static_cast<double>(slot));
+}
+
 Napi::Value Sum(const Napi::CallbackInfo& info) {
   Napi::Float64Array x = F64Arg(info, 0, "x");
   return Napi::Number::New(info.Env(), commloop_sum(x.Data(), x.ElementLength()));
@@ -62,6 +101,7 @@ Napi::Value Sum(const Napi::CallbackInfo& info) {
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("run", Napi::Function::New(env, Run, "run"));
   exports.Set("sum", Napi::Function::New(env, Sum, "sum"));
+  exports.Set("open", Napi::Function::New(env, Open, "open"));
   return exports;
 }
 

@@ -425,6 +425,40 @@ Napi::Value Split(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), AddComm(out));
 }
 
+// intercommCreate(local, localLeader, peer, remoteLeader, tag): MPMD mode's way to a
+// master<->stage intercommunicator (docs/PROTOCOL.md).
+Napi::Value IntercommCreate(const Napi::CallbackInfo& info) {
+  MPI_Comm local = CommArg(info, 0);
+  int32_t localLeader = IntArg(info, 1, "localLeader", 0, 2147483647);
+  MPI_Comm peer = CommArg(info, 2);
+  int32_t remoteLeader = IntArg(info, 3, "remoteLeader", 0, 2147483647);
+  int32_t tag = IntArg(info, 4, "tag", 0, 32767);
+  MPI_Comm inter = MPI_COMM_NULL;
+  InFlight f(Handle(info, 0), "an intercomm create");
+  Check(info.Env(), MPI_Intercomm_create(local, localLeader, peer, remoteLeader, tag, &inter), "MPI_Intercomm_create");
+  return Napi::Number::New(info.Env(), AddComm(inter));
+}
+
+// appnum(): MPI_APPNUM of this process (its app context under an MPMD mpirun), or null.
+Napi::Value AppNum(const Napi::CallbackInfo& info) {
+  RequireInit(info.Env());
+  int* v = nullptr;
+  int flag = 0;
+  MPI_Comm_get_attr(MPI_COMM_WORLD, MPI_APPNUM, &v, &flag);
+  if (!flag || v == nullptr) return info.Env().Null();
+  return Napi::Number::New(info.Env(), *v);
+}
+
+// free(comm): MPI_Comm_free for communicators that are not connected to other jobs.
+Napi::Value Free(const Napi::CallbackInfo& info) {
+  MPI_Comm comm = CommArg(info, 0);
+  int32_t h = Handle(info, 0);
+  if (comm == MPI_COMM_WORLD) ThrowRange(info.Env(), "comm 0 is MPI_COMM_WORLD and cannot be freed");
+  Check(info.Env(), MPI_Comm_free(&comm), "MPI_Comm_free");
+  g_comms[h] = MPI_COMM_NULL;
+  return info.Env().Undefined();
+}
+
 Napi::Value Describe(const Napi::CallbackInfo& info) {
   MPI_Comm comm = CommArg(info, 0);
   int inter = 0, rank = 0, size = 0, remote = 0;
@@ -609,6 +643,9 @@ Napi::Object Module(Napi::Env env, Napi::Object exports) {
   exports.Set("spawn", Napi::Function::New(env, Spawn, "spawn"));
   exports.Set("getParent", Napi::Function::New(env, GetParent, "getParent"));
   exports.Set("split", Napi::Function::New(env, Split, "split"));
+  exports.Set("intercommCreate", Napi::Function::New(env, IntercommCreate, "intercommCreate"));
+  exports.Set("appnum", Napi::Function::New(env, AppNum, "appnum"));
+  exports.Set("free", Napi::Function::New(env, Free, "free"));
   exports.Set("describe", Napi::Function::New(env, Describe, "describe"));
   exports.Set("bcast", Napi::Function::New(env, Bcast, "bcast"));
   exports.Set("scatter", Napi::Function::New(env, Scatter, "scatter"));

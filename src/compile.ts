@@ -1,0 +1,197 @@
+/**
+ * Builds a pipeline's C stages from their sources, cached by content hash: one .wasm
+ * holding every C kernel of the pipeline, a shared library per stage for the threads
+ * transport's native backend, and an MPI worker per stage for the MPI transport's.
+ * The same flags as build.sh: -O3 -ffp-contract=off, never -ffast-math.
+ */
+import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+import { kernelWasmPath, rootDir } from './assets.js';
+import { UsageError } from './errors.js';
+
+export interface CSource {
+  stage: string;
+  /** Absolute path of the user's C file. */
+  source: string;
+  /** The kernel function's name in it. */
+  fn: string;
+}
+
+export const BUILTIN_KERNELS = ['commloop_sum', 'commloop_halfmean', 'commloop_halffirst'];
+
+const WASM_FLAGS = ['-O3', '-msimd128', '-matomics', '-mbulk-memory', '-ffp-contract=off'];
+const NATIVE_FLAGS = ['-O3', '-ffp-contract=off'];
+
+export function cacheDir(): string {
+  return process.env.COMMLOOP_CACHE ?? join(process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'commloop');
+}
+
+function hash(parts: string[]): string {
+  const h = createHash('sha256');
+  for (const p of parts) h.update(p).update('\0');
+  return h.digest('hex').slice(0, 24);
+}
+
+/** The export name a user kernel gets inside the pipeline's module. */
+export function wasmExportOf(src: CSource, index: number): string {
+  return `commloop_user_${index}_${src.fn}`;
+}
+
+/** Runs a compiler; on failure names the stage, the field and the compiler's first error. */
+function compile(stage: string, what: string, cmd: string, args: string[]): void {
+  try {
+    execFileSync(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], encoding: 'utf8' });
+  } catch (err) {
+    const e = err as { stderr?: string; code?: string };
+    if (e.code === 'ENOENT') throw new UsageError(`stage "${stage}": ${what} needs ${cmd}, which is not installed (bash build.sh installs it)`);
+    const lines = (e.stderr ?? '').split('\n');
+    const first = lines.find((l) => /error/i.test(l)) ?? lines.find((l) => l.trim()) ?? 'compiler failed';
+    throw new UsageError(`stage "${stage}": ${what} does not compile: ${first.trim()}`);
+  }
+}
+
+/**
+ * A header forced into the user's file: declares the renamed kernel with the project's
+ * signature, so a kernel with the wrong signature fails to compile ("conflicting types").
+ */
+function signatureHeader(dir: string, name: string): string {
+  const file = join(dir, `${name}.h`);
+  writeFileSync(file, `#include "${join(rootDir, 'wasm', 'commloop_kernel.h')}"\ncommloop_kernel_fn ${name};\n`);
+  return file;
+}
+
+/** Builds into a fresh temp dir next to the cache entry, then renames: concurrent runs never see half a file. */
+function cached(key: string, file: string, build: (dir: string, out: string) => void): string {
+  const dir = join(cacheDir(), key);
+  const out = join(dir, file);
+  if (existsSync(out)) return out;
+  const tmp = `${dir}.tmp-${process.pid}`;
+  mkdirSync(tmp, { recursive: true });
+  build(tmp, join(tmp, file));
+  mkdirSync(dir, { recursive: true });
+  renameSync(join(tmp, file), out);
+  return out;
+}
+
+/** One .wasm with the built-in kernels and every user kernel of the pipeline. */
+export function buildPipelineWasm(sources: CSource[]): string {
+  if (sources.length === 0) return kernelWasmPath;
+  const contents = sources.map((s) => readFileSync(s.source, 'utf8'));
+  const kernelSrc = join(rootDir, 'wasm', 'commloop_kernel.c');
+  const key = hash(['wasm', ...WASM_FLAGS, readFileSync(kernelSrc, 'utf8'), ...sources.flatMap((s, i) => [contents[i], s.fn])]);
+  return cached(key, 'pipeline.wasm', (dir, out) => {
+    const objects = sources.map((src, i) => {
+      const name = wasmExportOf(src, i);
+      const obj = join(dir, `${name}.o`);
+      compile(src.stage, `"source" ${src.source}`, 'emcc', [
+        ...WASM_FLAGS,
+        '-c',
+        '-include',
+        signatureHeader(dir, name),
+        `-D${src.fn}=${name}`,
+        src.source,
+        '-o',
+        obj,
+      ]);
+      return obj;
+    });
+    const exports = [...BUILTIN_KERNELS, ...sources.map((s, i) => wasmExportOf(s, i))].map((n) => `_${n}`).join(',');
+    compile(sources.map((s) => s.stage).join('", "'), '"source" (linking the pipeline\'s kernels)', 'emcc', [
+      ...WASM_FLAGS,
+      '--no-entry',
+      '-sSTANDALONE_WASM',
+      '-sIMPORTED_MEMORY',
+      '-sALLOW_MEMORY_GROWTH',
+      '-sTOTAL_STACK=65536',
+      '-sINITIAL_MEMORY=1MB',
+      '-sMAXIMUM_MEMORY=4GB',
+      '-Wl,--shared-memory',
+      '-Wl,--export=__heap_base',
+      `-sEXPORTED_FUNCTIONS=${exports}`,
+      kernelSrc,
+      ...objects,
+      '-o',
+      out,
+    ]);
+  });
+}
+
+/** A shared library with the user's kernel as `commloop_user_kernel`, for the threads transport's native backend. */
+export function buildNativeLib(src: CSource): string {
+  const key = hash(['so', ...NATIVE_FLAGS, readFileSync(src.source, 'utf8'), src.fn]);
+  return cached(key, 'kernel.so', (dir, out) => {
+    compile(src.stage, `"source" ${src.source}`, 'gcc', [
+      ...NATIVE_FLAGS,
+      '-shared',
+      '-fPIC',
+      '-include',
+      signatureHeader(dir, 'commloop_user_kernel'),
+      `-D${src.fn}=commloop_user_kernel`,
+      src.source,
+      '-o',
+      out,
+    ]);
+  });
+}
+
+/** transport/c_worker.c linked with the user's kernel: run as `worker user`. */
+export function buildNativeWorker(src: CSource): string {
+  const workerSrc = join(rootDir, 'transport', 'c_worker.c');
+  const kernelSrc = join(rootDir, 'wasm', 'commloop_kernel.c');
+  const key = hash([
+    'worker',
+    ...NATIVE_FLAGS,
+    readFileSync(src.source, 'utf8'),
+    src.fn,
+    readFileSync(workerSrc, 'utf8'),
+    readFileSync(kernelSrc, 'utf8'),
+  ]);
+  return cached(key, 'worker', (dir, out) => {
+    const obj = join(dir, 'user.o');
+    compile(src.stage, `"source" ${src.source}`, 'mpicc.openmpi', [
+      ...NATIVE_FLAGS,
+      '-c',
+      '-include',
+      signatureHeader(dir, 'commloop_user_kernel'),
+      `-D${src.fn}=commloop_user_kernel`,
+      src.source,
+      '-o',
+      obj,
+    ]);
+    compile(src.stage, `"source" ${src.source} (linking the MPI worker)`, 'mpicc.openmpi', [
+      ...NATIVE_FLAGS,
+      '-DCOMMLOOP_USER_KERNEL=commloop_user_kernel',
+      workerSrc,
+      kernelSrc,
+      obj,
+      '-o',
+      out,
+    ]);
+  });
+}
+
+/**
+ * A TypeScript stage module (.ts/.mts) as plain ESM that Node 20 can import: bundled
+ * by esbuild, so its own relative imports come along. Rebuilt on every run (a few
+ * milliseconds); plain .js/.mjs modules are used as they are.
+ */
+export async function buildTsModule(stage: string, file: string): Promise<string> {
+  if (!/\.(ts|mts|cts)$/.test(file)) return file;
+  const out = join(cacheDir(), `ts-${hash([file])}`, 'module.mjs');
+  let esbuild: typeof import('esbuild');
+  try {
+    esbuild = await import('esbuild');
+  } catch {
+    throw new UsageError(`stage "${stage}": "module" ${file} is TypeScript and needs esbuild (npm install esbuild)`);
+  }
+  try {
+    await esbuild.build({ entryPoints: [file], bundle: true, format: 'esm', platform: 'node', target: 'node20', outfile: out, logLevel: 'silent' });
+  } catch (err) {
+    const first = (err as { errors?: { text: string }[] }).errors?.[0]?.text ?? (err as Error).message.split('\n')[0];
+    throw new UsageError(`stage "${stage}": "module" ${file} does not compile: ${first}`);
+  }
+  return out;
+}

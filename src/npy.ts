@@ -1,0 +1,179 @@
+// Reading and writing arrays of float64: NumPy .npy files (format 1.0, 2.0 and 3.0, dtype
+// '<f8', C order) and raw little-endian float64 files (any other extension).
+// https://numpy.org/doc/stable/reference/generated/numpy.lib.format.html
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { endianness } from 'node:os';
+import { dirname } from 'node:path';
+
+const MAGIC = Buffer.from([0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59]); // "\x93NUMPY"
+/** NumPy aligns the start of the data to this many bytes. */
+const ALIGN = 64;
+/** NumPy (>= 1.23) pads the header so the first axis can grow to this many digits in place. */
+const GROWTH_AXIS_MAX_DIGITS = 21;
+const littleEndian = endianness() === 'LE';
+
+/**
+ * Reads a float64 array: a `.npy` file (dtype '<f8', any shape, flattened in C order) or,
+ * for any other extension, a raw little-endian float64 file. Throws an `Error` naming
+ * `path` if the file cannot be read or is not such an array.
+ */
+export function readArray(path: string): Float64Array {
+  let buf: Buffer;
+  try {
+    buf = readFileSync(path);
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    if (err.code === 'ENOENT') throw new Error(`${path}: no such file`);
+    if (err.code === 'EISDIR') throw new Error(`${path}: is a directory, not a file`);
+    throw new Error(`${path}: cannot read (${err.code ?? err.message})`);
+  }
+  if (!/\.npy$/i.test(path)) {
+    if (buf.length % 8 !== 0) throw new Error(`${path}: raw float64 file length ${buf.length} is not a multiple of 8`);
+    return toFloat64(buf, 0, buf.length / 8);
+  }
+  if (buf.length < 8 || !buf.subarray(0, 6).equals(MAGIC)) throw new Error(`${path}: not a .npy file (bad magic)`);
+  const major = buf[6]!;
+  const minor = buf[7]!;
+  if ((major !== 1 && major !== 2 && major !== 3) || minor !== 0) {
+    throw new Error(`${path}: .npy format version ${major}.${minor} is not supported (only 1.0, 2.0 and 3.0)`);
+  }
+  const lenBytes = major === 1 ? 2 : 4;
+  if (buf.length < 8 + lenBytes) throw new Error(`${path}: truncated .npy header`);
+  const headerLen = major === 1 ? buf.readUInt16LE(8) : buf.readUInt32LE(8);
+  const dataStart = 8 + lenBytes + headerLen;
+  if (buf.length < dataStart) throw new Error(`${path}: truncated .npy header`);
+  const text = buf.toString(major === 3 ? 'utf8' : 'latin1', 8 + lenBytes, dataStart);
+  let header: Map<string, Value>;
+  try {
+    header = parseHeader(text);
+  } catch (e) {
+    throw new Error(`${path}: malformed .npy header (${(e as Error).message}): ${text.trim()}`);
+  }
+  for (const key of ['descr', 'fortran_order', 'shape']) {
+    if (!header.has(key)) throw new Error(`${path}: malformed .npy header (no '${key}'): ${text.trim()}`);
+  }
+  const descr = header.get('descr')!;
+  if (descr.v !== '<f8') {
+    const shown = typeof descr.v === 'string' ? `'${descr.v}'` : descr.src;
+    throw new Error(`${path}: dtype ${shown} is not supported (only '<f8')`);
+  }
+  const fortran = header.get('fortran_order')!;
+  if (fortran.v === true) throw new Error(`${path}: fortran_order arrays are not supported`);
+  if (fortran.v !== false) throw new Error(`${path}: malformed .npy header (fortran_order is ${fortran.src}): ${text.trim()}`);
+  const shape = header.get('shape')!;
+  const dims = shape.v;
+  if (!Array.isArray(dims) || dims.some((d) => typeof d.v !== 'number' || d.v < 0 || !Number.isSafeInteger(d.v))) {
+    throw new Error(`${path}: malformed .npy header (shape is ${shape.src}): ${text.trim()}`);
+  }
+  const count = dims.reduce((n, d) => n * (d.v as number), 1);
+  const dataBytes = buf.length - dataStart;
+  if (dataBytes !== count * 8) {
+    throw new Error(`${path}: shape ${shape.src} needs ${count * 8} bytes of data but the file has ${dataBytes}`);
+  }
+  return toFloat64(buf, dataStart, count);
+}
+
+/**
+ * Writes `a` as a 1-D '<f8' `.npy` file, format 1.0, laid out exactly as `numpy.save` does
+ * (header padded so the data starts at a multiple of 64 bytes). Creates the parent directory.
+ */
+export function writeNpy(path: string, a: Float64Array): void {
+  const dict = `{'descr': '<f8', 'fortran_order': False, 'shape': (${a.length},), }`;
+  const grown = dict + ' '.repeat(Math.max(0, GROWTH_AXIS_MAX_DIGITS - String(a.length).length));
+  const hlen = grown.length + 1; // + '\n'
+  const pad = ALIGN - ((MAGIC.length + 2 + 2 + hlen) % ALIGN);
+  const header = Buffer.alloc(MAGIC.length + 4 + hlen + pad, 0x20);
+  MAGIC.copy(header, 0);
+  header[6] = 1;
+  header[7] = 0;
+  header.writeUInt16LE(hlen + pad, 8);
+  header.write(grown, 10, 'latin1');
+  header[header.length - 1] = 0x0a;
+  const data = Buffer.alloc(a.length * 8);
+  if (littleEndian) {
+    Buffer.from(a.buffer, a.byteOffset, a.byteLength).copy(data);
+  } else {
+    for (let i = 0; i < a.length; i++) data.writeDoubleLE(a[i]!, i * 8);
+  }
+  mkdirSync(dirname(path), { recursive: true });
+  writeFileSync(path, Buffer.concat([header, data]));
+}
+
+/** A fresh (8-byte aligned) copy of `count` little-endian doubles at `offset` of `buf`. */
+function toFloat64(buf: Buffer, offset: number, count: number): Float64Array {
+  const out = new Float64Array(count);
+  if (littleEndian) {
+    new Uint8Array(out.buffer).set(buf.subarray(offset, offset + count * 8));
+  } else {
+    for (let i = 0; i < count; i++) out[i] = buf.readDoubleLE(offset + i * 8);
+  }
+  return out;
+}
+
+/** A parsed Python literal, with its source text (for messages). */
+interface Value {
+  v: string | number | boolean | null | Value[];
+  src: string;
+}
+
+/** Parses the header: a Python dict literal of strings, ints, booleans, None, tuples and lists. */
+function parseHeader(text: string): Map<string, Value> {
+  let i = 0;
+  const ws = () => {
+    while (i < text.length && /\s/.test(text[i]!)) i++;
+  };
+  const expect = (c: string) => {
+    ws();
+    if (text[i] !== c) throw new Error(`expected '${c}' at offset ${i}`);
+    i++;
+  };
+  const value = (): Value => {
+    ws();
+    const start = i;
+    const c = text[i];
+    let v: Value['v'];
+    if (c === "'" || c === '"') {
+      const end = text.indexOf(c, i + 1);
+      if (end < 0) throw new Error(`unterminated string at offset ${i}`);
+      v = text.slice(i + 1, end);
+      i = end + 1;
+    } else if (c === '(' || c === '[') {
+      const close = c === '(' ? ')' : ']';
+      i++;
+      const items: Value[] = [];
+      for (;;) {
+        ws();
+        if (text[i] === close) break;
+        items.push(value());
+        ws();
+        if (text[i] === ',') i++;
+        else if (text[i] !== close) throw new Error(`expected ',' or '${close}' at offset ${i}`);
+      }
+      i++;
+      v = items;
+    } else {
+      const m = /^(True|False|None|-?\d+L?)/.exec(text.slice(i));
+      if (!m) throw new Error(`unexpected ${i < text.length ? `'${text[i]}'` : 'end'} at offset ${i}`);
+      i += m[0].length;
+      v = m[0] === 'True' ? true : m[0] === 'False' ? false : m[0] === 'None' ? null : Number.parseInt(m[0], 10);
+    }
+    return { v, src: text.slice(start, i) };
+  };
+  const out = new Map<string, Value>();
+  expect('{');
+  for (;;) {
+    ws();
+    if (text[i] === '}') break;
+    const key = value();
+    if (typeof key.v !== 'string') throw new Error(`key ${key.src} is not a string`);
+    expect(':');
+    out.set(key.v, value());
+    ws();
+    if (text[i] === ',') i++;
+    else if (text[i] !== '}') throw new Error(`expected ',' or '}' at offset ${i}`);
+  }
+  i++;
+  ws();
+  if (i !== text.length) throw new Error(`unexpected text after '}' at offset ${i}`);
+  return out;
+}

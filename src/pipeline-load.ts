@@ -1,0 +1,218 @@
+/**
+ * From a user's pipeline (a JSON file or the same object from TS) to a RingPlan: one
+ * place validates every field, with messages that name the stage and the field, and
+ * everything is checked and built before any rank is started.
+ */
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { delimiter, dirname, isAbsolute, join, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { UsageError } from './errors.js';
+import type { CBackend } from './executor.js';
+import { buildNativeLib, buildNativeWorker, buildPipelineWasm, buildTsModule, wasmExportOf, type CSource } from './compile.js';
+import { nativeWorkerPath } from './assets.js';
+import { readArray } from './npy.js';
+import { makePlan, sizesToSchedule, type PipelineSpec, type RingPlan, type RingStage, type StageSpec } from './pipeline.js';
+
+export const TS_BUILTINS = ['halfmean'];
+export const C_BUILTINS = ['halfmean', 'halffirst'];
+const KINDS = ['ts', 'c', 'exec'];
+const FIELDS: Record<string, string[]> = {
+  ts: ['name', 'kind', 'ranks', 'size', 'module', 'export'],
+  c: ['name', 'kind', 'ranks', 'size', 'source', 'function'],
+  exec: ['name', 'kind', 'ranks', 'size', 'command'],
+};
+
+const isPositiveInt = (v: unknown): v is number => typeof v === 'number' && Number.isInteger(v) && v >= 1 && v <= 2 ** 31 - 1;
+const show = (v: unknown) => JSON.stringify(v) ?? String(v);
+
+export function loadPipelineFile(file: string): PipelineSpec {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch {
+    throw new UsageError(`--pipeline file not found: ${file}`);
+  }
+  let obj: unknown;
+  try {
+    obj = JSON.parse(text);
+  } catch (err) {
+    throw new UsageError(`--pipeline ${file} is not valid JSON: ${(err as Error).message}`);
+  }
+  return validatePipeline(obj, dirname(resolve(file)));
+}
+
+function resolveFile(stage: string, field: string, p: string, baseDir: string): string {
+  const abs = isAbsolute(p) ? p : resolve(baseDir, p);
+  if (!existsSync(abs) || !statSync(abs).isFile()) throw new UsageError(`stage "${stage}": "${field}" file not found: ${abs}`);
+  return abs;
+}
+
+/** A program name as a shell would find it: a path (relative to baseDir) or a PATH lookup. */
+function resolveProgram(stage: string, p: string, baseDir: string): string {
+  const candidates = p.includes('/') ? [isAbsolute(p) ? p : resolve(baseDir, p)] : (process.env.PATH ?? '').split(delimiter).map((d) => join(d, p));
+  const found = candidates.find((c) => existsSync(c) && statSync(c).isFile());
+  if (!found) throw new UsageError(`stage "${stage}": "command" program not found: ${p}`);
+  return found;
+}
+
+/** Checks every field and resolves paths against baseDir; returns a spec with absolute paths. */
+export function validatePipeline(obj: unknown, baseDir: string): PipelineSpec {
+  if (typeof obj !== 'object' || obj === null || Array.isArray(obj)) throw new UsageError('pipeline: must be a JSON object with a "stages" array');
+  const p = obj as Record<string, unknown>;
+  for (const k of Object.keys(p)) {
+    if (!['stages', 'initial', 'output'].includes(k)) throw new UsageError(`pipeline: unknown field "${k}" (fields: stages, initial, output)`);
+  }
+  if (!Array.isArray(p.stages) || p.stages.length === 0) throw new UsageError('pipeline: "stages" must be a non-empty array');
+  const names = new Set<string>();
+  const stages = p.stages.map((raw, i): StageSpec => {
+    if (typeof raw !== 'object' || raw === null) throw new UsageError(`stage ${i}: must be an object`);
+    const st = raw as Record<string, unknown>;
+    if (typeof st.name !== 'string' || !/^[A-Za-z0-9_.-]+$/.test(st.name)) {
+      throw new UsageError(`stage ${i}: "name" must be a non-empty string of letters, digits, _ . - (got ${show(st.name)})`);
+    }
+    const name = st.name;
+    if (names.has(name)) throw new UsageError(`stage "${name}": "name" is used by an earlier stage`);
+    names.add(name);
+    if (typeof st.kind !== 'string' || !KINDS.includes(st.kind)) {
+      throw new UsageError(`stage "${name}": "kind" must be one of ${KINDS.join(', ')} (got ${show(st.kind)})`);
+    }
+    const kind = st.kind as StageSpec['kind'];
+    for (const k of Object.keys(st)) {
+      if (!FIELDS[kind].includes(k)) throw new UsageError(`stage "${name}": unknown field "${k}" for kind ${kind} (fields: ${FIELDS[kind].join(', ')})`);
+    }
+    if (!isPositiveInt(st.ranks)) throw new UsageError(`stage "${name}": "ranks" must be a positive integer (got ${show(st.ranks)})`);
+    if (!isPositiveInt(st.size)) throw new UsageError(`stage "${name}": "size" must be a positive integer (got ${show(st.size)})`);
+    const out: StageSpec = { name, kind, ranks: st.ranks, size: st.size };
+    if (kind === 'ts') {
+      if (typeof st.module !== 'string') throw new UsageError(`stage "${name}": "module" must be a module path or builtin:${TS_BUILTINS[0]}`);
+      out.module = builtinOrFile(name, 'module', st.module, TS_BUILTINS, baseDir);
+      if (st.export !== undefined) {
+        if (typeof st.export !== 'string' || !st.export) throw new UsageError(`stage "${name}": "export" must be a non-empty string`);
+        out.export = st.export;
+      }
+    } else if (kind === 'c') {
+      if (typeof st.source !== 'string') throw new UsageError(`stage "${name}": "source" must be a C file path or builtin:halffirst`);
+      out.source = builtinOrFile(name, 'source', st.source, C_BUILTINS, baseDir);
+      if (st.function !== undefined) {
+        if (typeof st.function !== 'string' || !/^[A-Za-z_][A-Za-z0-9_]*$/.test(st.function)) {
+          throw new UsageError(`stage "${name}": "function" must be a C identifier (got ${show(st.function)})`);
+        }
+        out.function = st.function;
+      }
+    } else {
+      if (!Array.isArray(st.command) || st.command.length === 0 || !st.command.every((a) => typeof a === 'string')) {
+        throw new UsageError(`stage "${name}": "command" must be a non-empty array of strings`);
+      }
+      const [prog, ...args] = st.command as string[];
+      out.command = [resolveProgram(name, prog, baseDir), ...args];
+    }
+    return out;
+  });
+  const spec: PipelineSpec = { stages };
+  if (p.initial !== undefined) {
+    if (typeof p.initial === 'number' && Number.isFinite(p.initial)) spec.initial = p.initial;
+    else if (typeof p.initial === 'string') {
+      const abs = isAbsolute(p.initial) ? p.initial : resolve(baseDir, p.initial);
+      if (!existsSync(abs)) throw new UsageError(`pipeline: "initial" file not found: ${abs}`);
+      spec.initial = abs;
+    } else throw new UsageError(`pipeline: "initial" must be a number or a .npy / raw float64 file path (got ${show(p.initial)})`);
+  }
+  if (p.output !== undefined) {
+    const o = p.output as Record<string, unknown>;
+    if (typeof o !== 'object' || o === null || typeof o.file !== 'string' || (o.every !== undefined && !isPositiveInt(o.every))) {
+      throw new UsageError('pipeline: "output" must be {"file": PATH} with an optional "every": positive integer');
+    }
+    spec.output = { file: isAbsolute(o.file) ? o.file : resolve(baseDir, o.file), every: o.every as number | undefined };
+  }
+  return spec;
+}
+
+function builtinOrFile(stage: string, field: string, v: string, builtins: string[], baseDir: string): string {
+  if (v.startsWith('builtin:')) {
+    if (!builtins.includes(v.slice(8))) throw new UsageError(`stage "${stage}": "${field}" ${v} is not a built-in (built-ins: ${builtins.map((b) => `builtin:${b}`).join(', ')})`);
+    return v;
+  }
+  return resolveFile(stage, field, v, baseDir);
+}
+
+export interface PrepareOptions {
+  transport: 'mpi' | 'threads';
+  cBackend: CBackend;
+  /** Overrides every stage's ranks. */
+  procs?: number;
+  /** Overrides the sizes: per-rank sizes of Array1..ArrayS, one group per iteration in turn. */
+  sizes?: number[][];
+}
+
+/** Applies overrides, checks the transport can run every stage, imports TS modules and builds C. */
+export async function preparePlan(spec: PipelineSpec, opts: PrepareOptions): Promise<RingPlan> {
+  const S = spec.stages.length;
+  const ranks = spec.stages.map((s) => opts.procs ?? s.ranks);
+  let schedule = [spec.stages.map((s) => s.size)];
+  if (opts.sizes) {
+    const bad = opts.sizes.find((g) => g.length !== S);
+    if (bad) throw new UsageError(`--sizes must give ${S} sizes per group for this ${S}-stage pipeline (got ${bad.length})`);
+    schedule = sizesToSchedule(opts.sizes);
+  }
+  for (const st of spec.stages) {
+    if (st.kind === 'exec' && opts.transport !== 'mpi') {
+      throw new UsageError(`stage "${st.name}": kind exec runs only with --transport mpi (it is a separate MPI program)`);
+    }
+  }
+  const userC: CSource[] = [];
+  const stages: RingStage[] = [];
+  for (const [s, st] of spec.stages.entries()) {
+    const rs: RingStage = { name: st.name, kind: st.kind, ranks: ranks[s] };
+    if (st.kind === 'ts') {
+      rs.export = st.export ?? 'transform';
+      rs.module = st.module!.startsWith('builtin:') ? st.module! : await buildTsModule(st.name, st.module!);
+      if (!rs.module.startsWith('builtin:')) await checkTsModule(st.name, st.module!, rs.module, st.export);
+    } else if (st.kind === 'c') {
+      const builtin = st.source!.startsWith('builtin:') ? st.source!.slice(8) : undefined;
+      if (builtin) {
+        rs.wasmExport = `commloop_${builtin}`;
+        rs.nativeSymbol = builtin;
+        rs.worker = [nativeWorkerPath, builtin];
+      } else {
+        const src: CSource = { stage: st.name, source: st.source!, fn: st.function ?? 'kernel' };
+        rs.wasmExport = wasmExportOf(src, userC.length);
+        userC.push(src);
+        if (opts.cBackend === 'native' && opts.transport === 'threads') {
+          rs.nativeLib = buildNativeLib(src);
+          rs.nativeSymbol = 'commloop_user_kernel';
+        }
+        if (opts.cBackend === 'native' && opts.transport === 'mpi') rs.worker = [buildNativeWorker(src), 'user'];
+      }
+    } else {
+      rs.command = st.command;
+    }
+    stages.push(rs);
+  }
+  const wasmModule = opts.cBackend === 'wasm' ? buildPipelineWasm(userC) : buildPipelineWasm([]);
+  const initial = typeof spec.initial === 'string' ? readInitial(spec.initial) : (spec.initial ?? 1);
+  const output = spec.output ? { file: spec.output.file, every: spec.output.every ?? 0 } : undefined;
+  return makePlan(stages, schedule, initial, wasmModule, output);
+}
+
+function readInitial(file: string): Float64Array {
+  try {
+    return readArray(file);
+  } catch (err) {
+    throw new UsageError(`pipeline: "initial" ${(err as Error).message}`);
+  }
+}
+
+async function checkTsModule(stage: string, file: string, built: string, exportName?: string): Promise<void> {
+  let mod: Record<string, unknown>;
+  try {
+    mod = await import(pathToFileURL(built).href);
+  } catch (err) {
+    throw new UsageError(`stage "${stage}": "module" ${file} fails to load: ${(err as Error).message.split('\n')[0]}`);
+  }
+  const fn = exportName ? mod[exportName] : (mod.transform ?? mod.default);
+  if (typeof fn !== 'function') {
+    throw new UsageError(
+      `stage "${stage}": "module" ${file} has no function export ${exportName ? `"${exportName}"` : '"transform" (nor a default export)'}`,
+    );
+  }
+}
