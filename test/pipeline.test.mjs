@@ -3,7 +3,7 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync, existsSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runPipeline, readArray, UsageError } from '../dist/index.js';
@@ -81,6 +81,23 @@ for (const [file, label] of [[three, 'C exec stage'], [threePy, 'mpi4py exec sta
     });
   }
 }
+
+user('the mpi4py stage printed in docs/PROTOCOL.md runs as the demo\'s ts1, spawn and mpmd', () => {
+  const doc = readFileSync(join(root, 'docs', 'PROTOCOL.md'), 'utf8');
+  const code = doc.slice(doc.indexOf('```python\n') + 10, doc.indexOf('```', doc.indexOf('```python\n') + 10));
+  const script = join(dir, 'doc_stage.py');
+  writeFileSync(script, code);
+  const file = pipelineFile('doc', {
+    stages: [
+      { name: 'ts1', kind: 'exec', ranks: 2, size: 1000, command: ['/usr/bin/python3', script] },
+      { name: 'c', kind: 'c', ranks: 2, size: 1000000, source: 'builtin:halffirst' },
+      { name: 'ts2', kind: 'ts', ranks: 2, size: 10, module: 'builtin:halfmean' },
+    ],
+  });
+  for (const launch of ['spawn', 'mpmd']) {
+    assert.is(cliJson(['--pipeline', file, '-i', '5', '--launch', launch]).checksum, 11431291.134835951, launch);
+  }
+});
 
 user('-p and --sizes override a pipeline\'s ranks and sizes', () => {
   const r = cliJson(['--pipeline', two, '-i', '3', '-p', '4', '--sizes', '8,12', '--transport', 'threads']);
