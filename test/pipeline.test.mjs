@@ -2,8 +2,8 @@
 // the demo as a pipeline file, invalid pipelines, the library API, .npy output.
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runPipeline, readArray, UsageError } from '../dist/index.js';
@@ -249,4 +249,34 @@ api('initial from a .npy file', async () => {
   assert.is(r.checksum, ref([SHIFT, THIRD], 3).checksum);
 });
 
+api('examples/converge.mjs imports commloop by name and stops at the fixed point', () => {
+  const r = spawnSync(process.execPath, [join(root, 'examples', 'converge.mjs')], { encoding: 'utf8', timeout: 60_000 });
+  assert.is(r.status, 0, r.stderr);
+  const lines = r.stdout.trim().split('\n');
+  assert.is(lines[0], 'iteration 18: Array1 did not change, stopping');
+  assert.match(lines[1], /^ran 19 of 1000 iterations, checksum 14497\.142857142813, [0-9.]+ us per iteration$/);
+});
+
 api.run();
+
+const readme = suite('README');
+
+readme('the "Your own pipeline" steps run as written, and all four runs agree', () => {
+  const text = readFileSync(join(root, 'README.md'), 'utf8');
+  const at = text.indexOf('```sh\nmkdir -p my-ring') + 6;
+  const steps = text.slice(at, text.indexOf('```', at));
+  const cwd = mkdtempSync(join(tmpdir(), 'commloop-readme-'));
+  symlinkSync(join(root, 'dist'), join(cwd, 'dist'));
+  const r = spawnSync('bash', ['-e', '-c', steps], { cwd, encoding: 'utf8', timeout: 120_000 });
+  assert.is(r.status, 0, r.stderr);
+  const sums = r.stdout.split('\n').filter((l) => l.startsWith('checksum'));
+  const stages = [
+    { ranks: 2, size: 8, f: (x, k, rank) => Float64Array.from({ length: k }, (_, j) => 2 * x[j % x.length] + rank) },
+    { ranks: 2, size: 4, f: (x, k, rank) => Float64Array.from({ length: k }, (_, j) => x[j % x.length] / 4 + (rank * k + j)) },
+  ];
+  const expected = `checksum  ${referencePipeline(stages, 1, 10).checksum}`;
+  assert.equal(sums, [expected, expected, expected, expected]);
+  assert.ok(sameBits(readArray(join(cwd, 'my-ring', 'final.npy')), referencePipeline(stages, 1, 10).final));
+});
+
+readme.run();
