@@ -26,6 +26,8 @@ export const IMPLS = [
   { id: 'threads/wasm', kind: 'project', args: ['--transport', 'threads', '--c-backend', 'wasm'] },
   { id: 'mpi/native', kind: 'project', args: ['--transport', 'mpi', '--c-backend', 'native'] },
   { id: 'mpi/wasm', kind: 'project', args: ['--transport', 'mpi', '--c-backend', 'wasm'] },
+  // One mpirun for everything (shared memory); the rows above are spawn mode (TCP between jobs).
+  { id: 'mpmd/native', kind: 'project', args: ['--transport', 'mpi', '--launch', 'mpmd', '--c-backend', 'native'] },
   { id: 'c-floor', kind: 'reference' },
   { id: 'mpi4py', kind: 'reference' },
 ];
