@@ -71,7 +71,10 @@ fi
 if newer build/Release/commloop_kernel.node binding.gyp transport wasm ||
   newer build/Release/commloop_mpi.node binding.gyp transport; then
   say "node-gyp rebuild"
-  npx node-gyp rebuild --silent >&2
+  if ! npx node-gyp rebuild >build-addon.log 2>&1; then
+    cat build-addon.log >&2
+    exit 1
+  fi
 fi
 
 # --- the bundles and types ------------------------------------------------------------

@@ -10,6 +10,7 @@
 #include <mutex>
 
 #include "../wasm/commloop_kernel.h"
+#include "args.h"
 
 namespace {
 
@@ -30,17 +31,7 @@ Napi::Float64Array F64Arg(const Napi::CallbackInfo& info, size_t i, const char* 
   return info[i].As<Napi::Float64Array>();
 }
 
-int32_t IntArg(const Napi::CallbackInfo& info, size_t i, const char* name, int32_t min) {
-  if (info.Length() <= i || !info[i].IsNumber()) {
-    throw Napi::TypeError::New(info.Env(), std::string(name) + " must be a number");
-  }
-  double v = info[i].As<Napi::Number>().DoubleValue();
-  if (!(v >= min && v <= 2147483647.0) || v != static_cast<double>(static_cast<int64_t>(v))) {
-    throw Napi::RangeError::New(info.Env(), std::string(name) + " must be an integer from " +
-                                                std::to_string(min) + " to 2147483647");
-  }
-  return static_cast<int32_t>(v);
-}
+using commloop::IntArg;
 
 // run(fn, input, output, rank, nranks, iteration)
 Napi::Value Run(const Napi::CallbackInfo& info) {
@@ -64,9 +55,9 @@ Napi::Value Run(const Napi::CallbackInfo& info) {
   }
   Napi::Float64Array in = F64Arg(info, 1, "input");
   Napi::Float64Array out = F64Arg(info, 2, "output");
-  int32_t rank = IntArg(info, 3, "rank", 0);
-  int32_t nranks = IntArg(info, 4, "nranks", 1);
-  int32_t iteration = IntArg(info, 5, "iteration", 0);
+  int32_t rank = IntArg(info, 3, "rank", 0, 2147483647);
+  int32_t nranks = IntArg(info, 4, "nranks", 1, 2147483647);
+  int32_t iteration = IntArg(info, 5, "iteration", 0, 2147483647);
   if (rank >= nranks) throw Napi::RangeError::New(info.Env(), "rank must be below nranks");
   // Both kernels read at least in[0]; an empty input would read past the view.
   if (in.ElementLength() < 1) throw Napi::RangeError::New(info.Env(), "input must hold at least 1 element");

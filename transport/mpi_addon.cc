@@ -10,6 +10,8 @@
 #include <fcntl.h>
 #include <mpi.h>
 #include <napi.h>
+
+#include "args.h"
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -35,14 +37,7 @@ std::vector<MPI_Comm> g_comms;  // handle -> comm; MPI_COMM_NULL once disconnect
 [[noreturn]] void ThrowType(Napi::Env env, const std::string& msg) { throw Napi::TypeError::New(env, msg); }
 [[noreturn]] void ThrowRange(Napi::Env env, const std::string& msg) { throw Napi::RangeError::New(env, msg); }
 
-int32_t IntArg(const Napi::CallbackInfo& info, size_t i, const char* name, int64_t min, int64_t max) {
-  if (info.Length() <= i || !info[i].IsNumber()) ThrowType(info.Env(), std::string(name) + " must be a number");
-  double v = info[i].As<Napi::Number>().DoubleValue();
-  if (!(v >= static_cast<double>(min) && v <= static_cast<double>(max)) || v != static_cast<double>(static_cast<int64_t>(v))) {
-    ThrowRange(info.Env(), std::string(name) + " must be an integer from " + std::to_string(min) + " to " + std::to_string(max));
-  }
-  return static_cast<int32_t>(v);
-}
+using commloop::IntArg;
 
 std::string StrArg(const Napi::CallbackInfo& info, size_t i, const char* name) {
   if (info.Length() <= i || !info[i].IsString()) ThrowType(info.Env(), std::string(name) + " must be a string");
@@ -178,6 +173,18 @@ int64_t NowMs() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
+// Reads /proc/<pid>/<file> into buf (NUL-terminated); false when the process is gone.
+bool ReadProc(pid_t pid, const char* file, char* buf, size_t size) {
+  char path[64];
+  snprintf(path, sizeof path, "/proc/%d/%s", pid, file);
+  FILE* f = fopen(path, "r");
+  if (!f) return false;
+  size_t n = fread(buf, 1, size - 1, f);
+  fclose(f);
+  buf[n] = 0;
+  return true;
+}
+
 // Direct children of `parent`, from /proc (the singleton's orted is one of ours).
 std::vector<pid_t> ChildrenOf(pid_t parent) {
   std::vector<pid_t> out;
@@ -185,14 +192,8 @@ std::vector<pid_t> ChildrenOf(pid_t parent) {
   if (!d) return out;
   while (dirent* e = readdir(d)) {
     pid_t pid = static_cast<pid_t>(atoi(e->d_name));
-    if (pid <= 0) continue;
-    char path[64], buf[512];
-    snprintf(path, sizeof path, "/proc/%d/stat", pid);
-    FILE* f = fopen(path, "r");
-    if (!f) continue;
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = 0;
+    char buf[512];
+    if (pid <= 0 || !ReadProc(pid, "stat", buf, sizeof buf)) continue;
     const char* rp = strrchr(buf, ')');  // the command name may hold spaces
     int ppid = 0;
     if (rp && sscanf(rp + 2, "%*c %d", &ppid) == 1 && ppid == parent) out.push_back(pid);
@@ -214,14 +215,8 @@ void KillDescendants(pid_t parent) {
 // belong to Node (libuv reaps those).
 void EndOrted(int timeout_ms) {
   for (pid_t k : ChildrenOf(getpid())) {
-    char path[64], comm[64] = {0};
-    snprintf(path, sizeof path, "/proc/%d/comm", k);
-    FILE* f = fopen(path, "r");
-    if (!f) continue;
-    size_t n = fread(comm, 1, sizeof comm - 1, f);
-    fclose(f);
-    comm[n] = 0;
-    if (strncmp(comm, "orted", 5) != 0) continue;
+    char comm[64];
+    if (!ReadProc(k, "comm", comm, sizeof comm) || strncmp(comm, "orted", 5) != 0) continue;
     // Let it reap the ranks it started first, or they become init's zombies.
     int64_t until = NowMs() + timeout_ms;
     while (!ChildrenOf(k).empty() && NowMs() < until) usleep(2000);
