@@ -42,12 +42,22 @@ interface Stage {
 }
 
 function tsStage(): Stage {
-  let input = new Float64Array(0);
-  let output = new Float64Array(0);
+  // Grow-only backing stores: sizes may change every step (the mixed-size run), and a
+  // fresh zeroed array per step is work the C worker does not do either.
+  let inStore = new Float64Array(0);
+  let outStore = new Float64Array(0);
+  let input = inStore;
+  let output = outStore;
   return {
     buffers(nIn, nOut) {
-      if (input.length !== nIn) input = new Float64Array(nIn);
-      if (output.length !== nOut) output = new Float64Array(nOut);
+      if (input.length !== nIn) {
+        if (inStore.length < nIn) inStore = new Float64Array(nIn);
+        input = inStore.subarray(0, nIn);
+      }
+      if (output.length !== nOut) {
+        if (outStore.length < nOut) outStore = new Float64Array(nOut);
+        output = outStore.subarray(0, nOut);
+      }
       return [input, output];
     },
     run: (i, o, iteration) => transform!(i, o, { rank, nranks, iteration }),
