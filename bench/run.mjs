@@ -41,7 +41,10 @@ record({
 
 function command(impl, ranks, sizes, iterations) {
   const common = ['-p', String(ranks), '--sizes', sizes.map((t) => t.join(',')).join('/'), '-i', String(iterations)];
-  if (impl.kind === 'project') return [process.execPath, [join(root, 'dist', 'master.js'), ...common, ...impl.args, '--json']];
+  if (impl.kind === 'project') {
+    const args = impl.args.map((a) => (a.startsWith('bench/') ? join(root, a) : a));
+    return [process.execPath, [join(root, 'dist', 'master.js'), ...common, ...args, '--json']];
+  }
   if (impl.id === 'c-floor') {
     return [join(root, 'dist', 'commloop_c_floor'), [...common, '--worker', join(root, 'dist', 'commloop_c_worker')]];
   }

@@ -28,6 +28,9 @@ export const IMPLS = [
   { id: 'mpi/wasm', kind: 'project', args: ['--transport', 'mpi', '--c-backend', 'wasm'] },
   // One mpirun for everything (shared memory); the rows above are spawn mode (TCP between jobs).
   { id: 'mpmd/native', kind: 'project', args: ['--transport', 'mpi', '--launch', 'mpmd', '--c-backend', 'native'] },
+  // Diagnostic: the project's Node master, but every stage the native C worker (bench/all-c.json,
+  // the same arithmetic). Against mpi/native it isolates what the Node stage processes cost.
+  { id: 'mpi/c-stages', kind: 'project', args: ['--transport', 'mpi', '--pipeline', 'bench/all-c.json'] },
   { id: 'c-floor', kind: 'reference' },
   { id: 'mpi4py', kind: 'reference' },
 ];
