@@ -163,9 +163,8 @@ export function writeReport(results, root) {
     md.push('## Where spawn-mode MPI misses 1.2x of the C floor, and why', '');
     md.push(
       '`mpi/c-stages` runs the same ring with the project\'s Node master but every stage the native C',
-      'worker. Where it is near 1.0x while `mpi/native` is not, the extra time is the Node stage',
-      'processes (their start-up footprint, and their scheduling on 2 oversubscribed cores), not the',
-      'master, the addon or the protocol. Where `mpi/c-stages` is itself far from 1.0x (it runs the',
+      'worker. Where it is near 1.0x while `mpi/native` is not, the extra time is in the Node stage',
+      'processes, not in the master, the addon or the protocol. Where `mpi/c-stages` is itself far from 1.0x (it runs the',
       'floor\'s own C workers), the cell is noise: at N=10, 31 processes share 2 cores, and the large',
       'sizes run few iterations; compare each row\'s median with its min in the tables below.',
       '',
