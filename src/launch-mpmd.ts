@@ -48,13 +48,27 @@ export async function launchMpmd(plan: RingPlan, masterArgs: string[], opts: Mpm
   const mpirun = existsSync('/usr/bin/mpirun.openmpi') ? '/usr/bin/mpirun.openmpi' : 'mpirun';
   // Its own process group: a terminal's Ctrl-C reaches only us, and we ask the inner master to stop.
   const child = spawn(mpirun, mpmdCommand(plan, masterArgs, opts), { stdio: 'inherit', env, detached: true });
-  const relay = () => {
-    try {
-      process.kill(Number(readFileSync(pidfile, 'utf8')), 'SIGINT');
-    } catch {
-      // Not started yet, or gone: stop the whole job.
-      if (child.pid) process.kill(-child.pid, 'SIGTERM');
+  // The inner master writes its pid once its signal handlers are in place; a Ctrl-C that
+  // comes earlier waits for that (up to 10 s) rather than tearing the job down.
+  let relaying = false;
+  const relay = async () => {
+    if (relaying) return;
+    relaying = true;
+    for (let i = 0; i < 200; i++) {
+      const pid = existsSync(pidfile) ? Number(readFileSync(pidfile, 'utf8')) : 0;
+      if (pid > 0) {
+        try {
+          process.kill(pid, 'SIGINT');
+          relaying = false;
+          return;
+        } catch {
+          break; // gone already
+        }
+      }
+      if (child.exitCode !== null) return;
+      await new Promise((r) => setTimeout(r, 50));
     }
+    if (child.pid) process.kill(-child.pid, 'SIGTERM');
   };
   process.on('SIGINT', relay);
   process.on('SIGTERM', relay);

@@ -27,11 +27,11 @@ async function main(argv: string[]): Promise<number> {
     const plan = await preparePlan(spec, { transport: 'mpi', cBackend: opts.cBackend, procs: opts.procs, sizes: opts.sizes });
     return launchMpmd(plan, argv, { cBackend: opts.cBackend, hostfile: opts.hostfile, host: opts.host });
   }
-  if (process.env[MPMD_PIDFILE_ENV]) writeFileSync(process.env[MPMD_PIDFILE_ENV]!, String(process.pid));
-
   const stop = new AbortController();
   process.once('SIGINT', () => stop.abort());
   process.once('SIGTERM', () => stop.abort());
+  // Under our own MPMD mpirun: tell the launching CLI where to send Ctrl-C, once we can take it.
+  if (process.env[MPMD_PIDFILE_ENV]) writeFileSync(process.env[MPMD_PIDFILE_ENV]!, String(process.pid));
 
   const tty = process.stderr.isTTY === true;
   const t0 = performance.now();

@@ -122,13 +122,17 @@ ring.run();
 
 const failures = suite('failures and signals');
 
+/** A stage rank's command line (not mpirun's, which names the stage programs as arguments). */
+const isRank = (cmd) => /^\S*commloop_c_worker /.test(cmd) || /^\S*node \S*worker\.js /.test(cmd);
+
 /** Starts a long run and waits until all its 3*2 stage ranks are up. */
 async function longRun(extra = []) {
   const run = startCli(['-p', '2', '--sizes', '10,10,10', '-i', '2000000000', ...extra]);
-  const up = await until(() => {
-    const cmds = descendants(run.child.pid).map(cmdline);
-    return cmds.filter((c) => c.includes('commloop_c_worker') || c.includes('worker.js')).length === 6;
-  }, 30_000);
+  const up = await until(() => descendants(run.child.pid).map(cmdline).filter(isRank).length === 6, 30_000);
+  if (!up) {
+    for (const p of descendants(run.child.pid)) process.kill(p, 'SIGKILL');
+    run.child.kill('SIGKILL');
+  }
   assert.ok(up, 'the six stage ranks did not start');
   return run;
 }
@@ -136,7 +140,7 @@ async function longRun(extra = []) {
 failures('a killed C rank ends the run within 10 s, names the stage, and leaves no process', async () => {
   const run = await longRun();
   const pids = descendants(run.child.pid);
-  const victim = pids.find((p) => cmdline(p).includes('commloop_c_worker'));
+  const victim = pids.find((p) => isRank(cmdline(p)) && cmdline(p).includes('commloop_c_worker'));
   process.kill(victim, 'SIGKILL');
   const killedAt = Date.now();
   const r = await run.exit;
@@ -151,7 +155,7 @@ failures('a killed C rank ends the run within 10 s, names the stage, and leaves 
 failures('a killed TypeScript rank names its stage', async () => {
   const run = await longRun(['--c-backend', 'wasm']);
   const pids = descendants(run.child.pid);
-  const victim = pids.find((p) => cmdline(p).includes('worker.js ts'));
+  const victim = pids.find((p) => isRank(cmdline(p)) && cmdline(p).includes('worker.js ts'));
   process.kill(victim, 'SIGKILL');
   const r = await run.exit;
   assert.is(r.code, 1);
@@ -170,6 +174,34 @@ failures('SIGINT stops cleanly: result so far, exit 130, every rank gone', async
   assert.is(o.stopped, true);
   assert.is(o.checksum, referenceRing(2, [[10, 10, 10]], o.iterations).checksum);
   assert.is(r.stderr, `commloop: stopped by signal after ${o.iterations} of 2000000000 iterations\n`);
+  assert.equal(pids.filter(exists).map(cmdline), []);
+});
+
+failures('--launch mpmd: SIGINT to the CLI stops the inner master cleanly, exit 130, every rank gone', async () => {
+  const run = await longRun(['--json', '--launch', 'mpmd']);
+  const pids = descendants(run.child.pid);
+  run.child.kill('SIGINT');
+  const r = await run.exit;
+  assert.is(r.code, 130, r.stderr);
+  const o = JSON.parse(r.stdout);
+  assert.is(o.launch, 'mpmd');
+  assert.is(o.stopped, true);
+  assert.is(o.checksum, referenceRing(2, [[10, 10, 10]], o.iterations).checksum);
+  assert.ok(r.stderr.startsWith(`commloop: stopped by signal after ${o.iterations} of 2000000000 iterations\n`));
+  await until(() => pids.filter(exists).length === 0, 3000);
+  assert.equal(pids.filter(exists).map(cmdline), []);
+});
+
+failures('--launch mpmd: a killed rank takes the whole job down within 10 s', async () => {
+  const run = await longRun(['--launch', 'mpmd']);
+  const pids = descendants(run.child.pid);
+  const victim = pids.find((p) => isRank(cmdline(p)) && cmdline(p).includes('commloop_c_worker'));
+  process.kill(victim, 'SIGKILL');
+  const killedAt = Date.now();
+  const r = await run.exit;
+  assert.ok(Date.now() - killedAt < 10_000, `took ${Date.now() - killedAt} ms`);
+  assert.ok(r.code !== 0, `exit ${r.code}`);
+  await until(() => pids.filter(exists).length === 0, 3000);
   assert.equal(pids.filter(exists).map(cmdline), []);
 });
 
