@@ -137,31 +137,36 @@ async function longRun(extra = []) {
   return run;
 }
 
-failures('a killed C rank ends the run within 10 s, names the stage, and leaves no process', async () => {
-  const run = await longRun();
+/** SIGKILLs the first stage rank whose command line includes `what`; waits for the run to end. */
+async function killRank(run, what) {
   const pids = descendants(run.child.pid);
-  const victim = pids.find((p) => isRank(cmdline(p)) && cmdline(p).includes('commloop_c_worker'));
+  const victim = pids.find((p) => isRank(cmdline(p)) && cmdline(p).includes(what));
   process.kill(victim, 'SIGKILL');
   const killedAt = Date.now();
   const r = await run.exit;
-  assert.ok(Date.now() - killedAt < 10_000, `took ${Date.now() - killedAt} ms`);
+  return { r, pids, victim, ms: Date.now() - killedAt };
+}
+
+/** Every process of the run is gone (zombies count as present: ps shows them). */
+async function assertNoneLeft(pids) {
+  await until(() => pids.filter(exists).length === 0, 3000);
+  assert.equal(pids.filter(exists).map(cmdline), [], 'processes of the run are left');
+}
+
+failures('a killed C rank ends the run within 10 s, names the stage, and leaves no process', async () => {
+  const { r, pids, victim, ms } = await killRank(await longRun(), 'commloop_c_worker');
+  assert.ok(ms < 10_000, `took ${ms} ms`);
   assert.is(r.code, 1);
   const line = r.stderr.split('\n').find((l) => l.startsWith('commloop: '));
   assert.match(line, new RegExp(`^commloop: stage "c" rank [01] \\(pid ${victim}\\).* died; aborting the run$`));
-  await until(() => pids.filter(exists).length === 0, 3000);
-  assert.equal(pids.filter(exists).map(cmdline), [], 'processes of the run are left');
+  await assertNoneLeft(pids);
 });
 
 failures('a killed TypeScript rank names its stage', async () => {
-  const run = await longRun(['--c-backend', 'wasm']);
-  const pids = descendants(run.child.pid);
-  const victim = pids.find((p) => isRank(cmdline(p)) && cmdline(p).includes('worker.js ts'));
-  process.kill(victim, 'SIGKILL');
-  const r = await run.exit;
+  const { r, pids, victim } = await killRank(await longRun(['--c-backend', 'wasm']), 'worker.js ts');
   assert.is(r.code, 1);
   assert.match(r.stderr, new RegExp(`commloop: stage "ts[12]" rank [01] \\(pid ${victim}\\).* died; aborting the run\\n`));
-  await until(() => pids.filter(exists).length === 0, 3000);
-  assert.equal(pids.filter(exists).map(cmdline), []);
+  await assertNoneLeft(pids);
 });
 
 failures('SIGINT stops cleanly: result so far, exit 130, every rank gone', async () => {
@@ -174,6 +179,7 @@ failures('SIGINT stops cleanly: result so far, exit 130, every rank gone', async
   assert.is(o.stopped, true);
   assert.is(o.checksum, referenceRing(2, [[10, 10, 10]], o.iterations).checksum);
   assert.is(r.stderr, `commloop: stopped by signal after ${o.iterations} of 2000000000 iterations\n`);
+  // A clean stop reaps everything before the master exits: no grace period here.
   assert.equal(pids.filter(exists).map(cmdline), []);
 });
 
@@ -188,21 +194,14 @@ failures('--launch mpmd: SIGINT to the CLI stops the inner master cleanly, exit 
   assert.is(o.stopped, true);
   assert.is(o.checksum, referenceRing(2, [[10, 10, 10]], o.iterations).checksum);
   assert.ok(r.stderr.startsWith(`commloop: stopped by signal after ${o.iterations} of 2000000000 iterations\n`));
-  await until(() => pids.filter(exists).length === 0, 3000);
-  assert.equal(pids.filter(exists).map(cmdline), []);
+  await assertNoneLeft(pids);
 });
 
 failures('--launch mpmd: a killed rank takes the whole job down within 10 s', async () => {
-  const run = await longRun(['--launch', 'mpmd']);
-  const pids = descendants(run.child.pid);
-  const victim = pids.find((p) => isRank(cmdline(p)) && cmdline(p).includes('commloop_c_worker'));
-  process.kill(victim, 'SIGKILL');
-  const killedAt = Date.now();
-  const r = await run.exit;
-  assert.ok(Date.now() - killedAt < 10_000, `took ${Date.now() - killedAt} ms`);
+  const { r, pids, ms } = await killRank(await longRun(['--launch', 'mpmd']), 'commloop_c_worker');
+  assert.ok(ms < 10_000, `took ${ms} ms`);
   assert.ok(r.code !== 0, `exit ${r.code}`);
-  await until(() => pids.filter(exists).length === 0, 3000);
-  assert.equal(pids.filter(exists).map(cmdline), []);
+  await assertNoneLeft(pids);
 });
 
 failures.run();
