@@ -188,7 +188,8 @@ export async function preparePlan(spec: PipelineSpec, opts: PrepareOptions): Pro
     }
     stages.push(rs);
   }
-  const wasmModule = opts.cBackend === 'wasm' ? buildPipelineWasm(userC) : buildPipelineWasm([]);
+  // Native runs never load user kernels from WASM, so they skip the emcc build.
+  const wasmModule = buildPipelineWasm(opts.cBackend === 'wasm' ? userC : []);
   const initial = typeof spec.initial === 'string' ? readInitial(spec.initial) : (spec.initial ?? 1);
   const output = spec.output ? { file: spec.output.file, every: spec.output.every ?? 0 } : undefined;
   return makePlan(stages, schedule, initial, wasmModule, output);
