@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { distDir } from './assets.js';
 import type { CBackend } from './executor.js';
+import { setMpiEnvironment } from './mpi.js';
 import type { RingPlan } from './pipeline.js';
 import { stageCommand } from './transport-mpi.js';
 
@@ -37,14 +38,8 @@ export function mpmdCommand(plan: RingPlan, masterArgs: string[], opts: MpmdOpti
 export async function launchMpmd(plan: RingPlan, masterArgs: string[], opts: MpmdOptions): Promise<number> {
   const pidfile = join(tmpdir(), `commloop-mpmd-${process.pid}.pid`);
   const env: NodeJS.ProcessEnv = { ...process.env, [MPMD_PIDFILE_ENV]: pidfile };
-  // mpirun reads these itself (a singleton master sets them for its own spawns).
-  env.OMPI_MCA_rmaps_base_oversubscribe ??= '1';
-  env.OMPI_MCA_mpi_yield_when_idle ??= '1';
-  if (!opts.hostfile && !opts.host) env.OMPI_MCA_btl_tcp_if_include ??= 'lo';
-  if (process.getuid?.() === 0) {
-    env.OMPI_ALLOW_RUN_AS_ROOT ??= '1';
-    env.OMPI_ALLOW_RUN_AS_ROOT_CONFIRM ??= '1';
-  }
+  // mpirun reads these itself and passes them to every rank.
+  setMpiEnvironment(!opts.hostfile && !opts.host, env);
   const mpirun = existsSync('/usr/bin/mpirun.openmpi') ? '/usr/bin/mpirun.openmpi' : 'mpirun';
   // Its own process group: a terminal's Ctrl-C reaches only us, and we ask the inner master to stop.
   const child = spawn(mpirun, mpmdCommand(plan, masterArgs, opts), { stdio: 'inherit', env, detached: true });

@@ -67,10 +67,10 @@ export function mpi(): MpiAddon {
 }
 
 /**
- * Defaults Open MPI needs for a singleton master on one small machine; the user's
- * environment wins. Must run before init(): MPI reads them in MPI_Init.
+ * Defaults Open MPI needs for a singleton master, or for our MPMD mpirun, on one small
+ * machine; the user's environment wins. Must reach MPI before MPI_Init (or mpirun) reads it.
  */
-export function setMpiEnvironment(local: boolean): void {
+export function setMpiEnvironment(local: boolean, env: NodeJS.ProcessEnv = process.env): void {
   const defaults: Record<string, string> = {
     // Without it even 2 spawned ranks fail on 2 cores: the singleton counts one slot per core.
     OMPI_MCA_rmaps_base_oversubscribe: '1',
@@ -83,7 +83,7 @@ export function setMpiEnvironment(local: boolean): void {
     defaults.OMPI_ALLOW_RUN_AS_ROOT = '1';
     defaults.OMPI_ALLOW_RUN_AS_ROOT_CONFIRM = '1';
   }
-  for (const [k, v] of Object.entries(defaults)) process.env[k] ??= v;
+  for (const [k, v] of Object.entries(defaults)) env[k] ??= v;
 }
 
 export const MAGIC = 0x434c4f50;
