@@ -20,7 +20,9 @@ export interface CSource {
   fn: string;
 }
 
-export const BUILTIN_KERNELS = ['commloop_sum', 'commloop_halfmean', 'commloop_halffirst'];
+/** The C kernels every build carries (wasm/commloop_kernel.c), by stage-facing name. */
+export const C_BUILTINS = ['halfmean', 'halffirst'];
+const BUILTIN_KERNELS = ['commloop_sum', ...C_BUILTINS.map((k) => `commloop_${k}`)];
 
 const WASM_FLAGS = ['-O3', '-msimd128', '-matomics', '-mbulk-memory', '-ffp-contract=off'];
 const NATIVE_FLAGS = ['-O3', '-ffp-contract=off'];

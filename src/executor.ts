@@ -46,10 +46,15 @@ export function instantiateKernel(memory: WebAssembly.Memory, path?: string, sta
 /** Loads a ts stage's transform: a built-in, or a module's named (or default) export. */
 export async function loadTransform(module: string, exportName: string): Promise<Transform> {
   if (module.startsWith('builtin:')) return TS_TRANSFORMS[module.slice(8)];
-  const mod = (await import(pathToFileURL(module).href)) as Record<string, unknown>;
+  const fn = pickTransform((await import(pathToFileURL(module).href)) as Record<string, unknown>, exportName);
+  if (!fn) throw new Error(`${module} has no function export "${exportName}"`);
+  return fn;
+}
+
+/** The named export; for the default name "transform", the default export also serves. */
+export function pickTransform(mod: Record<string, unknown>, exportName: string): Transform | undefined {
   const fn = mod[exportName] ?? (exportName === 'transform' ? mod.default : undefined);
-  if (typeof fn !== 'function') throw new Error(`${module} has no function export "${exportName}"`);
-  return fn as Transform;
+  return typeof fn === 'function' ? (fn as Transform) : undefined;
 }
 
 type Runner = (step: StageStep, rank: number, inAt: number, outAt: number) => void;

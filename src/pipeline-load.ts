@@ -7,14 +7,13 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import { delimiter, dirname, isAbsolute, join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { UsageError } from './errors.js';
-import type { CBackend } from './executor.js';
-import { buildNativeLib, buildNativeWorker, buildPipelineWasm, buildTsModule, wasmExportOf, type CSource } from './compile.js';
+import { TS_TRANSFORMS, pickTransform, type CBackend } from './executor.js';
+import { C_BUILTINS, buildNativeLib, buildNativeWorker, buildPipelineWasm, buildTsModule, wasmExportOf, type CSource } from './compile.js';
 import { nativeWorkerPath } from './assets.js';
 import { readArray } from './npy.js';
 import { makePlan, sizesToSchedule, type PipelineSpec, type RingPlan, type RingStage, type StageSpec } from './pipeline.js';
 
-export const TS_BUILTINS = ['halfmean'];
-export const C_BUILTINS = ['halfmean', 'halffirst'];
+const TS_BUILTINS = Object.keys(TS_TRANSFORMS);
 const KINDS = ['ts', 'c', 'exec'];
 const FIELDS: Record<string, string[]> = {
   ts: ['name', 'kind', 'ranks', 'size', 'module', 'export'],
@@ -166,7 +165,7 @@ export async function preparePlan(spec: PipelineSpec, opts: PrepareOptions): Pro
     if (st.kind === 'ts') {
       rs.export = st.export ?? 'transform';
       rs.module = st.module!.startsWith('builtin:') ? st.module! : await buildTsModule(st.name, st.module!);
-      if (!rs.module.startsWith('builtin:')) await checkTsModule(st.name, st.module!, rs.module, st.export);
+      if (!rs.module.startsWith('builtin:')) await checkTsModule(st.name, st.module!, rs.module, rs.export);
     } else if (st.kind === 'c') {
       const builtin = st.source!.startsWith('builtin:') ? st.source!.slice(8) : undefined;
       if (builtin) {
@@ -203,17 +202,16 @@ function readInitial(file: string): Float64Array {
   }
 }
 
-async function checkTsModule(stage: string, file: string, built: string, exportName?: string): Promise<void> {
+async function checkTsModule(stage: string, file: string, built: string, exportName: string): Promise<void> {
   let mod: Record<string, unknown>;
   try {
     mod = await import(pathToFileURL(built).href);
   } catch (err) {
     throw new UsageError(`stage "${stage}": "module" ${file} fails to load: ${(err as Error).message.split('\n')[0]}`);
   }
-  const fn = exportName ? mod[exportName] : (mod.transform ?? mod.default);
-  if (typeof fn !== 'function') {
+  if (!pickTransform(mod, exportName)) {
     throw new UsageError(
-      `stage "${stage}": "module" ${file} has no function export ${exportName ? `"${exportName}"` : '"transform" (nor a default export)'}`,
+      `stage "${stage}": "module" ${file} has no function export ${exportName === 'transform' ? '"transform" (nor a default export)' : `"${exportName}"`}`,
     );
   }
 }
