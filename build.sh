@@ -80,7 +80,8 @@ fi
 # --- the bundles and types ------------------------------------------------------------
 if newer dist/master.js src package.json build.sh; then
   say "esbuild dist/"
-  npx esbuild src/master.ts src/thread-worker.ts src/worker.ts src/index.ts \
+  # The bundles keep their names whatever room their source sits in: users type dist/master.js.
+  npx esbuild master=src/cli/master.ts thread-worker=src/threads/worker.ts worker=src/mpi/worker.ts index=src/index.ts \
     --bundle --external:esbuild --platform=node --target=node20 --format=esm --outdir=dist \
     --log-level=warning
 fi

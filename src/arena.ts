@@ -4,8 +4,12 @@
  * addresses it directly, so no array is copied per iteration.
  */
 import { UsageError } from './errors.js';
-import { ARENA_BASE, STACK_BYTES } from './executor.js';
-import type { RingPlan } from './pipeline.js';
+import type { RingPlan } from './pipeline/model.js';
+
+/** The WASM kernels' static data must end below this byte; the stage buffers start here. */
+export const ARENA_BASE = 1 << 20;
+/** Each executor's own WASM shadow stack, above the buffers (instances of one module would otherwise share one). */
+export const STACK_BYTES = 64 * 1024;
 
 const PAGE = 65536;
 const MAX_PAGES = 65536; // wasm32: 4 GiB

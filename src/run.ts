@@ -5,14 +5,14 @@
  */
 import { availableParallelism } from 'node:os';
 import { makeArena } from './arena.js';
-import type { CBackend } from './executor.js';
-import { writeNpy } from './npy.js';
-import { demoPipeline, iterationSteps, type PipelineSpec, type RingPlan } from './pipeline.js';
-import { loadPipelineFile, preparePlan, validatePipeline } from './pipeline-load.js';
-import { checksum } from './transforms.js';
+import type { CBackend } from './stage/kernel.js';
+import { writeNpy } from './pipeline/npy.js';
+import { demoPipeline, iterationSteps, type PipelineSpec, type RingPlan } from './pipeline/model.js';
+import { loadPipelineFile, preparePlan, validatePipeline } from './pipeline/load.js';
+import { checksum } from './stage/transforms.js';
 import type { Transport, TransportContext } from './transport.js';
-import { MpiTransport } from './transport-mpi.js';
-import { ThreadsTransport } from './transport-threads.js';
+import { MpiTransport } from './mpi/transport.js';
+import { ThreadsTransport } from './threads/transport.js';
 
 export type TransportName = 'mpi' | 'threads';
 export type LaunchMode = 'spawn' | 'mpmd';

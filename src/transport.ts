@@ -1,6 +1,6 @@
 /** What the scheduler needs from a transport: start the stages, run one stage step, stop. */
 import type { Arena } from './arena.js';
-import type { StageStep } from './pipeline.js';
+import type { StageStep } from './pipeline/model.js';
 
 export interface Transport {
   /** Starts every stage's ranks; resolves when all are ready. */

@@ -8,11 +8,11 @@ import { spawn } from 'node:child_process';
 import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { distDir } from './assets.js';
-import type { CBackend } from './executor.js';
-import { setMpiEnvironment } from './mpi.js';
-import type { RingPlan } from './pipeline.js';
-import { stageCommand } from './transport-mpi.js';
+import { distDir } from '../assets.js';
+import type { CBackend } from '../stage/kernel.js';
+import { setMpiEnvironment } from './addon.js';
+import type { RingPlan } from '../pipeline/model.js';
+import { stageCommand } from './transport.js';
 
 export const MPMD_PIDFILE_ENV = 'COMMLOOP_MPMD_PIDFILE';
 

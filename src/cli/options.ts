@@ -1,9 +1,9 @@
 /** The command line: every flag, its default and its one validation message live here. */
 import { existsSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
-import { UsageError } from './errors.js';
-import type { CBackend } from './executor.js';
-import type { LaunchMode, TransportName } from './run.js';
+import { UsageError } from '../errors.js';
+import type { CBackend } from '../stage/kernel.js';
+import type { LaunchMode, TransportName } from '../run.js';
 
 export interface CliOptions {
   /** Undefined with --pipeline unless -p is given: the pipeline's own ranks apply. */

@@ -9,8 +9,8 @@ import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
-import { kernelWasmPath, rootDir } from './assets.js';
-import { UsageError } from './errors.js';
+import { kernelWasmPath, rootDir } from '../assets.js';
+import { UsageError } from '../errors.js';
 
 export interface CSource {
   stage: string;

@@ -2,7 +2,7 @@
  * What a ring is: its stages, in order, and the sizes each iteration uses.
  * Pure data and arithmetic; transports and the scheduler read a RingPlan.
  */
-import { UsageError } from './errors.js';
+import { UsageError } from '../errors.js';
 
 export type StageKind = 'ts' | 'c' | 'exec';
 

@@ -35,3 +35,6 @@ export const halffirst: Transform = (input, output, ctx) => {
 
 /** The run's checksum: the final array summed left to right. */
 export const checksum = sum;
+
+/** The ts stages' built-ins, by the name after "builtin:". */
+export const TS_TRANSFORMS: Record<string, Transform> = { halfmean };

@@ -4,8 +4,11 @@
  * WASM build). Speaks docs/PROTOCOL.md with the master, spawned or under one MPMD
  * mpirun. The native C stage is transport/c_worker.c instead.
  */
-import { instantiateKernel, ARENA_BASE, loadTransform } from './executor.js';
-import { CMD_STOP, MAGIC, VERSION, hostHash, mpi, stageComm } from './mpi.js';
+import { instantiateKernel } from '../stage/kernel.js';
+import { ARENA_BASE } from '../arena.js';
+import { loadTransform } from '../stage/ts-transform.js';
+import { CMD_STOP, MAGIC, VERSION, hostHash, stageComm } from './protocol.js';
+import { mpi } from './addon.js';
 
 const [kind, what, exportName] = process.argv.slice(2);
 if (!((kind === 'ts' || kind === 'c') && what && exportName)) {

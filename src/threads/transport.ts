@@ -6,12 +6,13 @@
  */
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
-import { distDir } from './assets.js';
+import { distDir } from '../assets.js';
 import { CMD, CMD_RUN, CMD_STOP, DONE, FAILED, GO, ITER, NIN, NOUT, STAGE, newControl, waitChange } from './control.js';
-import { StageError } from './errors.js';
-import { Executor, type CBackend, type ExecutorInit } from './executor.js';
-import type { RingPlan, StageStep } from './pipeline.js';
-import type { Transport, TransportContext } from './transport.js';
+import { StageError } from '../errors.js';
+import { Executor, type ExecutorInit } from '../stage/executor.js';
+import type { CBackend } from '../stage/kernel.js';
+import type { RingPlan, StageStep } from '../pipeline/model.js';
+import type { Transport, TransportContext } from '../transport.js';
 
 export interface ThreadsOptions {
   cBackend: CBackend;

@@ -6,12 +6,14 @@
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { delimiter, dirname, isAbsolute, join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { UsageError } from './errors.js';
-import { TS_TRANSFORMS, pickTransform, type CBackend } from './executor.js';
+import { UsageError } from '../errors.js';
+import { TS_TRANSFORMS } from '../stage/transforms.js';
+import { pickTransform } from '../stage/ts-transform.js';
+import type { CBackend } from '../stage/kernel.js';
 import { C_BUILTINS, buildNativeLib, buildNativeWorker, buildPipelineWasm, buildTsModule, wasmExportOf, type CSource } from './compile.js';
-import { nativeWorkerPath } from './assets.js';
+import { nativeWorkerPath } from '../assets.js';
 import { readArray } from './npy.js';
-import { makePlan, sizesToSchedule, type PipelineSpec, type RingPlan, type RingStage, type StageSpec } from './pipeline.js';
+import { makePlan, sizesToSchedule, type PipelineSpec, type RingPlan, type RingStage, type StageSpec } from './model.js';
 
 const TS_BUILTINS = Object.keys(TS_TRANSFORMS);
 const KINDS = ['ts', 'c', 'exec'];

@@ -6,12 +6,13 @@
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { distDir, nativeWorkerPath } from './assets.js';
-import { StageError } from './errors.js';
-import type { CBackend } from './executor.js';
-import { CMD_RUN, CMD_STOP, MAGIC, VERSION, hostHash, mpi, setMpiEnvironment, type MpiAddon } from './mpi.js';
-import type { RingPlan, RingStage, StageStep } from './pipeline.js';
-import type { Transport, TransportContext } from './transport.js';
+import { distDir, nativeWorkerPath } from '../assets.js';
+import { StageError } from '../errors.js';
+import type { CBackend } from '../stage/kernel.js';
+import { CMD_RUN, CMD_STOP, MAGIC, VERSION, hostHash } from './protocol.js';
+import { mpi, setMpiEnvironment, type MpiAddon } from './addon.js';
+import type { RingPlan, RingStage, StageStep } from '../pipeline/model.js';
+import type { Transport, TransportContext } from '../transport.js';
 
 export interface MpiOptions {
   cBackend: CBackend;

@@ -1,12 +1,12 @@
 /** The CLI: node dist/master.js [options]. Exit 0 on success, 1 on a failed run, 2 on bad input, 130 on Ctrl-C. */
 import { writeFileSync } from 'node:fs';
-import { UsageError } from './errors.js';
-import { MPMD_PIDFILE_ENV, launchMpmd } from './launch-mpmd.js';
+import { UsageError } from '../errors.js';
+import { MPMD_PIDFILE_ENV, launchMpmd } from '../mpi/mpmd.js';
 import { HELP, parseArgs, type CliOptions } from './options.js';
-import { demoPipeline, type PipelineSpec } from './pipeline.js';
-import { loadPipelineFile, preparePlan } from './pipeline-load.js';
+import { demoPipeline, type PipelineSpec } from '../pipeline/model.js';
+import { loadPipelineFile, preparePlan } from '../pipeline/load.js';
 import { breakdown, progressLine, summary, toJson } from './report.js';
-import { runPipeline } from './run.js';
+import { runPipeline } from '../run.js';
 
 function spawnInfo(opts: CliOptions): Record<string, string> {
   const info: Record<string, string> = {};

@@ -1,5 +1,5 @@
 /** What the CLI prints: the one-line summary, the original's breakdown table, the JSON object. */
-import type { RunResult } from './run.js';
+import type { RunResult } from '../run.js';
 
 export function summary(r: RunResult): string {
   const sizes = r.sizes.map((t) => t.join(',')).join('/');

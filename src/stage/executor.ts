@@ -1,24 +1,14 @@
 /**
- * Runs one executor's share of a stage on the shared arena. The hub thread and each
- * worker thread own one Executor; rank r of every stage belongs to executor
- * r % executors, so fewer threads than ranks still cover every rank.
+ * What runs a stage's code, shared by every transport. An Executor runs one thread's
+ * share of a stage on the shared arena: the hub thread and each worker thread own one;
+ * rank r of every stage belongs to executor r % executors, so fewer threads than ranks
+ * still cover every rank.
  */
-import { pathToFileURL } from 'node:url';
-import { kernelModule, nativeKernels } from './assets.js';
-import { StageError } from './errors.js';
-import type { RingStage, StageStep } from './pipeline.js';
-import { halfmean, type Transform } from './transforms.js';
-
-export type CBackend = 'native' | 'wasm';
-
-/** The WASM kernels' static data must end below this byte; the arena starts here. */
-export const ARENA_BASE = 1 << 20;
-/** Each executor's own WASM shadow stack (instances of one module would otherwise share one). */
-export const STACK_BYTES = 64 * 1024;
-
-export const TS_TRANSFORMS: Record<string, Transform> = { halfmean };
-
-type KernelCall = (inPtr: number, nIn: number, outPtr: number, nOut: number, r: number, n: number, it: number) => void;
+import { nativeKernels } from '../assets.js';
+import { StageError } from '../errors.js';
+import type { RingStage, StageStep } from '../pipeline/model.js';
+import { instantiateKernel, type CBackend } from './kernel.js';
+import { loadTransform } from './ts-transform.js';
 
 export interface ExecutorInit {
   index: number;
@@ -32,29 +22,6 @@ export interface ExecutorInit {
   /** Top of this executor's WASM stack region in the arena. */
   stackTop: number;
   cBackend: CBackend;
-}
-
-export function instantiateKernel(memory: WebAssembly.Memory, path?: string, stackTop?: number): Record<string, KernelCall> {
-  const instance = new WebAssembly.Instance(kernelModule(path), { env: { memory } });
-  const heapBase = (instance.exports.__heap_base as WebAssembly.Global).value as number;
-  if (heapBase > ARENA_BASE) throw new Error(`WASM kernel data ends at ${heapBase}, past the arena start ${ARENA_BASE}`);
-  const exports = instance.exports as unknown as Record<string, KernelCall> & { stackRestore?: (top: number) => void };
-  if (stackTop !== undefined) exports.stackRestore?.(stackTop);
-  return exports;
-}
-
-/** Loads a ts stage's transform: a built-in, or a module's named (or default) export. */
-export async function loadTransform(module: string, exportName: string): Promise<Transform> {
-  if (module.startsWith('builtin:')) return TS_TRANSFORMS[module.slice(8)];
-  const fn = pickTransform((await import(pathToFileURL(module).href)) as Record<string, unknown>, exportName);
-  if (!fn) throw new Error(`${module} has no function export "${exportName}"`);
-  return fn;
-}
-
-/** The named export; for the default name "transform", the default export also serves. */
-export function pickTransform(mod: Record<string, unknown>, exportName: string): Transform | undefined {
-  const fn = mod[exportName] ?? (exportName === 'transform' ? mod.default : undefined);
-  return typeof fn === 'function' ? (fn as Transform) : undefined;
 }
 
 type Runner = (step: StageStep, rank: number, inAt: number, outAt: number) => void;

@@ -1,7 +1,7 @@
 /** A worker thread of the threads transport: runs its executor's share of each dispatch. */
 import { parentPort, workerData } from 'node:worker_threads';
 import { CMD, CMD_STOP, DONE, FAILED, GO, ITER, NIN, NOUT, STAGE, waitChange } from './control.js';
-import { Executor, type ExecutorInit } from './executor.js';
+import { Executor, type ExecutorInit } from '../stage/executor.js';
 
 interface ThreadData {
   init: ExecutorInit;
