@@ -5,7 +5,7 @@
  *   commloop_c_worker KERNEL      (KERNEL: halffirst or halfmean)
  *
  * Built with -DCOMMLOOP_USER_KERNEL=name and a user's object file, KERNEL may also be
- * "user": that is how a pipeline's C stage runs natively over MPI (src/compile.ts).
+ * "user": that is how a pipeline's C stage runs natively over MPI (src/pipeline/compile.ts).
  * It finds its master by spawn (the parent communicator) or, under one MPMD mpirun,
  * through MPI_APPNUM (docs/PROTOCOL.md).
  */
@@ -57,6 +57,8 @@ static double *reserve(double *buf, size_t *cap, size_t n) {
 
 int main(int argc, char **argv) {
     MPI_Init(&argc, &argv);
+    /* The master's stdout carries the result: what a kernel prints goes to stderr. */
+    dup2(2, 1);
     commloop_kernel_fn *kernel = NULL;
     if (argc == 2 && strcmp(argv[1], "halffirst") == 0) kernel = commloop_halffirst;
     if (argc == 2 && strcmp(argv[1], "halfmean") == 0) kernel = commloop_halfmean;

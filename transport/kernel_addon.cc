@@ -14,7 +14,7 @@
 
 namespace {
 
-// Kernels from user libraries (a pipeline's C stage, built by src/compile.ts); the
+// Kernels from user libraries (a pipeline's C stage, built by src/pipeline/compile.ts); the
 // handle is the slot. Libraries stay loaded for the life of the process. Every worker
 // thread opens its own handle at start while others may already run: a fixed table
 // with an atomic count needs no lock on the hot path.

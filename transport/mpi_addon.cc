@@ -1,7 +1,7 @@
 // The thin MPI transport: init, spawn, get-parent, split, the collectives the
 // protocol uses, send/recv, disconnect, finalize, abort, and a watchdog.
 //
-// TS validates and names things first (src/mpi.ts); every function here checks
+// TS validates and names things first (src/mpi/addon.ts); every function here checks
 // its arguments again and throws TypeError/RangeError, never crashes. Every MPI
 // return code goes through Check(), which throws the MpiError class registered
 // by TS. Buffers are TypedArray views, used in place for the duration of the

@@ -30,7 +30,7 @@ export function mpmdCommand(plan: RingPlan, masterArgs: string[], opts: MpmdOpti
   args.push('-np', '1', process.execPath, join(distDir, 'master.js'), ...masterArgs);
   for (const st of plan.stages) {
     const [cmd, cmdArgs] = stageCommand(plan, st, opts.cBackend);
-    args.push(':', '-np', String(st.ranks), cmd, ...cmdArgs);
+    args.push(':', '-np', String(st.ranks), ...(st.cwd ? ['-wdir', st.cwd] : []), cmd, ...cmdArgs);
   }
   return args;
 }

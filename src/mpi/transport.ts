@@ -22,13 +22,18 @@ export interface MpiOptions {
   spawnInfo: Record<string, string>;
 }
 
-/** The command line that starts one rank of a stage. */
+/**
+ * The command line that starts one rank of a stage. A program of the user's runs under
+ * `sh -c 'exec PROGRAM ARGS >&2'`: the same process (exec keeps the pid the protocol
+ * reports), with its stdout on stderr, because the master's stdout carries the result.
+ * The project's own stage processes do that themselves.
+ */
 export function stageCommand(plan: RingPlan, st: RingStage, cBackend: CBackend): [string, string[]] {
   const worker = join(distDir, 'worker.js');
-  if (st.kind === 'exec') return [st.command![0], st.command!.slice(1)];
+  if (st.kind === 'exec') return ['/bin/sh', ['-c', 'exec "$0" "$@" >&2', ...st.command!]];
   if (st.kind === 'c' && cBackend === 'native') return [st.worker![0], [st.worker![1]]];
-  if (st.kind === 'c') return [process.execPath, [worker, 'c', plan.wasmModule, st.wasmExport!]];
-  return [process.execPath, [worker, 'ts', st.module!, st.export!]];
+  if (st.kind === 'c') return [process.execPath, [worker, 'c', plan.wasmModule, st.wasmExport!, st.name]];
+  return [process.execPath, [worker, 'ts', st.module!, st.export!, st.name]];
 }
 
 export class MpiTransport implements Transport {
@@ -73,8 +78,9 @@ export class MpiTransport implements Transport {
   private spawner(): (st: RingStage, s: number) => number {
     return (st) => {
       const [command, args] = stageCommand(this.plan, st, this.opts.cBackend);
+      const info = st.cwd ? { ...this.opts.spawnInfo, wdir: st.cwd } : this.opts.spawnInfo;
       try {
-        return this.m.spawn(command, args, st.ranks, this.opts.spawnInfo, st.name);
+        return this.m.spawn(command, args, st.ranks, info, st.name);
       } catch (err) {
         const hint = process.env.OMPI_COMM_WORLD_SIZE
           ? ' (under mpirun, add --oversubscribe or give it a hostfile with enough slots)'

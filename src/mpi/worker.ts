@@ -1,7 +1,7 @@
 /**
- * A stage process: `node dist/worker.js ts MODULE EXPORT` (a TypeScript transform:
- * builtin:NAME or a module path) or `node dist/worker.js c WASM EXPORT` (a C kernel's
- * WASM build). Speaks docs/PROTOCOL.md with the master, spawned or under one MPMD
+ * A stage process: `node dist/worker.js ts MODULE EXPORT NAME` (a TypeScript transform:
+ * builtin:NAME or a module path) or `node dist/worker.js c WASM EXPORT NAME` (a C
+ * kernel's WASM build); NAME is the stage's, for what it prints. Speaks docs/PROTOCOL.md with the master, spawned or under one MPMD
  * mpirun. The native C stage is transport/c_worker.c instead.
  */
 import { instantiateKernel } from '../stage/kernel.js';
@@ -9,10 +9,11 @@ import { ARENA_BASE } from '../arena.js';
 import { loadTransform } from '../stage/ts-transform.js';
 import { CMD_STOP, MAGIC, VERSION, hostHash, stageComm } from './protocol.js';
 import { mpi } from './addon.js';
+import { stdoutToStderr } from '../stage/stdout.js';
 
-const [kind, what, exportName] = process.argv.slice(2);
+const [kind, what, exportName, stageName = kind] = process.argv.slice(2);
 if (!((kind === 'ts' || kind === 'c') && what && exportName)) {
-  process.stderr.write(`commloop worker: usage: worker.js ts MODULE EXPORT | worker.js c WASM EXPORT (got "${process.argv.slice(2).join(' ')}")\n`);
+  process.stderr.write(`commloop worker: usage: worker.js ts MODULE EXPORT [NAME] | worker.js c WASM EXPORT [NAME] (got "${process.argv.slice(2).join(' ')}")\n`);
   process.exit(2);
 }
 
@@ -27,6 +28,7 @@ try {
   process.exit(2);
 }
 const { rank, size: nranks } = m.describe(parent);
+stdoutToStderr(() => `${stageName} ${rank}`);
 
 const hello = new Int32Array(4);
 m.bcast(parent, hello, 0);

@@ -20,7 +20,7 @@ const KINDS = ['ts', 'c', 'exec'];
 const FIELDS: Record<string, string[]> = {
   ts: ['name', 'kind', 'ranks', 'size', 'module', 'export'],
   c: ['name', 'kind', 'ranks', 'size', 'source', 'function'],
-  exec: ['name', 'kind', 'ranks', 'size', 'command'],
+  exec: ['name', 'kind', 'ranks', 'size', 'command', 'cwd'],
 };
 
 const isPositiveInt = (v: unknown): v is number => typeof v === 'number' && Number.isInteger(v) && v >= 1 && v <= 2 ** 31 - 1;
@@ -104,8 +104,17 @@ export function validatePipeline(obj: unknown, baseDir: string): PipelineSpec {
       if (!Array.isArray(st.command) || st.command.length === 0 || !st.command.every((a) => typeof a === 'string')) {
         throw new UsageError(`stage "${name}": "command" must be a non-empty array of strings`);
       }
+      // The stage runs in its cwd (default: the pipeline's directory), so a relative
+      // script among the arguments means the same thing as a relative program.
+      let cwd = baseDir;
+      if (st.cwd !== undefined) {
+        if (typeof st.cwd !== 'string' || !st.cwd) throw new UsageError(`stage "${name}": "cwd" must be a directory path (got ${show(st.cwd)})`);
+        cwd = resolve(baseDir, st.cwd);
+        if (!existsSync(cwd) || !statSync(cwd).isDirectory()) throw new UsageError(`stage "${name}": "cwd" directory not found: ${cwd}`);
+      }
       const [prog, ...args] = st.command as string[];
-      out.command = [resolveProgram(name, prog, baseDir), ...args];
+      out.command = [resolveProgram(name, prog, cwd), ...args];
+      out.cwd = cwd;
     }
     return out;
   });
@@ -186,6 +195,7 @@ export async function preparePlan(spec: PipelineSpec, opts: PrepareOptions): Pro
       }
     } else {
       rs.command = st.command;
+      rs.cwd = st.cwd;
     }
     stages.push(rs);
   }

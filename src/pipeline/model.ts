@@ -23,6 +23,8 @@ export interface StageSpec {
   function?: string;
   /** exec: an MPI program speaking docs/PROTOCOL.md, and its arguments. */
   command?: string[];
+  /** exec: the stage's working directory (default: the pipeline file's directory). */
+  cwd?: string;
 }
 
 export interface PipelineSpec {
@@ -48,8 +50,9 @@ export interface RingStage {
   nativeSymbol?: string;
   /** c, native over MPI: the worker executable and its one argument. */
   worker?: [string, string];
-  /** exec: program and arguments. */
+  /** exec: program and arguments, and the absolute working directory they run in. */
   command?: string[];
+  cwd?: string;
 }
 
 export interface RingPlan {

@@ -27,6 +27,9 @@ export interface ExecutorInit {
 type Runner = (step: StageStep, rank: number, inAt: number, outAt: number) => void;
 
 export class Executor {
+  /** "stage rank" of the user code running now: what this thread prints is labelled with it. */
+  printing = '';
+
   private constructor(
     private readonly init: ExecutorInit,
     private readonly run: Runner[],
@@ -72,6 +75,7 @@ export class Executor {
     const outBase = buffers[(step.stage + 1) % stages.length] / 8;
     const run = this.run[step.stage];
     for (let r = index; r < stages[step.stage].ranks; r += executors) {
+      this.printing = `${stages[step.stage].name} ${r}`;
       try {
         run(step, r, inBase + r * step.nIn, outBase + r * step.nOut);
       } catch (err) {

@@ -2,6 +2,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { CMD, CMD_STOP, DONE, FAILED, GO, ITER, NIN, NOUT, STAGE, waitChange } from './control.js';
 import { Executor, type ExecutorInit } from '../stage/executor.js';
+import { stdoutToStderr } from '../stage/stdout.js';
 
 interface ThreadData {
   init: ExecutorInit;
@@ -12,6 +13,7 @@ interface ThreadData {
 const { init, ctrl, spins } = workerData as ThreadData;
 const port = parentPort!;
 const executor = await Executor.create(init);
+stdoutToStderr(() => executor.printing);
 const others = init.executors - 1;
 // Read before saying ready: the hub may publish the first dispatch the moment it hears.
 let seen = Atomics.load(ctrl, GO);
