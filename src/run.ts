@@ -5,9 +5,8 @@
  */
 import { availableParallelism } from 'node:os';
 import { makeArena } from './arena.js';
-import type { CBackend } from './stage/kernel.js';
 import { writeNpy } from './pipeline/npy.js';
-import { demoPipeline, iterationSteps, type PipelineSpec, type RingPlan } from './pipeline/model.js';
+import { demoPipeline, iterationSteps, type CBackend, type PipelineSpec, type RingPlan } from './pipeline/model.js';
 import { loadPipelineFile, preparePlan, validatePipeline } from './pipeline/load.js';
 import { checksum } from './stage/transforms.js';
 import type { Transport, TransportContext } from './transport.js';
@@ -60,6 +59,7 @@ export interface RunResult {
   meanIterS: number;
   medianIterS: number;
   minIterS: number;
+  maxIterS: number;
   totalS: number;
   stopped: boolean;
   /** A copy of the final array (the last stage's output). */
@@ -115,6 +115,7 @@ export async function runPipeline(pipeline: PipelineSpec | string, opts: RunOpti
       meanIterS: done ? times.reduce((a, b) => a + b, 0) / done : 0,
       medianIterS: done ? (sorted[(done - 1) >> 1] + sorted[done >> 1]) / 2 : 0,
       minIterS: sorted[0] ?? 0,
+      maxIterS: sorted[done - 1] ?? 0,
       totalS: (performance.now() - t0) / 1000,
       stopped: done < opts.iterations,
       final,

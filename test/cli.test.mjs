@@ -3,7 +3,10 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { spawn } from 'node:child_process';
-import { cli, cliJson, master } from './helpers.mjs';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { cli, cliJson, master, root } from './helpers.mjs';
+import { breakdown, formatTime, parseArgs } from '../dist/internal.js';
 import { referenceRing } from './reference.mjs';
 
 // Computed independently of this project (and by test/reference.mjs).
@@ -12,6 +15,8 @@ const PUBLISHED = [
   [['-p', '2', '--sizes', '10,1000,1000000', '-i', '5'], 11431291.134835951],
   [['-p', '10', '--sizes', '10,1000,1000000', '-i', '2'], 281382104.6875],
 ];
+
+const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'));
 
 const checksums = suite('checksums');
 
@@ -58,6 +63,60 @@ checksums('-g prints the breakdown rows in order', () => {
 
 checksums.run();
 
+const table = suite('-g table');
+
+table('times read in the unit that fits, three significant digits', () => {
+  const cases = [
+    [0.000000412, '0.41 µs'],
+    [0.0000041234, '4.12 µs'],
+    [0.000412, '412 µs'],
+    [0.0009996, '1.00 ms'],
+    [0.0123, '12.3 ms'],
+    [0.5, '500 ms'],
+    [2.5, '2.50 s'],
+    [1234.5, '1235 s'],
+  ];
+  for (const [s, text] of cases) assert.is(formatTime(s), text, String(s));
+});
+
+table('the original rows, the median with min … max of the iterations', () => {
+  const r = { iterations: 3, startS: 1.5, firstIterS: 0.0123, lastIterS: 0.000412, meanIterS: 0.0043, medianIterS: 0.0005, minIterS: 0.000412, maxIterS: 0.0123, totalS: 1.52 };
+  assert.is(
+    breakdown(r),
+    [
+      '| Part of code     |    Time | Range (min … max) |',
+      '| ---------------- | ------- | ----------------- |',
+      '| Start workers    |  1.50 s |                   |',
+      '| First loop iter  | 12.3 ms |                   |',
+      '| Last loop iter   |  412 µs |                   |',
+      '| Mean iteration   | 4.30 ms |                   |',
+      '| Median iteration |  500 µs | 412 µs … 12.3 ms  |',
+      '| Total            |  1.52 s |                   |',
+    ].join('\n'),
+  );
+});
+
+table('a run stopped before its first iteration shows "-" for iteration times', () => {
+  const r = { iterations: 0, startS: 0.2, firstIterS: 0, lastIterS: 0, meanIterS: 0, medianIterS: 0, minIterS: 0, maxIterS: 0, totalS: 0.21 };
+  const rows = breakdown(r).split('\n').map((l) => l.split('|').map((c) => c.trim()));
+  assert.equal(rows.map((c) => c[2]), ['Time', '------', '200 ms', '-', '-', '-', '-', '210 ms']);
+});
+
+table.run();
+
+const parser = suite('parseArgs');
+
+parser('--verbose is a boolean, off by default; -g short for --benchmark; last value wins', () => {
+  assert.is(parseArgs([]).verbose, false);
+  const o = parseArgs(['--verbose', '-g', '-p', '3', '--procs=4', '--timeout', '0.5']);
+  assert.is(o.verbose, true);
+  assert.is(o.benchmark, true);
+  assert.is(o.procs, 4);
+  assert.is(o.timeoutMs, 500);
+});
+
+parser.run();
+
 const json = suite('--json');
 
 json('without --c-backend, --transport threads runs the WASM kernel', () => {
@@ -84,6 +143,8 @@ json('prints one object with the documented fields', () => {
   }
   assert.ok(o.totalS >= o.startS + o.meanIterS * 20 * 0.999, 'total covers start and iterations');
   assert.is(o.stopped, false);
+  assert.is(o.version, pkg.version);
+  assert.ok(o.minIterS <= o.medianIterS && o.medianIterS <= o.maxIterS, 'min <= median <= max');
 });
 
 json.run();
@@ -104,6 +165,16 @@ const BAD = [
   [['--frobnicate'], 'unknown option "--frobnicate" (see --help)'],
   [['stray'], 'unexpected argument "stray" (see --help)'],
   [['-p'], '--procs needs a value (see --help)'],
+  [['--itertions', '3'], 'unknown option "--itertions" (did you mean --iterations?)'],
+  [['--transprot=threads'], 'unknown option "--transprot" (did you mean --transport?)'],
+  [['--iter', '3'], 'unknown option "--iter" (did you mean --iterations?)'],
+  [['--verbos'], 'unknown option "--verbos" (did you mean --verbose?)'],
+  [['-x'], 'unknown option "-x" (see --help)'],
+  [['--json=yes'], '--json takes no value (got "yes")'],
+  [['-p', '70000'], '--procs must be at most 1024 (got "70000")'],
+  [['--timeout', '99999999'], '--timeout must be a number of seconds from 0.001 to 86400 (got "99999999")'],
+  [['--timeout', '0.0001'], '--timeout must be a number of seconds from 0.001 to 86400 (got "0.0001")'],
+  [['--timeout', 'soon'], '--timeout must be a positive number of seconds (got "soon")'],
   [['-p', '1', '--sizes', '200000000,200000000,200000000'], '--sizes need 4800000000 bytes of stage buffers; the shared arena holds at most 4293918720'],
 ];
 
@@ -116,11 +187,33 @@ for (const [args, message] of BAD) {
   });
 }
 
+bad('the bounds themselves are accepted: -p 1024, --timeout 0.001 and 86400', () => {
+  for (const args of [['-p', '1024', '--help'], ['--timeout', '0.001', '--help'], ['--timeout', '86400', '--help']]) {
+    const r = cli(args);
+    assert.is(r.status, 0, `${args.join(' ')}: ${r.stderr}`);
+  }
+});
+
 bad('--help prints usage and exits 0', () => {
   const r = cli(['--help']);
   assert.is(r.status, 0);
   assert.ok(r.stdout.startsWith('Usage: node dist/master.js [options]\n'));
   assert.ok(r.stdout.includes('--c-backend NAME'));
+  assert.ok(r.stdout.includes("  --verbose              print Open MPI's own messages and full stacks\n"));
+  for (const flag of ['--cflags', '--version']) assert.ok(r.stdout.includes(`  ${flag} `), flag);
+});
+
+bad('--version prints the package.json version and exits 0', () => {
+  const r = cli(['--version']);
+  assert.is(r.status, 0);
+  assert.is(r.stdout, `${pkg.version}\n`);
+  assert.is(r.stderr, '');
+});
+
+bad('--cflags prints the -I of the package\'s include/ and exits 0', () => {
+  const r = cli(['--cflags']);
+  assert.is(r.status, 0);
+  assert.is(r.stdout, `-I${join(root, 'include')}\n`);
 });
 
 bad.run();

@@ -1,5 +1,8 @@
 /** The CLI: node dist/master.js [options]. Exit 0 on success, 1 on a failed run, 2 on bad input, 130 on Ctrl-C. */
 import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { rootDir } from '../assets.js';
+import { version } from '../version.js';
 import { UsageError } from '../errors.js';
 import { MPMD_PIDFILE_ENV, launchMpmd } from '../mpi/mpmd.js';
 import { HELP, parseArgs, type CliOptions } from './options.js';
@@ -19,6 +22,15 @@ async function main(argv: string[]): Promise<number> {
   const opts = parseArgs(argv);
   if (opts.help) {
     process.stdout.write(HELP);
+    return 0;
+  }
+  if (opts.version) {
+    process.stdout.write(`${version}\n`);
+    return 0;
+  }
+  if (opts.cflags) {
+    // The stage SDK's header sits in include/ of this package (checkout or node_modules).
+    process.stdout.write(`-I${join(rootDir, 'include')}\n`);
     return 0;
   }
   const spec: PipelineSpec = opts.pipeline ? loadPipelineFile(opts.pipeline) : demoPipeline(opts.procs!);

@@ -1,8 +1,9 @@
 /** The command line: every flag, its default and its one validation message live here. */
 import { existsSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
+import { parseArgs as parseArgv } from 'node:util';
 import { UsageError } from '../errors.js';
-import type { CBackend } from '../stage/kernel.js';
+import type { CBackend } from '../pipeline/model.js';
 import type { LaunchMode, TransportName } from '../run.js';
 
 export interface CliOptions {
@@ -21,7 +22,13 @@ export interface CliOptions {
   timeoutMs: number;
   benchmark: boolean;
   json: boolean;
+  /** Print Open MPI's own messages and full stacks (the hub decides what that shows). */
+  verbose: boolean;
   help: boolean;
+  /** Print the version and exit. */
+  version: boolean;
+  /** Print the compiler flags for a C stage built against the SDK header, and exit. */
+  cflags: boolean;
 }
 
 export const TRANSPORTS: readonly TransportName[] = ['mpi', 'threads'];
@@ -29,6 +36,7 @@ export const C_BACKENDS: readonly CBackend[] = ['native', 'wasm'];
 export const LAUNCHES: readonly LaunchMode[] = ['spawn', 'mpmd'];
 
 export const HELP = `Usage: node dist/master.js [options]
+       npx commloop [options]     (installed from npm)
 
 Runs the CommLoop ring: the hub scatters Array1 to stage ts1 (TypeScript), gathers
 Array2, scatters it to stage c (the C kernel), gathers Array3, scatters it to ts2
@@ -57,15 +65,34 @@ Options:
   --timeout S            seconds any one stage may take before the run fails (default: 60)
   -g, --benchmark        print the time breakdown (start, first, last, mean, total)
   --json                 print one JSON object with the result and timings
+  --verbose              print Open MPI's own messages and full stacks
+  --cflags               print the C compiler flags of the stage SDK (its -I) and
+                         exit: mpicc my_stage.c $(npx commloop --cflags) -o my_stage
+  --version              print the version and exit
   -h, --help             print this help
 `;
 
 const INT_MAX = 2 ** 31 - 1;
+/** Ranks per stage: each is a process under MPI; beyond this a typo, not a ring (issue 10). */
+export const MAX_PROCS = 1024;
+/** --timeout bounds in seconds: 1 ms to one day. */
+export const TIMEOUT_MIN_S = 0.001;
+export const TIMEOUT_MAX_S = 86400;
 
-function positiveInt(flag: string, raw: string): number {
+function positiveInt(flag: string, raw: string, max = INT_MAX): number {
   const n = /^[0-9]+$/.test(raw) ? Number(raw) : NaN;
-  if (!(n >= 1 && n <= INT_MAX)) throw new UsageError(`${flag} must be a positive integer (got "${raw}")`);
+  if (!(n >= 1)) throw new UsageError(`${flag} must be a positive integer (got "${raw}")`);
+  if (n > max) throw new UsageError(`${flag} must be at most ${max} (got "${raw}")`);
   return n;
+}
+
+function seconds(flag: string, raw: string): number {
+  const s = /^[0-9]*\.?[0-9]+$/.test(raw) ? Number(raw) : NaN;
+  if (!(s > 0)) throw new UsageError(`${flag} must be a positive number of seconds (got "${raw}")`);
+  if (!(s >= TIMEOUT_MIN_S && s <= TIMEOUT_MAX_S)) {
+    throw new UsageError(`${flag} must be a number of seconds from ${TIMEOUT_MIN_S} to ${TIMEOUT_MAX_S} (got "${raw}")`);
+  }
+  return s;
 }
 
 function oneOf<T extends string>(flag: string, raw: string, allowed: readonly T[]): T {
@@ -89,21 +116,60 @@ function sizes(raw: string, perGroup?: number): number[][] {
   return groups.map((g) => g.map(Number));
 }
 
-const ALIASES: Record<string, string> = { '-p': '--procs', '-i': '--iterations', '-g': '--benchmark', '-h': '--help' };
-const BOOLEAN = new Set(['--benchmark', '--json', '--help']);
-const VALUED = new Set([
-  '--procs',
-  '--iterations',
-  '--sizes',
-  '--transport',
-  '--c-backend',
-  '--threads',
-  '--timeout',
-  '--pipeline',
-  '--launch',
-  '--hostfile',
-  '--host',
-]);
+/** Every flag, for node:util's parser. Values stay strings: this file checks and converts them. */
+const OPTIONS = {
+  procs: { type: 'string', short: 'p' },
+  iterations: { type: 'string', short: 'i' },
+  sizes: { type: 'string' },
+  transport: { type: 'string' },
+  'c-backend': { type: 'string' },
+  threads: { type: 'string' },
+  timeout: { type: 'string' },
+  pipeline: { type: 'string' },
+  launch: { type: 'string' },
+  hostfile: { type: 'string' },
+  host: { type: 'string' },
+  benchmark: { type: 'boolean', short: 'g' },
+  json: { type: 'boolean' },
+  verbose: { type: 'boolean' },
+  cflags: { type: 'boolean' },
+  version: { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+type Flag = keyof typeof OPTIONS;
+/** The boolean flags are CliOptions fields of the same name. */
+type BooleanFlag = { [F in Flag]: (typeof OPTIONS)[F]['type'] extends 'boolean' ? F : never }[Flag];
+
+/** Edit distance (insert, delete, substitute, swap two neighbours), for "did you mean". */
+function distance(a: string, b: string): number {
+  const d = Array.from({ length: a.length + 1 }, (_, i) => Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)));
+  for (let i = 1; i <= a.length; i++) {
+    for (let j = 1; j <= b.length; j++) {
+      d[i][j] = Math.min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) d[i][j] = Math.min(d[i][j], d[i - 2][j - 2] + 1);
+    }
+  }
+  return d[a.length][b.length];
+}
+
+/** The flag an unknown long option most likely meant: a close spelling, or the one it abbreviates. */
+export function suggestFlag(name: string): string | undefined {
+  const flags = Object.keys(OPTIONS);
+  const prefixed = name.length >= 3 ? flags.filter((f) => f.startsWith(name)) : [];
+  if (prefixed.length === 1) return prefixed[0];
+  let best: string | undefined;
+  let bestD = Math.min(2, Math.floor(name.length / 3)) + 1;
+  for (const f of flags) {
+    const d = distance(name, f);
+    if (d < bestD) [best, bestD] = [f, d];
+  }
+  return best;
+}
+
+function unknownOption(raw: string, name: string): UsageError {
+  const hint = raw.startsWith('--') ? suggestFlag(name) : undefined;
+  return new UsageError(`unknown option "${raw}" (${hint ? `did you mean --${hint}?` : 'see --help'})`);
+}
 
 export function parseArgs(argv: string[]): CliOptions {
   const o: CliOptions = {
@@ -114,70 +180,69 @@ export function parseArgs(argv: string[]): CliOptions {
     timeoutMs: 60_000,
     benchmark: false,
     json: false,
+    verbose: false,
     help: false,
+    version: false,
+    cflags: false,
   };
   let cBackend: CBackend | undefined;
   let rawSizes: string | undefined;
   let launchGiven = false;
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i];
-    const eq = arg.startsWith('--') ? arg.indexOf('=') : -1;
-    const name = ALIASES[arg] ?? (eq > 0 ? arg.slice(0, eq) : arg);
-    if (BOOLEAN.has(name) && eq < 0) {
-      if (name === '--benchmark') o.benchmark = true;
-      else if (name === '--json') o.json = true;
-      else o.help = true;
+  // strict: false hands every token back, unknown ones included, so each message is ours.
+  const { tokens } = parseArgv({ args: argv, options: OPTIONS, strict: false, allowPositionals: true, tokens: true });
+  for (const tok of tokens) {
+    if (tok.kind === 'option-terminator') continue;
+    if (tok.kind === 'positional') throw new UsageError(`unexpected argument "${tok.value}" (see --help)`);
+    if (!Object.hasOwn(OPTIONS, tok.name)) throw unknownOption(tok.rawName, tok.name);
+    const name = tok.name as Flag;
+    const flag = `--${name}`;
+    if (OPTIONS[name].type === 'boolean') {
+      if (tok.value !== undefined) throw new UsageError(`${flag} takes no value (got "${tok.value}")`);
+      o[name as BooleanFlag] = true;
       continue;
     }
-    if (!VALUED.has(name)) {
-      if (arg.startsWith('-')) throw new UsageError(`unknown option "${arg}" (see --help)`);
-      throw new UsageError(`unexpected argument "${arg}" (see --help)`);
-    }
-    const value = eq > 0 ? arg.slice(eq + 1) : argv[++i];
-    if (value === undefined) throw new UsageError(`${name} needs a value (see --help)`);
+    const value = tok.value;
+    if (value === undefined) throw new UsageError(`${flag} needs a value (see --help)`);
     switch (name) {
-      case '--procs':
-        o.procs = positiveInt(name, value);
+      case 'procs':
+        o.procs = positiveInt(flag, value, MAX_PROCS);
         break;
-      case '--iterations':
-        o.iterations = positiveInt(name, value);
+      case 'iterations':
+        o.iterations = positiveInt(flag, value);
         break;
-      case '--sizes':
+      case 'sizes':
         rawSizes = value; // checked at the end, once we know whether it is the demo's three arrays
         break;
-      case '--pipeline':
+      case 'pipeline':
         if (!existsSync(value)) throw new UsageError(`--pipeline file not found: ${value}`);
         o.pipeline = value;
         break;
-      case '--launch':
-        o.launch = oneOf(name, value, LAUNCHES);
+      case 'launch':
+        o.launch = oneOf(flag, value, LAUNCHES);
         launchGiven = true;
         break;
-      case '--hostfile':
+      case 'hostfile':
         if (!existsSync(value)) throw new UsageError(`--hostfile file not found: ${value}`);
         o.hostfile = value;
         break;
-      case '--host':
+      case 'host':
         if (!/^[A-Za-z0-9._:-]+(,[A-Za-z0-9._:-]+)*$/.test(value)) {
           throw new UsageError(`--host must be a comma-separated list of host names (got "${value}")`);
         }
         o.host = value;
         break;
-      case '--transport':
-        o.transport = oneOf(name, value, TRANSPORTS);
+      case 'transport':
+        o.transport = oneOf(flag, value, TRANSPORTS);
         break;
-      case '--c-backend':
-        cBackend = oneOf(name, value, C_BACKENDS);
+      case 'c-backend':
+        cBackend = oneOf(flag, value, C_BACKENDS);
         break;
-      case '--threads':
-        o.threads = positiveInt(name, value);
+      case 'threads':
+        o.threads = positiveInt(flag, value);
         break;
-      case '--timeout': {
-        const s = /^[0-9]+(\.[0-9]+)?$/.test(value) ? Number(value) : NaN;
-        if (!(s > 0)) throw new UsageError(`--timeout must be a positive number of seconds (got "${value}")`);
-        o.timeoutMs = s * 1000;
+      case 'timeout':
+        o.timeoutMs = seconds(flag, value) * 1000;
         break;
-      }
     }
   }
   // The WASM kernel is the threads transport's own (it runs on the shared arena); MPI's C stage is native.

@@ -1,5 +1,6 @@
 /** What the CLI prints: the one-line summary, the original's breakdown table, the JSON object. */
 import type { RunResult } from '../run.js';
+import { version } from '../version.js';
 
 export function summary(r: RunResult): string {
   const sizes = r.sizes.map((t) => t.join(',')).join('/');
@@ -12,24 +13,50 @@ export function summary(r: RunResult): string {
   ].join('\n');
 }
 
-/** The original CommLoop's "Default setup breakdown", in seconds. */
-export function breakdown(r: RunResult): string {
-  const row = (part: string, s: number) => `| ${part.padEnd(16)} | ${s.toFixed(9).padStart(14)} |`;
-  return [
-    `| ${'Part of code'.padEnd(16)} | ${'Time (seconds)'.padStart(14)} |`,
-    `| ${'-'.repeat(16)} | ${'-'.repeat(14)} |`,
-    row('Start workers', r.startS),
-    row('First loop iter', r.firstIterS),
-    row('Last loop iter', r.lastIterS),
-    row('Mean iteration', r.meanIterS),
-    row('Median iteration', r.medianIterS),
-    row('Total', r.totalS),
-  ].join('\n');
+/**
+ * A duration the way hyperfine prints one: in the unit that fits (µs, ms, s) with three
+ * significant digits, e.g. 0.000412 -> "412 µs", 0.0123 -> "12.3 ms", 2.5 -> "2.50 s".
+ */
+export function formatTime(seconds: number): string {
+  const units: [string, number][] = [
+    ['µs', 1e-6],
+    ['ms', 1e-3],
+    ['s', 1],
+  ];
+  for (const [i, [unit, scale]] of units.entries()) {
+    const v = seconds / scale;
+    const digits = v >= 100 ? 0 : v >= 10 ? 1 : 2;
+    const text = v.toFixed(digits);
+    // 999.7 µs rounds to "1000": that is the next unit's "1.00".
+    if (Number(text) < 1000 || i === units.length - 1) return `${text} ${unit}`;
+  }
+  throw new Error('unreachable');
 }
 
+/**
+ * The original CommLoop's "Default setup breakdown", same rows, readable: each time in
+ * the unit that fits, and the median iteration with the range of all iterations.
+ */
+export function breakdown(r: RunResult): string {
+  const t = (s: number, isIteration = true) => (isIteration && r.iterations === 0 ? '-' : formatTime(s));
+  const rows: [string, string, string][] = [
+    ['Part of code', 'Time', 'Range (min … max)'],
+    ['Start workers', t(r.startS, false), ''],
+    ['First loop iter', t(r.firstIterS), ''],
+    ['Last loop iter', t(r.lastIterS), ''],
+    ['Mean iteration', t(r.meanIterS), ''],
+    ['Median iteration', t(r.medianIterS), r.iterations ? `${formatTime(r.minIterS)} … ${formatTime(r.maxIterS)}` : ''],
+    ['Total', t(r.totalS, false), ''],
+  ];
+  const w = [0, 1, 2].map((c) => Math.max(...rows.map((row) => row[c].length)));
+  const line = ([a, b, c]: [string, string, string]) => `| ${a.padEnd(w[0])} | ${b.padStart(w[1])} | ${c.padEnd(w[2])} |`;
+  return [line(rows[0]), `| ${'-'.repeat(w[0])} | ${'-'.repeat(w[1])} | ${'-'.repeat(w[2])} |`, ...rows.slice(1).map(line)].join('\n');
+}
+
+/** The result without the final array, with the package's version first. */
 export function toJson(r: RunResult): string {
   const { final: _final, ...rest } = r;
-  return JSON.stringify(rest);
+  return JSON.stringify({ version, ...rest });
 }
 
 /** A one-line progress bar for a TTY; the caller decides when to show it. */
