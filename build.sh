@@ -1,23 +1,47 @@
 #!/usr/bin/env bash
 # Installs what is missing, then builds what is out of date: the WASM kernel, the
-# native addon, the bundles in dist/ and their .d.ts types. Quick when nothing changed.
+# native addons, the bundles in dist/ and their .d.ts types. Quick when nothing changed.
+# One line per step; a step's own log is shown only when it fails.
+#   bash build.sh          what the ring needs (emscripten, Open MPI)
+#   bash build.sh --test   also what the tests' fixtures and the benchmark's mpi4py peer need
 set -euo pipefail
 cd "$(dirname "$0")"
 
 say() { printf 'build.sh: %s\n' "$*" >&2; }
 
+with_test=0
+for arg in "$@"; do
+  case $arg in
+    --test) with_test=1 ;;
+    *) say "unknown argument $arg (usage: bash build.sh [--test])"; exit 2 ;;
+  esac
+done
+
+# quiet LOG CMD...: runs CMD with its output in LOG; prints LOG only if CMD fails.
+quiet() {
+  local log=$1; shift
+  if ! "$@" >"$log" 2>&1; then
+    cat "$log" >&2
+    say "failed: $* (log above, also in $log)"
+    exit 1
+  fi
+}
+
 # --- system packages (Debian/Ubuntu) -------------------------------------------
 missing=()
 command -v emcc >/dev/null 2>&1 || missing+=(emscripten)
 command -v mpicc.openmpi >/dev/null 2>&1 || missing+=(openmpi-bin libopenmpi-dev)
-# The benchmark's mpi4py peer runs on Debian's python3, not whatever python3 is first on PATH.
-/usr/bin/python3 -c 'import mpi4py, numpy' >/dev/null 2>&1 || missing+=(python3-mpi4py python3-numpy)
+# The tests' fixtures and the benchmark's mpi4py peer run on Debian's python3, not whatever
+# python3 is first on PATH; the ring itself never needs them.
+if ((with_test)); then
+  /usr/bin/python3 -c 'import mpi4py, numpy' >/dev/null 2>&1 || missing+=(python3-mpi4py python3-numpy)
+fi
 if ((${#missing[@]})); then
   if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null 2>&1; then
     say "installing ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
-    apt-get update -q >&2
-    apt-get install -y -q "${missing[@]}" >&2
+    quiet apt.log apt-get update -q
+    quiet apt.log apt-get install -y -q "${missing[@]}"
   else
     say "missing ${missing[*]}; install them with: sudo apt-get install -y ${missing[*]}"
     exit 1
@@ -26,8 +50,10 @@ fi
 
 # --- npm packages -----------------------------------------------------------------
 if [[ ! -d node_modules || package-lock.json -nt node_modules/.package-lock.json ]]; then
+  # --ignore-scripts: the install script (scripts/install.mjs) would build the addons that
+  # this file builds below anyway, with its own checks.
   say "npm ci"
-  npm ci --no-audit --no-fund >&2
+  quiet npm-ci.log npm ci --ignore-scripts --no-audit --no-fund
 fi
 
 # newer OUT IN...: true when OUT is missing or older than any IN
@@ -45,7 +71,7 @@ mkdir -p dist
 wasm=dist/commloop_kernel.wasm
 if newer "$wasm" wasm/commloop_kernel.c wasm/commloop_kernel.h build.sh; then
   say "emcc $wasm"
-  emcc -O3 -msimd128 -matomics -mbulk-memory -ffp-contract=off --no-entry \
+  quiet emcc.log emcc -O3 -msimd128 -matomics -mbulk-memory -ffp-contract=off --no-entry \
     -sSTANDALONE_WASM -sIMPORTED_MEMORY -sALLOW_MEMORY_GROWTH \
     -sTOTAL_STACK=65536 -sINITIAL_MEMORY=1MB -sMAXIMUM_MEMORY=4GB \
     -Wl,--shared-memory -Wl,--export=__heap_base \
@@ -55,35 +81,36 @@ fi
 
 # --- the native C stage (MPI) -------------------------------------------------------
 worker=dist/commloop_c_worker
-if newer "$worker" transport/c_worker.c wasm/commloop_kernel.c wasm/commloop_kernel.h; then
+if newer "$worker" transport/c_worker.c wasm/commloop_kernel.c wasm/commloop_kernel.h build.sh; then
   say "mpicc $worker"
-  mpicc.openmpi -O3 -ffp-contract=off -Wall -Wextra -o "$worker" transport/c_worker.c wasm/commloop_kernel.c
+  # -lm: user kernels linked into it may call libm (sqrt), as on the other two builds.
+  quiet mpicc.log mpicc.openmpi -O3 -ffp-contract=off -Wall -Wextra -o "$worker" transport/c_worker.c wasm/commloop_kernel.c -lm
 fi
 
 # --- the benchmark's C floor: the same ring, every process in C -----------------
 floor=dist/commloop_c_floor
-if newer "$floor" bench/c_floor.c; then
+if newer "$floor" bench/c_floor.c build.sh; then
   say "mpicc $floor"
-  mpicc.openmpi -O3 -ffp-contract=off -Wall -Wextra -o "$floor" bench/c_floor.c
+  quiet mpicc.log mpicc.openmpi -O3 -ffp-contract=off -Wall -Wextra -o "$floor" bench/c_floor.c -lm
 fi
 
 # --- the native addons: the kernel (no MPI) and the MPI transport -------------------
 if newer build/Release/commloop_kernel.node binding.gyp transport wasm ||
   newer build/Release/commloop_mpi.node binding.gyp transport; then
   say "node-gyp rebuild"
-  if ! npx node-gyp rebuild >build-addon.log 2>&1; then
-    cat build-addon.log >&2
-    exit 1
-  fi
+  quiet build-addon.log npx node-gyp rebuild
 fi
 
 # --- the bundles and types ------------------------------------------------------------
 if newer dist/master.js src package.json build.sh; then
   say "esbuild dist/"
   # The bundles keep their names whatever room their source sits in: users type dist/master.js.
-  npx esbuild master=src/cli/master.ts thread-worker=src/threads/worker.ts worker=src/mpi/worker.ts index=src/index.ts \
-    --bundle --external:esbuild --platform=node --target=node20 --format=esm --outdir=dist \
-    --log-level=warning
+  # dist/internal.js is for the tests and the bench only (not in package.json's exports).
+  esbuild=(--bundle --external:esbuild --platform=node --target=node20 --format=esm --outdir=dist --log-level=warning)
+  npx esbuild thread-worker=src/threads/worker.ts worker=src/mpi/worker.ts index=src/index.ts internal=src/internal.ts "${esbuild[@]}"
+  # The command (package.json "bin", npx commloop) runs this file directly; it alone gets the #! line.
+  npx esbuild master=src/cli/master.ts "${esbuild[@]}" '--banner:js=#!/usr/bin/env node'
+  chmod +x dist/master.js
 fi
 if newer dist/types/index.d.ts src tsconfig.json; then
   say "tsc (type check and .d.ts)"

@@ -1,7 +1,7 @@
 // Kernel micro-benchmark: ns per element of the WASM and the native build of the C
 // kernel (halfmean: one read pass and one write pass), on the same data, same process.
 // Prints one JSON line per size.
-import { ARENA_BASE, instantiateKernel, nativeKernels } from '../dist/index.js';
+import { ARENA_BASE, instantiateKernel, nativeKernels } from '../dist/internal.js';
 
 function bench(fn, minMs) {
   const times = [];

@@ -38,7 +38,11 @@ export function loadAddon<T>(name: string): T {
     const file = join(dir, `${name}.node`);
     if (existsSync(file)) return require(file) as T;
   }
-  throw new Error(`native addon ${name}.node not found in ${dirs.join(', ')}: run "bash build.sh"`);
+  // In a checkout build.sh builds it; an installed package built it on install if it could.
+  const how = existsSync(join(rootDir, 'build.sh'))
+    ? 'run "bash build.sh"'
+    : 'it is built on install when a compiler is present: apt-get install -y g++ make python3, then npm rebuild commloop';
+  throw new Error(`native addon ${name}.node not found in ${dirs.join(', ')}: ${how}`);
 }
 
 export interface KernelAddon {

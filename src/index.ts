@@ -1,23 +1,12 @@
-/** The library API: `import { runPipeline } from 'commloop'`. */
+/**
+ * The library API: `import { runPipeline } from 'commloop'` (docs/API.md). Only what a
+ * user calls or types against; the tests' and the bench's internals are in internal.ts.
+ */
+/// <reference types="node" preserve="true" />
 export { runPipeline, runRing, type RunOptions, type RunResult, type TransportName, type LaunchMode } from './run.js';
-export { parseArgs, HELP, type CliOptions } from './cli/options.js';
-export {
-  makePlan,
-  demoPipeline,
-  sizesToSchedule,
-  iterationSteps,
-  type PipelineSpec,
-  type StageSpec,
-  type StageKind,
-  type RingPlan,
-  type RingStage,
-  type StageStep,
-} from './pipeline/model.js';
-export { loadPipelineFile, validatePipeline, preparePlan } from './pipeline/load.js';
+export { demoPipeline, type PipelineSpec, type StageSpec, type StageKind, type CBackend } from './pipeline/model.js';
 export { readArray, writeNpy } from './pipeline/npy.js';
-export { halfmean, halffirst, sum, checksum, type Transform, type StageContext } from './stage/transforms.js';
-export { instantiateKernel, type CBackend } from './stage/kernel.js';
+export type { Transform, StageContext } from './stage/transforms.js';
 export { UsageError, StageError } from './errors.js';
 export { MpiError } from './mpi/addon.js';
-export { ARENA_BASE } from './arena.js';
-export { kernelModule, kernelWasmPath, nativeKernels, type KernelAddon } from './assets.js';
+export { version } from './version.js';

@@ -12,7 +12,7 @@ import {
   kernelWasmPath,
   nativeKernels,
   sum,
-} from '../dist/index.js';
+} from '../dist/internal.js';
 import { fullMantissa, sameBits } from './reference.mjs';
 
 if (!existsSync(kernelWasmPath)) {

@@ -6,6 +6,12 @@ import { UsageError } from '../errors.js';
 
 export type StageKind = 'ts' | 'c' | 'exec';
 
+/**
+ * Which build of a C stage runs: the compiled native code or the .wasm. Declared here, with
+ * the other data types, so the public .d.ts files need no WebAssembly declarations.
+ */
+export type CBackend = 'native' | 'wasm';
+
 /** A stage as a user describes it (a pipeline file's entry, or the same object from TS). */
 export interface StageSpec {
   name: string;

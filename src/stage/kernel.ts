@@ -6,7 +6,7 @@
 import { ARENA_BASE } from '../arena.js';
 import { kernelModule } from '../assets.js';
 
-export type CBackend = 'native' | 'wasm';
+export type { CBackend } from '../pipeline/model.js';
 
 export type KernelCall = (inPtr: number, nIn: number, outPtr: number, nOut: number, r: number, n: number, it: number) => void;
 

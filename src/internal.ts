@@ -1,0 +1,13 @@
+/**
+ * What the tests and the benchmark reach into, bundled as dist/internal.js: not in
+ * package.json's exports and not in the tarball, so nothing here is API.
+ */
+export { parseArgs, HELP, type CliOptions } from './cli/options.js';
+export { breakdown, formatTime, toJson } from './cli/report.js';
+export { makePlan, sizesToSchedule, iterationSteps } from './pipeline/model.js';
+export { loadPipelineFile, validatePipeline, preparePlan } from './pipeline/load.js';
+export { cacheDir } from './pipeline/compile.js';
+export { halfmean, halffirst, sum, checksum } from './stage/transforms.js';
+export { instantiateKernel } from './stage/kernel.js';
+export { ARENA_BASE } from './arena.js';
+export { kernelModule, kernelWasmPath, nativeKernels, type KernelAddon } from './assets.js';
