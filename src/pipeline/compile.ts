@@ -2,13 +2,14 @@
  * Builds a pipeline's C stages from their sources, cached by content hash: one .wasm
  * holding every C kernel of the pipeline, a shared library per stage for the threads
  * transport's native backend, and an MPI worker per stage for the MPI transport's.
- * The same flags as build.sh: -O3 -ffp-contract=off, never -ffast-math.
+ * The same flags as build.sh: -O3 -ffp-contract=off, never -ffast-math; -lm on every
+ * link. A stage's own `cflags` go to the compile of its source, its `libs` to the link.
  */
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { kernelWasmPath, rootDir } from '../assets.js';
 import { UsageError } from '../errors.js';
 
@@ -18,6 +19,9 @@ export interface CSource {
   source: string;
   /** The kernel function's name in it. */
   fn: string;
+  /** The stage's "cflags" and "libs" (checked by checkBuildFlags). */
+  cflags: string[];
+  libs: string[];
 }
 
 /** The C kernels every build carries (wasm/commloop_kernel.c), by stage-facing name. */
@@ -26,6 +30,26 @@ const BUILTIN_KERNELS = ['commloop_sum', ...C_BUILTINS.map((k) => `commloop_${k}
 
 const WASM_FLAGS = ['-O3', '-msimd128', '-matomics', '-mbulk-memory', '-ffp-contract=off'];
 const NATIVE_FLAGS = ['-O3', '-ffp-contract=off'];
+/** Linked into every build, so a kernel may call sqrt & co. whatever the backend (emcc takes it too). */
+const DEFAULT_LIBS = ['-lm'];
+
+/** Flags that would let the compiler change the bits, so that the builds of one stage disagree. */
+const UNSAFE_FLAG = /^(-ffast-math|-Ofast|-funsafe-math-optimizations|-fassociative-math|-freciprocal-math|-ffp-contract=(?!off$).*)$/;
+
+/** A c stage's "cflags" or "libs": an array of non-empty strings, none that changes floating-point results. */
+export function checkBuildFlags(stage: string, field: 'cflags' | 'libs', value: unknown): string[] {
+  if (!Array.isArray(value) || !value.every((a) => typeof a === 'string' && a !== '')) {
+    throw new UsageError(`stage "${stage}": "${field}" must be an array of non-empty strings (got ${JSON.stringify(value)})`);
+  }
+  const unsafe = value.find((a) => UNSAFE_FLAG.test(a));
+  if (unsafe) {
+    throw new UsageError(`stage "${stage}": "${field}" must not contain ${unsafe} (every build of a stage must give the same bits; -ffp-contract=off is always on)`);
+  }
+  return value;
+}
+
+/** What a stage's build flags add to its cache key: the flags, and the directory relative paths in them mean. */
+const flagsKey = (src: CSource) => (src.cflags.length || src.libs.length ? [JSON.stringify([src.cflags, src.libs, dirname(src.source)])] : []);
 
 export function cacheDir(): string {
   return process.env.COMMLOOP_CACHE ?? join(process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'commloop');
@@ -42,15 +66,24 @@ export function wasmExportOf(src: CSource, index: number): string {
   return `commloop_user_${index}_${src.fn}`;
 }
 
-/** Runs a compiler; on failure names the stage, the field and the compiler's first error. */
-function compile(stage: string, what: string, cmd: string, args: string[]): void {
+/** The Debian package of each compiler this file runs. */
+const PACKAGE_OF: Record<string, string> = { emcc: 'emscripten', gcc: 'gcc', 'mpicc.openmpi': 'openmpi-bin libopenmpi-dev' };
+
+/**
+ * Runs a compiler in `cwd` (the C source's directory: relative -I/-L paths in a stage's
+ * flags mean that directory); on failure names the stage, the field and the first error.
+ */
+function compile(stage: string, what: string, cmd: string, args: string[], cwd?: string): void {
   try {
-    execFileSync(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], encoding: 'utf8' });
+    execFileSync(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], encoding: 'utf8', cwd });
   } catch (err) {
     const e = err as { stderr?: string; code?: string };
-    if (e.code === 'ENOENT') throw new UsageError(`stage "${stage}": ${what} needs ${cmd}, which is not installed (bash build.sh installs it)`);
+    if (e.code === 'ENOENT') {
+      throw new UsageError(`stage "${stage}": ${what} needs ${cmd}, which is not installed (apt-get install -y ${PACKAGE_OF[cmd] ?? cmd})`);
+    }
     const lines = (e.stderr ?? '').split('\n');
-    const first = lines.find((l) => /error/i.test(l)) ?? lines.find((l) => l.trim()) ?? 'compiler failed';
+    // The linker says what is missing ("cannot find -lfoo") before collect2's summary error.
+    const first = lines.find((l) => /error|cannot find|undefined reference/i.test(l)) ?? lines.find((l) => l.trim()) ?? 'compiler failed';
     throw new UsageError(`stage "${stage}": ${what} does not compile: ${first.trim()}`);
   }
 }
@@ -83,21 +116,18 @@ export function buildPipelineWasm(sources: CSource[]): string {
   if (sources.length === 0) return kernelWasmPath;
   const contents = sources.map((s) => readFileSync(s.source, 'utf8'));
   const kernelSrc = join(rootDir, 'wasm', 'commloop_kernel.c');
-  const key = hash(['wasm', ...WASM_FLAGS, readFileSync(kernelSrc, 'utf8'), ...sources.flatMap((s, i) => [contents[i], s.fn])]);
+  const key = hash(['wasm', ...WASM_FLAGS, ...DEFAULT_LIBS, readFileSync(kernelSrc, 'utf8'), ...sources.flatMap((s, i) => [contents[i], s.fn, ...flagsKey(s)])]);
   return cached(key, 'pipeline.wasm', (dir, out) => {
     const objects = sources.map((src, i) => {
       const name = wasmExportOf(src, i);
       const obj = join(dir, `${name}.o`);
-      compile(src.stage, `"source" ${src.source}`, 'emcc', [
-        ...WASM_FLAGS,
-        '-c',
-        '-include',
-        signatureHeader(dir, name),
-        `-D${src.fn}=${name}`,
-        src.source,
-        '-o',
-        obj,
-      ]);
+      compile(
+        src.stage,
+        `"source" ${src.source}`,
+        'emcc',
+        [...WASM_FLAGS, ...src.cflags, '-c', '-include', signatureHeader(dir, name), `-D${src.fn}=${name}`, src.source, '-o', obj],
+        dirname(src.source),
+      );
       return obj;
     });
     const exports = [...BUILTIN_KERNELS, ...sources.map((s, i) => wasmExportOf(s, i))].map((n) => `_${n}`).join(',');
@@ -115,27 +145,38 @@ export function buildPipelineWasm(sources: CSource[]): string {
       `-sEXPORTED_FUNCTIONS=${exports}`,
       kernelSrc,
       ...objects,
+      ...new Set(sources.flatMap((s) => s.libs)),
+      ...DEFAULT_LIBS,
       '-o',
       out,
-    ]);
+    ], dirname(sources[0].source));
   });
 }
 
 /** A shared library with the user's kernel as `commloop_user_kernel`, for the threads transport's native backend. */
 export function buildNativeLib(src: CSource): string {
-  const key = hash(['so', ...NATIVE_FLAGS, readFileSync(src.source, 'utf8'), src.fn]);
+  const key = hash(['so', ...NATIVE_FLAGS, ...DEFAULT_LIBS, readFileSync(src.source, 'utf8'), src.fn, ...flagsKey(src)]);
   return cached(key, 'kernel.so', (dir, out) => {
-    compile(src.stage, `"source" ${src.source}`, 'gcc', [
-      ...NATIVE_FLAGS,
-      '-shared',
-      '-fPIC',
-      '-include',
-      signatureHeader(dir, 'commloop_user_kernel'),
-      `-D${src.fn}=commloop_user_kernel`,
-      src.source,
-      '-o',
-      out,
-    ]);
+    compile(
+      src.stage,
+      `"source" ${src.source}`,
+      'gcc',
+      [
+        ...NATIVE_FLAGS,
+        ...src.cflags,
+        '-shared',
+        '-fPIC',
+        '-include',
+        signatureHeader(dir, 'commloop_user_kernel'),
+        `-D${src.fn}=commloop_user_kernel`,
+        src.source,
+        '-o',
+        out,
+        ...src.libs,
+        ...DEFAULT_LIBS,
+      ],
+      dirname(src.source),
+    );
   });
 }
 
@@ -146,8 +187,10 @@ export function buildNativeWorker(src: CSource): string {
   const key = hash([
     'worker',
     ...NATIVE_FLAGS,
+    ...DEFAULT_LIBS,
     readFileSync(src.source, 'utf8'),
     src.fn,
+    ...flagsKey(src),
     readFileSync(workerSrc, 'utf8'),
     readFileSync(kernelSrc, 'utf8'),
   ]);
@@ -155,6 +198,7 @@ export function buildNativeWorker(src: CSource): string {
     const obj = join(dir, 'user.o');
     compile(src.stage, `"source" ${src.source}`, 'mpicc.openmpi', [
       ...NATIVE_FLAGS,
+      ...src.cflags,
       '-c',
       '-include',
       signatureHeader(dir, 'commloop_user_kernel'),
@@ -162,7 +206,7 @@ export function buildNativeWorker(src: CSource): string {
       src.source,
       '-o',
       obj,
-    ]);
+    ], dirname(src.source));
     compile(src.stage, `"source" ${src.source} (linking the MPI worker)`, 'mpicc.openmpi', [
       ...NATIVE_FLAGS,
       '-DCOMMLOOP_USER_KERNEL=commloop_user_kernel',
@@ -171,7 +215,9 @@ export function buildNativeWorker(src: CSource): string {
       obj,
       '-o',
       out,
-    ]);
+      ...src.libs,
+      ...DEFAULT_LIBS,
+    ], dirname(src.source));
   });
 }
 

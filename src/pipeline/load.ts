@@ -10,7 +10,7 @@ import { UsageError } from '../errors.js';
 import { TS_TRANSFORMS } from '../stage/transforms.js';
 import { pickTransform } from '../stage/ts-transform.js';
 import type { CBackend } from '../stage/kernel.js';
-import { C_BUILTINS, buildNativeLib, buildNativeWorker, buildPipelineWasm, buildTsModule, wasmExportOf, type CSource } from './compile.js';
+import { C_BUILTINS, checkBuildFlags, buildNativeLib, buildNativeWorker, buildPipelineWasm, buildTsModule, wasmExportOf, type CSource } from './compile.js';
 import { nativeWorkerPath } from '../assets.js';
 import { readArray } from './npy.js';
 import { makePlan, sizesToSchedule, type PipelineSpec, type RingPlan, type RingStage, type StageSpec } from './model.js';
@@ -19,7 +19,7 @@ const TS_BUILTINS = Object.keys(TS_TRANSFORMS);
 const KINDS = ['ts', 'c', 'exec'];
 const FIELDS: Record<string, string[]> = {
   ts: ['name', 'kind', 'ranks', 'size', 'module', 'export'],
-  c: ['name', 'kind', 'ranks', 'size', 'source', 'function'],
+  c: ['name', 'kind', 'ranks', 'size', 'source', 'function', 'cflags', 'libs'],
   exec: ['name', 'kind', 'ranks', 'size', 'command', 'cwd'],
 };
 
@@ -99,6 +99,11 @@ export function validatePipeline(obj: unknown, baseDir: string): PipelineSpec {
           throw new UsageError(`stage "${name}": "function" must be a C identifier (got ${show(st.function)})`);
         }
         out.function = st.function;
+      }
+      for (const field of ['cflags', 'libs'] as const) {
+        if (st[field] === undefined) continue;
+        if (out.source.startsWith('builtin:')) throw new UsageError(`stage "${name}": "${field}" applies to a C source file, not to ${out.source}`);
+        out[field] = checkBuildFlags(name, field, st[field]);
       }
     } else {
       if (!Array.isArray(st.command) || st.command.length === 0 || !st.command.every((a) => typeof a === 'string')) {
@@ -184,7 +189,7 @@ export async function preparePlan(spec: PipelineSpec, opts: PrepareOptions): Pro
         rs.nativeSymbol = builtin;
         rs.worker = [nativeWorkerPath, builtin];
       } else {
-        const src: CSource = { stage: st.name, source: st.source!, fn: st.function ?? 'kernel' };
+        const src: CSource = { stage: st.name, source: st.source!, fn: st.function ?? 'kernel', cflags: st.cflags ?? [], libs: st.libs ?? [] };
         rs.wasmExport = wasmExportOf(src, userC.length);
         userC.push(src);
         if (opts.cBackend === 'native' && opts.transport === 'threads') {

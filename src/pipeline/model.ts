@@ -27,6 +27,10 @@ export interface StageSpec {
   source?: string;
   /** c: the kernel function's name in the source (default "kernel"). */
   function?: string;
+  /** c: extra compiler flags for every build of the source, e.g. ["-DN=4", "-I../include"]. */
+  cflags?: string[];
+  /** c: extra linker arguments, after the objects (default none; -lm is always linked), e.g. ["-lgsl"]. */
+  libs?: string[];
   /** exec: an MPI program speaking docs/PROTOCOL.md, and its arguments. */
   command?: string[];
   /** exec: the stage's working directory (default: the pipeline file's directory). */
