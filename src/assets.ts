@@ -38,11 +38,19 @@ export function loadAddon<T>(name: string): T {
     const file = join(dir, `${name}.node`);
     if (existsSync(file)) return require(file) as T;
   }
-  // In a checkout build.sh builds it; an installed package built it on install if it could.
-  const how = existsSync(join(rootDir, 'build.sh'))
-    ? 'run "bash build.sh"'
-    : 'it is built on install when a compiler is present: apt-get install -y g++ make python3, then npm rebuild commloop';
-  throw new Error(`native addon ${name}.node not found in ${dirs.join(', ')}: ${how}`);
+  throw new Error(`native addon ${name}.node not found in ${dirs.join(', ')}: ${howToBuild()}`);
+}
+
+/** What the native builds need beyond `packages`: node-gyp's compiler, make and python. */
+const BUILD_TOOLS = 'g++ make python3';
+
+/**
+ * How to get a missing native part: in a checkout build.sh builds it (and installs what
+ * it needs); an installed package builds it on install, when the compilers are there.
+ */
+export function howToBuild(packages?: string): string {
+  if (existsSync(join(rootDir, 'build.sh'))) return `run "bash build.sh"${packages ? ` (needs ${packages})` : ''}`;
+  return `it is built on install when a compiler is present: apt-get install -y ${packages ? `${packages} ` : ''}${BUILD_TOOLS}, then npm rebuild commloop`;
 }
 
 export interface KernelAddon {

@@ -6,7 +6,7 @@
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { distDir, nativeWorkerPath } from '../assets.js';
+import { distDir, howToBuild, nativeWorkerPath } from '../assets.js';
 import { StageError } from '../errors.js';
 import type { CBackend } from '../stage/kernel.js';
 import { CMD_RUN, CMD_STOP, MAGIC, VERSION, hostHash } from './protocol.js';
@@ -54,7 +54,7 @@ export class MpiTransport implements Transport {
   async start(): Promise<void> {
     const needsWorker = this.plan.stages.some((st) => st.kind === 'c' && st.worker?.[0] === nativeWorkerPath);
     if (this.opts.cBackend === 'native' && needsWorker && !existsSync(nativeWorkerPath)) {
-      throw new Error(`${nativeWorkerPath} is missing: run "bash build.sh" (needs openmpi-bin libopenmpi-dev)`);
+      throw new Error(`${nativeWorkerPath} is missing: ${howToBuild('openmpi-bin libopenmpi-dev')}`);
     }
     setMpiEnvironment(Object.keys(this.opts.spawnInfo).length === 0);
     this.m = mpi();
