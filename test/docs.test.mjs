@@ -39,6 +39,19 @@ links('every path --help names exists, docs/PIPELINES.md among them', () => {
   assert.equal(named.filter((p) => !existsSync(p)), []);
 });
 
+links('docs/API.md names every option of RunOptions and every field of RunResult', () => {
+  const dts = readFileSync(join(root, 'dist', 'types', 'run.d.ts'), 'utf8');
+  const api = readFileSync(join(root, 'docs', 'API.md'), 'utf8');
+  for (const iface of ['RunOptions', 'RunResult']) {
+    const at = dts.indexOf(`export interface ${iface} {`);
+    const body = dts.slice(at, dts.indexOf('\n}', at));
+    // Top-level members only (four spaces in tsc's output): nested object fields are not options.
+    const names = [...body.matchAll(/^ {4}(\w+)\??:/gm)].map((m) => m[1]);
+    assert.ok(names.length > 10, `${iface}: ${names}`);
+    assert.equal(names.filter((n) => !api.includes(`\`${n}\``)), [], iface);
+  }
+});
+
 links('the licence matches package.json', () => {
   const { license } = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'));
   assert.is(license, 'MIT');
