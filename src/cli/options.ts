@@ -45,8 +45,8 @@ Array2, scatters it to stage c (the C kernel), gathers Array3, scatters it to ts
 Options:
   --pipeline FILE        run your own ring (docs/PIPELINES.md); default: the demo
                          ring ts1 -> c -> ts2 (examples/demo.json)
-  -p, --procs N          ranks per stage (default: the number of cores, or the
-                         pipeline's own ranks)
+  -p, --procs N          ranks per stage, at most 1024 (default: the number of
+                         cores, or the pipeline's own ranks)
   -i, --iterations K     iterations to run (default: 10)
   --sizes n1,n2,n3       elements per rank of Array1/Array4, Array2, Array3
                          (default: 10,1000,1000000; a pipeline of S stages takes S
@@ -62,8 +62,10 @@ Options:
   --host a,b             mpi transport: run ranks on these hosts
   --threads N            threads transport: threads running ranks, the hub included
                          (default: min(procs, cores))
-  --timeout S            seconds any one stage may take before the run fails (default: 60)
-  -g, --benchmark        print the time breakdown (start, first, last, mean, total)
+  --timeout S            seconds any one stage may take before the run fails, 0.001
+                         to 86400 (default: 60)
+  -g, --benchmark        print the time breakdown (start, first, last, mean and
+                         median iteration with min … max, total)
   --json                 print one JSON object with the result and timings
   --verbose              print Open MPI's own messages and full stacks
   --cflags               print the C compiler flags of the stage SDK (its -I) and
