@@ -24,6 +24,13 @@ export interface Arena {
 }
 
 export function makeArena(plan: RingPlan, executors = 0): Arena {
+  const { buffers, stackTops, pages } = layout(plan, executors);
+  const memory = new WebAssembly.Memory({ initial: pages, maximum: pages, shared: true });
+  return { memory, buffers, stackTops, f64: new Float64Array(memory.buffer) };
+}
+
+/** Where everything goes; throws a UsageError when the sizes do not fit (checked before any run starts). */
+export function layout(plan: RingPlan, executors = 0): { buffers: number[]; stackTops: number[]; pages: number } {
   const buffers: number[] = [];
   let end = ARENA_BASE;
   for (const elems of plan.maxInput) {
@@ -41,6 +48,5 @@ export function makeArena(plan: RingPlan, executors = 0): Arena {
       `--sizes need ${end - ARENA_BASE} bytes of stage buffers; the shared arena holds at most ${MAX_PAGES * PAGE - ARENA_BASE}`,
     );
   }
-  const memory = new WebAssembly.Memory({ initial: pages, maximum: pages, shared: true });
-  return { memory, buffers, stackTops, f64: new Float64Array(memory.buffer) };
+  return { buffers, stackTops, pages };
 }

@@ -31,14 +31,18 @@ export function kernelModule(path = kernelWasmPath): WebAssembly.Module {
 
 const require = createRequire(import.meta.url);
 
-/** Loads build/Release/<name>.node, or from $COMMLOOP_ADDON_DIR first when set. */
-export function loadAddon<T>(name: string): T {
+/** Where build/Release/<name>.node is ($COMMLOOP_ADDON_DIR first when set); throws saying how to build it. */
+export function addonPath(name: string): string {
   const dirs = [process.env.COMMLOOP_ADDON_DIR, join(rootDir, 'build', 'Release')].filter(Boolean) as string[];
   for (const dir of dirs) {
     const file = join(dir, `${name}.node`);
-    if (existsSync(file)) return require(file) as T;
+    if (existsSync(file)) return file;
   }
   throw new Error(`native addon ${name}.node not found in ${dirs.join(', ')}: ${howToBuild()}`);
+}
+
+export function loadAddon<T>(name: string): T {
+  return require(addonPath(name)) as T;
 }
 
 /** What the native builds need beyond `packages`: node-gyp's compiler, make and python. */
@@ -54,8 +58,11 @@ export function howToBuild(packages?: string): string {
 }
 
 export interface KernelAddon {
-  /** Runs a built-in kernel (by name) or an opened one (by handle) over one chunk; views may be over shared memory. */
-  run(fn: string | number, input: Float64Array, output: Float64Array, rank: number, nranks: number, iteration: number): void;
+  /**
+   * Runs a built-in kernel (by name) or an opened one (by handle) over one chunk; views may
+   * be over shared memory. With `stage`, a crash inside the kernel prints one line naming it.
+   */
+  run(fn: string | number, input: Float64Array, output: Float64Array, rank: number, nranks: number, iteration: number, stage?: string): void;
   /** dlopens a shared library and finds the kernel symbol; returns a handle for run(). */
   open(lib: string, symbol: string): number;
   sum(x: Float64Array): number;

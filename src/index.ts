@@ -7,6 +7,6 @@ export { runPipeline, runRing, type RunOptions, type RunResult, type TransportNa
 export { demoPipeline, type PipelineSpec, type StageSpec, type StageKind, type CBackend } from './pipeline/model.js';
 export { readArray, writeNpy } from './pipeline/npy.js';
 export type { Transform, StageContext } from './stage/transforms.js';
-export { UsageError, StageError } from './errors.js';
+export { UsageError, RunError, type Failure, type FailureReason } from './errors.js';
 export { MpiError } from './mpi/addon.js';
 export { version } from './version.js';

@@ -1,16 +1,19 @@
 /**
- * The hub's loop: prepare the plan, start the stages, then drive each iteration around
- * the ring and time it. Transport-agnostic; the transport moves buffers, this file
- * decides what moves when.
+ * The hub's loop and the library's entry: prepare the plan, start the stages, drive each
+ * iteration around the ring and time it. Transport-agnostic; the transport moves
+ * buffers, this file decides what moves when. An MPI run's hub runs in a process of its
+ * own (src/mpi/supervisor.ts), so a failure or a second run never touches the caller.
  */
 import { availableParallelism } from 'node:os';
-import { makeArena } from './arena.js';
-import { writeNpy } from './pipeline/npy.js';
+import { layout, makeArena, type Arena } from './arena.js';
+import { UsageError } from './errors.js';
+import { checkWritable, writeNpy } from './pipeline/npy.js';
 import { demoPipeline, iterationSteps, type CBackend, type PipelineSpec, type RingPlan } from './pipeline/model.js';
 import { loadPipelineFile, preparePlan, validatePipeline } from './pipeline/load.js';
 import { checksum } from './stage/transforms.js';
 import type { Transport, TransportContext } from './transport.js';
 import { MpiTransport } from './mpi/transport.js';
+import { superviseMpiRun } from './mpi/supervisor.js';
 import { ThreadsTransport } from './threads/transport.js';
 
 export type TransportName = 'mpi' | 'threads';
@@ -25,11 +28,11 @@ export interface RunOptions {
   transport?: TransportName;
   /** Default: native with mpi, wasm with threads. */
   cBackend?: CBackend;
-  /** mpi transport: how the stages start (default spawn; mpmd needs the master to run under its mpirun). */
+  /** mpi transport: how the stages start (default spawn; mpmd: one mpirun holds the hub and every stage). */
   launch?: LaunchMode;
-  /** mpi transport: MPI_Info keys for spawn, e.g. { host: 'a,b' } or { hostfile: 'hosts' }. */
+  /** mpi transport: MPI_Info keys for spawn, e.g. { host: 'a,b' } or { hostfile: 'hosts' }; mpirun's options in MPMD. */
   spawnInfo?: Record<string, string>;
-  /** threads transport: threads that run ranks, the hub included (default: min(max ranks, cores)). */
+  /** threads transport: worker threads that run ranks (default: min(max ranks, cores)). */
   threads?: number;
   /** threads transport: polls before a thread sleeps (default 2000). */
   spins?: number;
@@ -39,8 +42,16 @@ export interface RunOptions {
   baseDir?: string;
   /** Stops the loop after the iteration in flight; the result counts completed iterations. */
   signal?: AbortSignal;
-  /** Called after every iteration with a view of Array1 for the next one; return false to stop. */
+  /**
+   * Called after every iteration with a view of Array1 for the next one; return false to
+   * stop. Over MPI the hub waits for it every iteration (the array crosses a pipe): it
+   * costs time per iteration that a run without it does not pay.
+   */
   onIteration?: (iteration: number, array: Float64Array) => boolean | void;
+  /** mpi transport: Open MPI's own messages also go to stderr (they always go to the run's log). */
+  verbose?: boolean;
+  /** Completed iterations so far, for a progress display: after each (threads), about once a second (mpi). */
+  onProgress?: (iterations: number) => void;
 }
 
 export interface RunResult {
@@ -66,8 +77,29 @@ export interface RunResult {
   final: Float64Array;
 }
 
+/** What driving the ring produced, before it is summarised (it crosses a pipe for MPI runs). */
+export interface RingOutcome {
+  startS: number;
+  times: number[];
+  final: Float64Array;
+  totalS: number;
+}
+
+export interface DriveHooks {
+  signal?: AbortSignal;
+  /** After each iteration, with Array1 for the next one; false (or a promise of it) stops. */
+  onIteration?: (iteration: number, array: Float64Array) => boolean | void | Promise<boolean | void>;
+  /** Every `every` iterations (plan.output.every), with the array to write. */
+  onOutput?: (iteration: number, array: Float64Array) => void;
+  /** When every stage is ready, before the first iteration. */
+  onStarted?: () => void;
+  /** About once a second while iterating: a supervisor's sign of life. */
+  onBeat?: (iteration: number) => void;
+}
+
 /** How often a fully synchronous loop lets the event loop run (signals, progress, exits). */
 const YIELD_EVERY_MS = 20;
+const BEAT_EVERY_MS = 1000;
 
 /** The original ring, as `node dist/master.js` runs it without --pipeline. */
 export async function runRing(opts: RunOptions & { procs: number; sizes: number[][] }): Promise<RunResult> {
@@ -76,57 +108,100 @@ export async function runRing(opts: RunOptions & { procs: number; sizes: number[
 
 /** Runs a pipeline: a spec object (paths relative to opts.baseDir) or a pipeline JSON file. */
 export async function runPipeline(pipeline: PipelineSpec | string, opts: RunOptions): Promise<RunResult> {
+  if (!Number.isInteger(opts.iterations) || opts.iterations < 1) {
+    throw new UsageError(`iterations must be a positive integer (got ${JSON.stringify(opts.iterations)})`);
+  }
   const spec = typeof pipeline === 'string' ? loadPipelineFile(pipeline) : validatePipeline(pipeline, opts.baseDir ?? process.cwd());
   const transport = opts.transport ?? 'mpi';
   const cBackend = opts.cBackend ?? (transport === 'threads' ? 'wasm' : 'native');
   const launch = opts.launch ?? 'spawn';
+  const timeoutMs = opts.timeoutMs ?? 60_000;
   const plan = await preparePlan(spec, { transport, cBackend, procs: opts.procs, sizes: opts.sizes });
-  const maxRanks = Math.max(...plan.stages.map((s) => s.ranks));
-  const threads = transport === 'threads' ? (opts.threads ?? Math.min(maxRanks, availableParallelism())) : 0;
-  const ctx: TransportContext = { arena: makeArena(plan, threads), timeoutMs: opts.timeoutMs ?? 60_000 };
-  const t: Transport =
-    transport === 'mpi'
-      ? new MpiTransport(plan, ctx, { cBackend, launch, spawnInfo: opts.spawnInfo ?? {} })
-      : new ThreadsTransport(plan, ctx, { cBackend, executors: threads, spins: opts.spins ?? 2000 });
+  if (plan.output) checkWritable(plan.output.file);
+  layout(plan); // sizes that cannot fit fail here, as bad input, wherever the hub will run
+  if (transport === 'mpi') MpiTransport.preflight(plan, cBackend);
+  const t0 = performance.now();
+  let outcome: RingOutcome;
+  let threads = 0;
+  const writeEvery = (i: number, a: Float64Array) => writeNpy(plan.output!.file.replace(/(\.npy)?$/, `.${i + 1}.npy`), a);
+  if (transport === 'mpi' && process.env.OMPI_COMM_WORLD_SIZE === undefined) {
+    // The usual case: the hub runs in a process of its own, supervised from here.
+    outcome = await superviseMpiRun(plan, { iterations: opts.iterations, cBackend, launch, spawnInfo: opts.spawnInfo ?? {}, timeoutMs, verbose: opts.verbose ?? false }, {
+      signal: opts.signal,
+      onIteration: opts.onIteration,
+      onOutput: writeEvery,
+      onProgress: opts.onProgress,
+    });
+  } else {
+    // Threads, or a hub the user started under their own mpirun: the loop runs here.
+    const maxRanks = Math.max(...plan.stages.map((s) => s.ranks));
+    threads = transport === 'threads' ? (opts.threads ?? Math.min(maxRanks, availableParallelism())) : 0;
+    const ctx: TransportContext = { arena: makeArena(plan, threads), timeoutMs, signal: opts.signal };
+    const t: Transport =
+      transport === 'mpi'
+        ? new MpiTransport(plan, ctx, { cBackend, launch: 'spawn', spawnInfo: opts.spawnInfo ?? {} })
+        : new ThreadsTransport(plan, ctx, { cBackend, executors: threads, spins: opts.spins ?? 2000 });
+    const { onIteration, onProgress } = opts;
+    outcome = await driveRing(plan, t, ctx.arena, {
+      iterations: opts.iterations,
+      signal: opts.signal,
+      onOutput: writeEvery,
+      onIteration:
+        onIteration || onProgress
+          ? (i, a) => {
+              onProgress?.(i + 1);
+              return onIteration?.(i, a);
+            }
+          : undefined,
+    });
+  }
+  if (plan.output) writeNpy(plan.output.file, outcome.final);
+  const { times, final } = outcome;
+  const done = times.length;
+  const sorted = Float64Array.from(times).sort();
+  return {
+    stages: plan.stages.map(({ name, kind, ranks }) => ({ name, kind, ranks })),
+    procs: plan.stages[0].ranks,
+    sizes: opts.sizes ?? [plan.stages.map((_, s) => plan.schedule[0][(s + plan.stages.length - 1) % plan.stages.length])],
+    iterations: done,
+    transport,
+    cBackend,
+    launch,
+    threads,
+    checksum: checksum(final),
+    startS: outcome.startS,
+    firstIterS: times[0] ?? 0,
+    lastIterS: times[done - 1] ?? 0,
+    meanIterS: done ? times.reduce((a, b) => a + b, 0) / done : 0,
+    medianIterS: done ? (sorted[(done - 1) >> 1] + sorted[done >> 1]) / 2 : 0,
+    minIterS: sorted[0] ?? 0,
+    maxIterS: sorted[done - 1] ?? 0,
+    totalS: outcome.totalS || (performance.now() - t0) / 1000,
+    stopped: done < opts.iterations,
+    final,
+  };
+}
+
+/** Starts the transport, runs the iterations, stops it: the hub's whole job, wherever it runs. */
+export async function driveRing(plan: RingPlan, transport: Transport, arena: Arena, hooks: DriveHooks & { iterations?: number }): Promise<RingOutcome> {
   const t0 = performance.now();
   try {
-    await t.start();
+    await transport.start();
     const startS = (performance.now() - t0) / 1000;
-    const { times, length } = await loop(plan, t, ctx, opts);
-    const a1 = ctx.arena.buffers[0] / 8;
-    const final = ctx.arena.f64.slice(a1, a1 + length);
-    await t.close();
-    if (plan.output) writeNpy(plan.output.file, final);
-    const done = times.length;
-    const sorted = Float64Array.from(times).sort();
-    return {
-      stages: plan.stages.map(({ name, kind, ranks }) => ({ name, kind, ranks })),
-      procs: plan.stages[0].ranks,
-      sizes: opts.sizes ?? [plan.stages.map((_, s) => plan.schedule[0][(s + plan.stages.length - 1) % plan.stages.length])],
-      iterations: done,
-      transport,
-      cBackend,
-      launch,
-      threads,
-      checksum: checksum(final),
-      startS,
-      firstIterS: times[0] ?? 0,
-      lastIterS: times[done - 1] ?? 0,
-      meanIterS: done ? times.reduce((a, b) => a + b, 0) / done : 0,
-      medianIterS: done ? (sorted[(done - 1) >> 1] + sorted[done >> 1]) / 2 : 0,
-      minIterS: sorted[0] ?? 0,
-      maxIterS: sorted[done - 1] ?? 0,
-      totalS: (performance.now() - t0) / 1000,
-      stopped: done < opts.iterations,
-      final,
-    };
-  } finally {
-    await t.close();
+    hooks.onStarted?.();
+    const { times, length } = await loop(plan, transport, arena, hooks);
+    const a1 = arena.buffers[0] / 8;
+    const final = arena.f64.slice(a1, a1 + length);
+    await transport.close();
+    return { startS, times, final, totalS: (performance.now() - t0) / 1000 };
+  } catch (err) {
+    await transport.close(true);
+    throw err;
   }
 }
 
-async function loop(plan: RingPlan, transport: Transport, ctx: TransportContext, opts: RunOptions) {
-  const { f64, buffers } = ctx.arena;
+async function loop(plan: RingPlan, transport: Transport, arena: Arena, hooks: DriveHooks & { iterations?: number }) {
+  const { f64, buffers } = arena;
   const a1 = buffers[0] / 8;
   let length = plan.initialLength;
   if (typeof plan.initial === 'number') f64.fill(plan.initial, a1, a1 + length);
@@ -134,9 +209,11 @@ async function loop(plan: RingPlan, transport: Transport, ctx: TransportContext,
   const times: number[] = [];
   const S = plan.stages.length;
   const every = plan.output?.every ?? 0;
+  const iterations = hooks.iterations ?? Infinity;
   let yielded = performance.now();
-  for (let i = 0; i < opts.iterations; i++) {
-    if (opts.signal?.aborted) break;
+  let beat = yielded;
+  for (let i = 0; i < iterations; i++) {
+    if (hooks.signal?.aborted) break;
     const t = performance.now();
     for (const step of iterationSteps(plan, i, length)) {
       const pending = transport.runStage(step);
@@ -145,11 +222,19 @@ async function loop(plan: RingPlan, transport: Transport, ctx: TransportContext,
     length = plan.stages[S - 1].ranks * plan.schedule[i % plan.schedule.length][S - 1];
     const now = performance.now();
     times.push((now - t) / 1000);
-    if (every && (i + 1) % every === 0) writeNpy(plan.output!.file.replace(/(\.npy)?$/, `.${i + 1}.npy`), f64.subarray(a1, a1 + length));
-    if (opts.onIteration?.(i, f64.subarray(a1, a1 + length)) === false) break;
+    if (every && (i + 1) % every === 0) hooks.onOutput?.(i, f64.subarray(a1, a1 + length));
+    if (hooks.onIteration) {
+      let go = hooks.onIteration(i, f64.subarray(a1, a1 + length));
+      if (go instanceof Promise) go = await go;
+      if (go === false) break;
+    }
     if (now - yielded > YIELD_EVERY_MS) {
       await new Promise((resolve) => setImmediate(resolve));
       yielded = performance.now();
+      if (hooks.onBeat && yielded - beat > BEAT_EVERY_MS) {
+        beat = yielded;
+        hooks.onBeat(i);
+      }
     }
   }
   return { times, length };

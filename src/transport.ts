@@ -11,12 +11,23 @@ export interface Transport {
    * so the hot loop pays for a promise only when it has to wait.
    */
   runStage(step: StageStep): Promise<void> | undefined;
-  /** Stops every rank and releases the transport; safe to call more than once. */
-  close(): Promise<void>;
+  /**
+   * Stops every rank and releases the transport; safe to call more than once. After a
+   * failure (`failed`) nothing is asked politely: a stage may be out of step or gone.
+   */
+  close(failed?: boolean): Promise<void>;
 }
 
 export interface TransportContext {
   arena: Arena;
   /** Deadline for any single wait (a stage step, start-up, shutdown). */
   timeoutMs: number;
+  /** The caller's stop: a step in flight gets STOP_GRACE_MS to finish, then the wait gives up. */
+  signal?: AbortSignal;
 }
+
+/** After a stop is asked for, how long the step in flight may still take. */
+export const STOP_GRACE_MS = 2000;
+
+/** What a run stopped mid-step rejects with. */
+export const stoppedDetail = (iteration: number) => `stopped by signal; iteration ${iteration} did not finish within ${STOP_GRACE_MS} ms`;

@@ -81,9 +81,9 @@ const modes = [
   ['mpi spawn', []],
   ['mpi mpmd', ['--launch', 'mpmd']],
 ];
-for (const [mode, flags] of modes) {
+for (const [mode, flags] of [...modes, ['threads', ['--transport', 'threads']]]) {
   prints(`a ts stage that prints leaves --json valid (${mode}); its lines reach stderr labelled`, () => {
-    if (!haveMpi()) throw new Error(MPI_MISSING);
+    if (mode !== 'threads' && !haveMpi()) throw new Error(MPI_MISSING);
     const r = cli(['--pipeline', join(dir, 'loud.json'), '-i', '2', '--json', ...flags]);
     assert.is(r.status, 0, r.stderr);
     assert.is(JSON.parse(r.stdout).checksum, 44);

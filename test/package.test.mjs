@@ -137,7 +137,7 @@ console.log(JSON.stringify({ exports: Object.keys(api).sort(), checksum: r.check
   for (const transport of ['threads', 'mpi']) {
     const o = JSON.parse(ok(sh(process.execPath, ['consumer.mjs', transport], app), `consumer.mjs ${transport}`).stdout);
     assert.equal(o, {
-      exports: ['MpiError', 'StageError', 'UsageError', 'demoPipeline', 'readArray', 'runPipeline', 'runRing', 'version', 'writeNpy'],
+      exports: ['MpiError', 'RunError', 'UsageError', 'demoPipeline', 'readArray', 'runPipeline', 'runRing', 'version', 'writeNpy'],
       checksum: small,
       transport,
       internal: 'ERR_PACKAGE_PATH_NOT_EXPORTED',

@@ -4,10 +4,14 @@
 // instead of crashing.
 #include <dlfcn.h>
 #include <napi.h>
+#include <signal.h>
+#include <unistd.h>
 
-#include <string>
 #include <atomic>
+#include <cstdio>
+#include <cstring>
 #include <mutex>
+#include <string>
 
 #include "../wasm/commloop_kernel.h"
 #include "args.h"
@@ -33,7 +37,82 @@ Napi::Float64Array F64Arg(const Napi::CallbackInfo& info, size_t i, const char* 
 
 using commloop::IntArg;
 
-// run(fn, input, output, rank, nranks, iteration)
+// ---- a C stage that crashes ------------------------------------------------------
+// Under the threads transport a user kernel runs inside the caller's process, so a
+// segfault there ends the process. It cannot be survived, but it can be named: while
+// a kernel runs, its thread records which stage and rank it is; a fatal signal on that
+// thread prints one line saying so and ends the process with exit 1. Outside a kernel
+// the previous handler runs unchanged (V8 uses SIGSEGV for WebAssembly bounds checks).
+struct InKernel {
+  char stage[128];
+  int rank;
+};
+thread_local InKernel* t_in_kernel = nullptr;
+constexpr int kFatal[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL};
+struct sigaction g_previous[sizeof kFatal / sizeof kFatal[0]];
+
+const char* SignalName(int sig) {
+  switch (sig) {
+    case SIGSEGV: return "SIGSEGV";
+    case SIGBUS: return "SIGBUS";
+    case SIGFPE: return "SIGFPE";
+    default: return "SIGILL";
+  }
+}
+
+void OnFatal(int sig, siginfo_t* si, void* ctx) {
+  size_t k = 0;
+  while (kFatal[k] != sig) k++;
+  InKernel* in = t_in_kernel;
+  if (in == nullptr) {
+    // Not ours: hand it on exactly as if we had never been installed.
+    const struct sigaction& prev = g_previous[k];
+    if (prev.sa_flags & SA_SIGINFO) {
+      if (prev.sa_sigaction) return prev.sa_sigaction(sig, si, ctx);
+    } else if (prev.sa_handler != SIG_DFL && prev.sa_handler != SIG_IGN) {
+      return prev.sa_handler(sig);
+    }
+    signal(sig, SIG_DFL);
+    raise(sig);
+    return;
+  }
+  // Async-signal-safe only: build the line by hand, one write(2).
+  char line[256];
+  size_t n = 0;
+  auto put = [&](const char* s) {
+    while (*s && n < sizeof line - 1) line[n++] = *s++;
+  };
+  char digits[16];
+  int r = in->rank, d = 0;
+  do digits[d++] = static_cast<char>('0' + r % 10); while ((r /= 10) > 0 && d < 15);
+  put("commloop: C stage \"");
+  put(in->stage);
+  put("\" crashed (");
+  put(SignalName(sig));
+  put(") on rank ");
+  while (d > 0 && n < sizeof line - 1) line[n++] = digits[--d];
+  line[n++] = '\n';
+  ssize_t ignored = write(2, line, n);
+  (void)ignored;
+  // A failed run exits 1 (README's exit table), whatever the failure was.
+  _exit(1);
+}
+
+void InstallCrashHandlers() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    for (size_t k = 0; k < sizeof kFatal / sizeof kFatal[0]; k++) {
+      struct sigaction sa;
+      memset(&sa, 0, sizeof sa);
+      sa.sa_sigaction = OnFatal;
+      sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_NODEFER;
+      sigemptyset(&sa.sa_mask);
+      sigaction(kFatal[k], &sa, &g_previous[k]);
+    }
+  });
+}
+
+// run(fn, input, output, rank, nranks, iteration[, stage])
 Napi::Value Run(const Napi::CallbackInfo& info) {
   commloop_kernel_fn* kernel = nullptr;
   if (info.Length() >= 1 && info[0].IsNumber()) {
@@ -61,7 +140,18 @@ Napi::Value Run(const Napi::CallbackInfo& info) {
   if (rank >= nranks) throw Napi::RangeError::New(info.Env(), "rank must be below nranks");
   // Both kernels read at least in[0]; an empty input would read past the view.
   if (in.ElementLength() < 1) throw Napi::RangeError::New(info.Env(), "input must hold at least 1 element");
+  InKernel here;
+  here.stage[0] = 0;
+  here.rank = rank;
+  if (info.Length() > 6) {
+    if (!info[6].IsString()) throw Napi::TypeError::New(info.Env(), "stage must be a string");
+    std::string stage = info[6].As<Napi::String>().Utf8Value();
+    snprintf(here.stage, sizeof here.stage, "%s", stage.c_str());
+    InstallCrashHandlers();
+    t_in_kernel = &here;
+  }
   kernel(in.Data(), in.ElementLength(), out.Data(), out.ElementLength(), rank, nranks, iteration);
+  t_in_kernel = nullptr;
   return info.Env().Undefined();
 }
 

@@ -209,14 +209,32 @@ void KillDescendants(pid_t parent) {
   }
 }
 
+bool IsOrted(pid_t pid) {
+  char comm[64];
+  return ReadProc(pid, "comm", comm, sizeof comm) && strncmp(comm, "orted", 5) == 0;
+}
+
+// True when `pid` descends from this process: the only processes this addon signals.
+bool IsOurs(pid_t pid) {
+  for (int depth = 0; pid > 1 && depth < 64; depth++) {
+    char buf[512];
+    if (!ReadProc(pid, "stat", buf, sizeof buf)) return false;
+    const char* rp = strrchr(buf, ')');
+    int ppid = 0;
+    if (!rp || sscanf(rp + 2, "%*c %d", &ppid) != 1) return false;
+    if (ppid == getpid()) return true;
+    pid = ppid;
+  }
+  return false;
+}
+
 // The singleton's orted outlives MPI_Finalize until our process exits, and then
 // lingers as a zombie where init does not reap (containers). So end it ourselves:
 // SIGTERM, reap, SIGKILL if it has not gone within timeout_ms. Other children
 // belong to Node (libuv reaps those).
 void EndOrted(int timeout_ms) {
   for (pid_t k : ChildrenOf(getpid())) {
-    char comm[64];
-    if (!ReadProc(k, "comm", comm, sizeof comm) || strncmp(comm, "orted", 5) != 0) continue;
+    if (!IsOrted(k)) continue;
     // Let it reap the ranks it started first, or they become init's zombies.
     int64_t until = NowMs() + timeout_ms;
     while (!ChildrenOf(k).empty() && NowMs() < until) usleep(2000);
@@ -237,7 +255,7 @@ void KillWatched() {
   std::vector<pid_t> ranks;
   for (const Watched& w : g_watched)
     for (pid_t p : w.pids)
-      if (p > 0) ranks.push_back(p);
+      if (p > 0 && IsOurs(p)) ranks.push_back(p);
   for (pid_t p : ranks) kill(p, SIGKILL);
   // Give their parent (the orted) a moment to reap them: killed with it, they would
   // be left as zombies for init, which in a container may never reap them.
@@ -248,16 +266,73 @@ void KillWatched() {
     if (access(path, F_OK) == 0) usleep(2000);
     else i++;
   }
-  KillDescendants(getpid());  // the singleton's orted and whatever it started
+  // The singleton's orted and whatever it started; no other child of this process.
+  for (pid_t k : ChildrenOf(getpid())) {
+    if (!IsOrted(k)) continue;
+    KillDescendants(k);
+    kill(k, SIGKILL);
+  }
   EndOrted(500);
 }
 
-[[noreturn]] void Fail(const std::string& what) {
-  std::string line = "commloop: " + what + "; aborting the run\n";
-  ssize_t ignored = write(2, line.data(), line.size());
+// Where failures go: -1 for the CLI's own line on stderr, else (a hub process run by a
+// supervisor, src/mpi/hub.ts) a JSON line on this fd, which the supervisor turns into
+// its one message. Stage names are [A-Za-z0-9_.-], details are ours: no escaping needed.
+std::atomic<int> g_report_fd{-1};
+std::atomic<pid_t> g_lifeline{0};
+
+struct Failure {
+  std::string stage;  // empty: no stage to blame
+  int rank = -1;
+  const char* reason = "exited";
+  std::string detail;
+  std::string host;  // set when known: a rank watched by pid runs on this host
+};
+
+[[noreturn]] void Fail(const Failure& f) {
+  std::string line;
+  int fd = g_report_fd.load();
+  if (fd >= 0) {
+    line = "@@commloop {\"t\":\"fail\",\"reason\":\"" + std::string(f.reason) + "\",\"detail\":\"" + f.detail + "\"";
+    if (!f.stage.empty()) line += ",\"stage\":\"" + f.stage + "\"";
+    if (f.rank >= 0) line += ",\"rank\":" + std::to_string(f.rank);
+    if (!f.host.empty()) line += ",\"host\":\"" + f.host + "\"";
+    line += "}\n";
+  } else {
+    line = "commloop: ";
+    if (!f.stage.empty()) line += "stage \"" + f.stage + "\"" + (f.rank >= 0 ? " rank " + std::to_string(f.rank) : "") + ": ";
+    line += f.detail + "\n";
+  }
+  ssize_t ignored = write(fd >= 0 ? fd : 2, line.data(), line.size());
   (void)ignored;
   KillWatched();
   _exit(1);
+}
+
+// How a watched rank ended: gone (reaped by its orted), or a zombie whose exit status
+// /proc still holds (field 52 of stat, Linux >= 3.5). Returns false while it runs.
+bool Ended(pid_t pid, std::string* how, const char** reason) {
+  char buf[1024];
+  if (!ReadProc(pid, "stat", buf, sizeof buf)) {
+    if (kill(pid, 0) == 0 || errno != ESRCH) return false;
+    *how = "died";  // reaped already: how it ended is its orted's to know
+    *reason = "exited";
+    return true;
+  }
+  const char* rp = strrchr(buf, ')');
+  if (!rp || rp[2] != 'Z') return false;
+  // After ") Z": fields 4..52; the exit status is the last one.
+  const char* last = strrchr(buf, ' ');
+  int status = last ? atoi(last + 1) : 0;
+  if (WIFSIGNALED(status)) {
+    int sig = WTERMSIG(status);
+    *how = std::string("was killed by ") + (sig == SIGKILL ? "SIGKILL" : sig == SIGTERM ? "SIGTERM" : sig == SIGSEGV ? "SIGSEGV" : sig == SIGABRT ? "SIGABRT" : "signal " + std::to_string(sig));
+    *reason = "killed";
+  } else {
+    *how = "exited with code " + std::to_string(WEXITSTATUS(status));
+    *reason = "exited";
+  }
+  return true;
 }
 
 void WatchLoop() {
@@ -266,23 +341,41 @@ void WatchLoop() {
     // takes the rest of the job down soon after, and the message should name the cause.
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
     std::lock_guard<std::mutex> lock(g_watch_mu);
-    std::string dead;
+    pid_t lifeline = g_lifeline.load();
+    if (lifeline > 0 && getppid() != lifeline) {
+      Failure f;
+      f.reason = "exited";
+      f.detail = "the process that started the run is gone";
+      Fail(f);
+    }
+    // The first rank found ended is the cause; Open MPI takes the rest down after it.
     for (const Watched& w : g_watched) {
       for (size_t r = 0; r < w.pids.size(); r++) {
-        if (w.pids[r] > 0 && kill(w.pids[r], 0) != 0 && errno == ESRCH) {
-          dead += (dead.empty() ? "" : ", ") + std::string("stage \"") + w.stage + "\" rank " + std::to_string(r) +
-                  " (pid " + std::to_string(w.pids[r]) + ")";
+        std::string how;
+        const char* reason = "exited";
+        if (w.pids[r] > 0 && Ended(w.pids[r], &how, &reason)) {
+          Failure f;
+          f.stage = w.stage;
+          f.rank = static_cast<int>(r);
+          f.reason = reason;
+          f.detail = how + " (pid " + std::to_string(w.pids[r]) + ")";
+          char host[256] = {0};
+          gethostname(host, sizeof host - 1);
+          f.host = host;
+          Fail(f);
         }
       }
     }
-    if (!dead.empty()) Fail(dead + " died");
     int c = g_inflight_comm.load();
     int64_t since = g_inflight_since.load();
     if ((c >= 0 || c == kSpawning) && since > 0 && NowMs() - since > g_timeout_ms.load()) {
-      std::string stage = c == kSpawning ? g_spawn_label
-                          : static_cast<size_t>(c) < g_watched.size() && !g_watched[c].stage.empty() ? g_watched[c].stage
-                                                                                                    : "comm " + std::to_string(c);
-      Fail("stage \"" + stage + "\" did not answer " + g_inflight_op.load() + " within " + std::to_string(g_timeout_ms.load()) + " ms");
+      Failure f;
+      f.stage = c == kSpawning ? g_spawn_label
+                : static_cast<size_t>(c) < g_watched.size() ? g_watched[c].stage
+                                                            : std::string();
+      f.reason = c == kSpawning ? "start" : "timeout";
+      f.detail = std::string("did not answer ") + g_inflight_op.load() + " within " + std::to_string(g_timeout_ms.load()) + " ms";
+      Fail(f);
     }
   }
 }
@@ -317,8 +410,10 @@ Napi::Value SetErrorClass(const Napi::CallbackInfo& info) {
 
 Napi::Value Init(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  int init = 0;
+  int init = 0, fin = 0;
   MPI_Initialized(&init);
+  MPI_Finalized(&fin);
+  if (fin) throw Napi::Error::New(env, "MPI is finalized: Open MPI cannot start again in this process");
   if (!init) {
     // Node marks fds 0-2 close-on-exec; the singleton's orted would start without
     // them and the first line a spawned child prints would take the job down.
@@ -614,6 +709,29 @@ Napi::Value SetTimeoutMs(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// label(comm, stage): names the stage behind a comm for the watchdog before its pids are
+// known (a stage that never sends Ready is named, not "comm 2").
+Napi::Value Label(const Napi::CallbackInfo& info) {
+  CommArg(info, 0);
+  int32_t h = Handle(info, 0);
+  std::string stage = StrArg(info, 1, "stage");
+  std::lock_guard<std::mutex> lock(g_watch_mu);
+  if (g_watched.size() <= static_cast<size_t>(h)) g_watched.resize(h + 1);
+  g_watched[h].stage = stage;
+  return info.Env().Undefined();
+}
+
+// reportTo(fd, lifelinePid): the watchdog reports failures as JSON lines on fd and ends
+// the run when this process's parent is no longer lifelinePid (0: no lifeline).
+Napi::Value ReportTo(const Napi::CallbackInfo& info) {
+  int32_t fd = IntArg(info, 0, "fd", 1, 1023);
+  int32_t lifeline = IntArg(info, 1, "lifelinePid", 0, 2147483647);
+  g_report_fd.store(fd);
+  g_lifeline.store(lifeline);
+  EnsureWatchdog();
+  return info.Env().Undefined();
+}
+
 Napi::Value Unwatch(const Napi::CallbackInfo& info) {
   int32_t h = IntArg(info, 0, "comm", 0, 2147483647);
   std::lock_guard<std::mutex> lock(g_watch_mu);
@@ -655,6 +773,8 @@ Napi::Object Module(Napi::Env env, Napi::Object exports) {
   exports.Set("unwatch", Napi::Function::New(env, Unwatch, "unwatch"));
   exports.Set("setTimeout", Napi::Function::New(env, SetTimeoutMs, "setTimeout"));
   exports.Set("killAll", Napi::Function::New(env, KillAll, "killAll"));
+  exports.Set("label", Napi::Function::New(env, Label, "label"));
+  exports.Set("reportTo", Napi::Function::New(env, ReportTo, "reportTo"));
   return exports;
 }
 

@@ -1,13 +1,15 @@
-/** The CLI: node dist/master.js [options]. Exit 0 on success, 1 on a failed run, 2 on bad input, 130 on Ctrl-C. */
-import { writeFileSync } from 'node:fs';
+/**
+ * The CLI: node dist/master.js [options]. Exit 0 on success, 1 on a failed run (one
+ * `commloop:` line saying what failed first), 2 on bad input, 130 when stopped by
+ * SIGINT or SIGTERM (the result so far is still printed).
+ */
+import { RunError, UsageError } from '../errors.js';
 import { join } from 'node:path';
 import { rootDir } from '../assets.js';
 import { version } from '../version.js';
-import { UsageError } from '../errors.js';
-import { MPMD_PIDFILE_ENV, launchMpmd } from '../mpi/mpmd.js';
 import { HELP, parseArgs, type CliOptions } from './options.js';
 import { demoPipeline, type PipelineSpec } from '../pipeline/model.js';
-import { loadPipelineFile, preparePlan } from '../pipeline/load.js';
+import { loadPipelineFile } from '../pipeline/load.js';
 import { breakdown, progressLine, summary, toJson } from './report.js';
 import { runPipeline } from '../run.js';
 
@@ -18,8 +20,12 @@ function spawnInfo(opts: CliOptions): Record<string, string> {
   return info;
 }
 
+let verbose = false;
+let stopping = false;
+
 async function main(argv: string[]): Promise<number> {
   const opts = parseArgs(argv);
+  verbose = opts.verbose;
   if (opts.help) {
     process.stdout.write(HELP);
     return 0;
@@ -34,16 +40,13 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   const spec: PipelineSpec = opts.pipeline ? loadPipelineFile(opts.pipeline) : demoPipeline(opts.procs!);
-  if (opts.launch === 'mpmd' && process.env.OMPI_COMM_WORLD_SIZE === undefined) {
-    // Check and build everything before mpirun starts anything.
-    const plan = await preparePlan(spec, { transport: 'mpi', cBackend: opts.cBackend, procs: opts.procs, sizes: opts.sizes });
-    return launchMpmd(plan, argv, { cBackend: opts.cBackend, hostfile: opts.hostfile, host: opts.host });
-  }
   const stop = new AbortController();
-  process.once('SIGINT', () => stop.abort());
-  process.once('SIGTERM', () => stop.abort());
-  // Under our own MPMD mpirun: tell the launching CLI where to send Ctrl-C, once we can take it.
-  if (process.env[MPMD_PIDFILE_ENV]) writeFileSync(process.env[MPMD_PIDFILE_ENV]!, String(process.pid));
+  const onSignal = () => {
+    stopping = true;
+    stop.abort();
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
 
   const tty = process.stderr.isTTY === true;
   const t0 = performance.now();
@@ -52,12 +55,12 @@ async function main(argv: string[]): Promise<number> {
     ...opts,
     spawnInfo: spawnInfo(opts),
     signal: stop.signal,
-    onIteration: tty
-      ? (i) => {
+    onProgress: tty
+      ? (done) => {
           const now = performance.now();
           if (now - t0 > 1000 && now - shown > 100) {
             shown = now;
-            process.stderr.write(progressLine(i + 1, opts.iterations));
+            process.stderr.write(progressLine(done, opts.iterations));
           }
         }
       : undefined,
@@ -81,7 +84,10 @@ main(process.argv.slice(2)).then(
     process.exitCode = code;
   },
   (err: Error) => {
-    process.stderr.write(`commloop: ${err.message}\n`);
-    process.exitCode = err instanceof UsageError ? 2 : 1;
+    const log = err instanceof RunError && err.log ? ` (Open MPI's messages: ${err.log})` : '';
+    process.stderr.write(`commloop: ${err.message.split('\n')[0]}${log}\n`);
+    if (verbose && !(err instanceof UsageError) && err.stack) process.stderr.write(err.stack + '\n');
+    // A run the user stopped exits 130 even when a hung stage kept it from stopping cleanly.
+    process.exitCode = err instanceof UsageError ? 2 : stopping ? 130 : 1;
   },
 );

@@ -60,8 +60,8 @@ Options:
                          mpmd: one mpirun starts the master and every stage
   --hostfile FILE        mpi transport: run ranks on the hosts of an Open MPI hostfile
   --host a,b             mpi transport: run ranks on these hosts
-  --threads N            threads transport: threads running ranks, the hub included
-                         (default: min(procs, cores))
+  --threads N            threads transport: worker threads running ranks (the
+                         caller's thread runs none; default: min(procs, cores))
   --timeout S            seconds any one stage may take before the run fails, 0.001
                          to 86400 (default: 60)
   -g, --benchmark        print the time breakdown (start, first, last, mean and

@@ -47,6 +47,13 @@ export interface MpiAddon {
   unwatch(comm: number): void;
   /** Kills every watched rank and the singleton's daemon: for when the protocol is out of step. */
   killAll(): void;
+  /** Names the stage behind `comm` for the watchdog before its pids are known. */
+  label(comm: number, stage: string): void;
+  /**
+   * Hub processes only: the watchdog reports failures as JSON lines on `fd` (not the
+   * CLI's line on stderr), and ends the run when this process's parent stops being `lifelinePid`.
+   */
+  reportTo(fd: number, lifelinePid: number): void;
 }
 
 let addon: MpiAddon | undefined;

@@ -6,11 +6,11 @@
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { distDir, howToBuild, nativeWorkerPath } from '../assets.js';
-import { StageError } from '../errors.js';
+import { addonPath, distDir, howToBuild, nativeWorkerPath } from '../assets.js';
+import { RunError } from '../errors.js';
 import type { CBackend } from '../stage/kernel.js';
 import { CMD_RUN, CMD_STOP, MAGIC, VERSION, hostHash } from './protocol.js';
-import { mpi, setMpiEnvironment, type MpiAddon } from './addon.js';
+import { MpiError, mpi, setMpiEnvironment, type MpiAddon } from './addon.js';
 import type { RingPlan, RingStage, StageStep } from '../pipeline/model.js';
 import type { Transport, TransportContext } from '../transport.js';
 
@@ -36,9 +36,28 @@ export function stageCommand(plan: RingPlan, st: RingStage, cBackend: CBackend):
   return [process.execPath, [worker, 'ts', st.module!, st.export!, st.name]];
 }
 
+/** One rank as its Ready message described it. */
+export interface RankInfo {
+  stage: number;
+  rank: number;
+  pid: number;
+  /** FNV-1a hash of its host name (docs/PROTOCOL.md, Ready). */
+  host: number;
+}
+
+/**
+ * Written into the last element of each rank's slot before a gather: a rank that sends
+ * fewer elements than asked leaves it there. A NaN payload no arithmetic produces,
+ * written and read as integers so no float path can canonicalise it.
+ */
+const SENTINEL_LO = 0x5eca1c0d | 0;
+const SENTINEL_HI = 0x7ff4c10f | 0;
+
 export class MpiTransport implements Transport {
   private m!: MpiAddon;
   private comms: number[] = [];
+  readonly ranks: RankInfo[] = [];
+  private i32!: Int32Array;
   private local: number | null = null;
   private readonly header = new Int32Array(4);
   private closed = false;
@@ -51,11 +70,24 @@ export class MpiTransport implements Transport {
     private readonly opts: MpiOptions,
   ) {}
 
-  async start(): Promise<void> {
-    const needsWorker = this.plan.stages.some((st) => st.kind === 'c' && st.worker?.[0] === nativeWorkerPath);
-    if (this.opts.cBackend === 'native' && needsWorker && !existsSync(nativeWorkerPath)) {
-      throw new Error(`${nativeWorkerPath} is missing: ${howToBuild('openmpi-bin libopenmpi-dev')}`);
+  /**
+   * What an MPI run needs built, checked where the run is asked for (a missing part then
+   * fails before any process starts, with the line saying how to get it).
+   */
+  static preflight(plan: RingPlan, cBackend: CBackend): void {
+    const needsWorker = plan.stages.some((st) => st.kind === 'c' && st.worker?.[0] === nativeWorkerPath);
+    if (cBackend === 'native' && needsWorker && !existsSync(nativeWorkerPath)) {
+      throw new RunError({ reason: 'start', detail: `${nativeWorkerPath} is missing: ${howToBuild('openmpi-bin libopenmpi-dev')}` });
     }
+    try {
+      addonPath('commloop_mpi');
+    } catch (err) {
+      throw new RunError({ reason: 'start', detail: `${(err as Error).message} (the MPI transport needs Open MPI: apt-get install -y openmpi-bin libopenmpi-dev)` });
+    }
+  }
+
+  async start(): Promise<void> {
+    MpiTransport.preflight(this.plan, this.opts.cBackend);
     setMpiEnvironment(Object.keys(this.opts.spawnInfo).length === 0);
     this.m = mpi();
     this.m.init();
@@ -63,16 +95,36 @@ export class MpiTransport implements Transport {
     m.setTimeout(this.ctx.timeoutMs);
     const here = hostHash();
     const connect = this.opts.launch === 'mpmd' ? this.mpmdConnector() : this.spawner();
+    this.i32 = new Int32Array(this.ctx.arena.memory.buffer);
     this.plan.stages.forEach((st, s) => {
       const comm = connect(st, s);
       this.comms.push(comm);
-      m.bcast(comm, Int32Array.of(MAGIC, VERSION, s, st.ranks), m.ROOT);
-      const ready = new Int32Array(2 * st.ranks);
-      m.gather(comm, null, ready, 2, m.ROOT);
-      // Only ranks on this host can be checked by pid; the others rely on the timeout.
-      const pids = Int32Array.from({ length: st.ranks }, (_, r) => (ready[2 * r + 1] === here ? ready[2 * r] : 0));
-      m.watch(comm, st.name, pids, this.ctx.timeoutMs);
+      m.label(comm, st.name);
+      this.step(s, 'start-up', () => {
+        m.bcast(comm, Int32Array.of(MAGIC, VERSION, s, st.ranks), m.ROOT);
+        const ready = new Int32Array(2 * st.ranks);
+        m.gather(comm, null, ready, 2, m.ROOT);
+        for (let r = 0; r < st.ranks; r++) this.ranks.push({ stage: s, rank: r, pid: ready[2 * r], host: ready[2 * r + 1] });
+        // Only ranks on this host can be checked by pid; the others rely on the timeout.
+        const pids = Int32Array.from({ length: st.ranks }, (_, r) => (ready[2 * r + 1] === here ? ready[2 * r] : 0));
+        m.watch(comm, st.name, pids, this.ctx.timeoutMs);
+      });
     });
+  }
+
+  /** Runs MPI calls for stage s; an MPI error becomes a RunError naming the stage and the step. */
+  private step(s: number, what: string, calls: () => void): void {
+    try {
+      calls();
+    } catch (err) {
+      if (!(err instanceof MpiError)) throw err;
+      const truncated = /MPI_ERR_TRUNCATE/.test(err.message);
+      throw new RunError({
+        stage: this.plan.stages[s].name,
+        reason: truncated ? 'count' : 'protocol',
+        detail: truncated ? `a rank sent more elements than ${what} asked (${err.message})` : `${err.message} in ${what}`,
+      });
+    }
   }
 
   private spawner(): (st: RingStage, s: number) => number {
@@ -85,7 +137,7 @@ export class MpiTransport implements Transport {
         const hint = process.env.OMPI_COMM_WORLD_SIZE
           ? ' (under mpirun, add --oversubscribe or give it a hostfile with enough slots)'
           : '';
-        throw new StageError(st.name, undefined, `could not start ${st.ranks} ranks: ${(err as Error).message}${hint}`);
+        throw new RunError({ stage: st.name, reason: 'start', detail: `could not start ${st.ranks} ranks: ${(err as Error).message}${hint}` });
       }
     };
   }
@@ -121,29 +173,50 @@ export class MpiTransport implements Transport {
     header[2] = step.nIn;
     header[3] = step.nOut;
     this.midStep = true;
-    m.bcast(comm, header, m.ROOT);
     const a = buffers[step.stage] / 8;
-    m.scatter(comm, f64.subarray(a, a + step.nIn * ranks), null, step.nIn, m.ROOT);
     const b = buffers[(step.stage + 1) % S] / 8;
-    m.gather(comm, null, f64.subarray(b, b + step.nOut * ranks), step.nOut, m.ROOT);
+    const i32 = this.i32;
+    for (let r = 1; r <= ranks; r++) {
+      const at = (b + r * step.nOut - 1) * 2;
+      i32[at] = SENTINEL_LO;
+      i32[at + 1] = SENTINEL_HI;
+    }
+    this.step(step.stage, `iteration ${step.iteration}`, () => {
+      m.bcast(comm, header, m.ROOT);
+      m.scatter(comm, f64.subarray(a, a + step.nIn * ranks), null, step.nIn, m.ROOT);
+      m.gather(comm, null, f64.subarray(b, b + step.nOut * ranks), step.nOut, m.ROOT);
+    });
+    for (let r = 1; r <= ranks; r++) {
+      const at = (b + r * step.nOut - 1) * 2;
+      if (i32[at] === SENTINEL_LO && i32[at + 1] === SENTINEL_HI) {
+        throw new RunError({
+          stage: this.plan.stages[step.stage].name,
+          rank: r - 1,
+          reason: 'count',
+          detail: `sent fewer than the ${step.nOut} elements iteration ${step.iteration} asked for`,
+        });
+      }
+    }
     this.midStep = false;
     return undefined;
   }
 
-  async close(): Promise<void> {
+  async close(failed = false): Promise<void> {
     if (this.closed || !this.m) return;
     this.closed = true;
     const { m } = this;
-    if (this.midStep) {
+    if (this.midStep || failed) {
       m.killAll();
       return;
     }
     const stop = Int32Array.of(CMD_STOP, 0, 0, 0);
-    for (const comm of this.comms) {
-      m.bcast(comm, stop, m.ROOT);
-      m.unwatch(comm); // the ranks now exit on purpose
-      m.disconnect(comm);
-    }
+    this.comms.forEach((comm, s) =>
+      this.step(s, 'shutdown', () => {
+        m.bcast(comm, stop, m.ROOT);
+        m.unwatch(comm); // the ranks now exit on purpose
+        m.disconnect(comm);
+      }),
+    );
     if (this.local !== null) m.free(this.local);
     m.finalize();
   }

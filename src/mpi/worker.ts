@@ -6,7 +6,7 @@
  */
 import { instantiateKernel } from '../stage/kernel.js';
 import { ARENA_BASE } from '../arena.js';
-import { loadTransform } from '../stage/ts-transform.js';
+import { errorLine, loadTransform, mustBeSync } from '../stage/ts-transform.js';
 import { CMD_STOP, MAGIC, VERSION, hostHash, stageComm } from './protocol.js';
 import { mpi } from './addon.js';
 import { stdoutToStderr } from '../stage/stdout.js';
@@ -36,8 +36,18 @@ if (hello[0] !== MAGIC || hello[1] !== VERSION) {
   process.stderr.write(`commloop worker: bad hello (magic ${hello[0]}, version ${hello[1]})\n`);
   m.abort(parent, 2);
 }
+/**
+ * The stage's own code failed: one failure report the supervisor turns into its line
+ * (docs/PROTOCOL.md), then an abort so the hub hears of it at once.
+ */
+function failed(err: unknown): never {
+  process.stderr.write(`commloop-fail: ${hello[2]} ${rank} ${errorLine(err)}\n`);
+  m.abort(parent, 1);
+  process.exit(1);
+}
+
 // Load before saying ready, so start-up time counts it and a bad module fails early.
-const transform = kind === 'ts' ? await loadTransform(what, exportName) : undefined;
+const transform = kind === 'ts' ? await loadTransform(what, exportName).catch(failed) : undefined;
 m.gather(parent, Int32Array.of(process.pid, hostHash()), null, 2, 0);
 
 /** Where a step's input and output live: plain arrays for TS, the kernel's memory for WASM. */
@@ -65,7 +75,7 @@ function tsStage(): Stage {
       }
       return [input, output];
     },
-    run: (i, o, iteration) => transform!(i, o, { rank, nranks, iteration }),
+    run: (i, o, iteration) => mustBeSync(transform!(i, o, { rank, nranks, iteration })),
   };
 }
 
@@ -94,7 +104,11 @@ for (;;) {
   const [, iteration, nIn, nOut] = header;
   const [input, output] = stage.buffers(nIn, nOut);
   m.scatter(parent, null, input, nIn, 0);
-  stage.run(input, output, iteration);
+  try {
+    stage.run(input, output, iteration);
+  } catch (err) {
+    failed(err);
+  }
   m.gather(parent, output, null, nOut, 0);
 }
 m.disconnect(parent);

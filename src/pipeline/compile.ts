@@ -7,7 +7,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { kernelWasmPath, rootDir } from '../assets.js';
@@ -98,16 +98,23 @@ function signatureHeader(dir: string, name: string): string {
   return file;
 }
 
-/** Builds into a fresh temp dir next to the cache entry, then renames: concurrent runs never see half a file. */
+/**
+ * Builds into a fresh temp dir next to the cache entry, then renames: concurrent runs
+ * never see half a file. The temp dir goes whether the build worked or not.
+ */
 function cached(key: string, file: string, build: (dir: string, out: string) => void): string {
   const dir = join(cacheDir(), key);
   const out = join(dir, file);
   if (existsSync(out)) return out;
   const tmp = `${dir}.tmp-${process.pid}`;
   mkdirSync(tmp, { recursive: true });
-  build(tmp, join(tmp, file));
-  mkdirSync(dir, { recursive: true });
-  renameSync(join(tmp, file), out);
+  try {
+    build(tmp, join(tmp, file));
+    mkdirSync(dir, { recursive: true });
+    renameSync(join(tmp, file), out);
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
   return out;
 }
 

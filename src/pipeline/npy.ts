@@ -1,7 +1,8 @@
 // Reading and writing arrays of float64: NumPy .npy files (format 1.0, 2.0 and 3.0, dtype
 // '<f8', C order) and raw little-endian float64 files (any other extension).
 // https://numpy.org/doc/stable/reference/generated/numpy.lib.format.html
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { UsageError } from '../errors.js';
 import { endianness } from 'node:os';
 import { dirname } from 'node:path';
 
@@ -176,4 +177,21 @@ function parseHeader(text: string): Map<string, Value> {
   ws();
   if (i !== text.length) throw new Error(`unexpected text after '}' at offset ${i}`);
   return out;
+}
+
+/**
+ * Fails before a run, not after it, when `path` cannot be written: its directory is made
+ * and a probe file created and removed there (root passes access() checks on /proc, so
+ * only a real create tells).
+ */
+export function checkWritable(path: string): void {
+  const probe = `${path}.commloop-probe-${process.pid}`;
+  try {
+    mkdirSync(dirname(path), { recursive: true });
+    closeSync(openSync(probe, 'wx'));
+    rmSync(probe, { force: true });
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+    throw new UsageError(`pipeline: "output" file ${path} cannot be written (${code})`);
+  }
 }

@@ -5,10 +5,10 @@
  * still cover every rank.
  */
 import { nativeKernels } from '../assets.js';
-import { StageError } from '../errors.js';
+import { RunError } from '../errors.js';
 import type { RingStage, StageStep } from '../pipeline/model.js';
 import { instantiateKernel, type CBackend } from './kernel.js';
-import { loadTransform } from './ts-transform.js';
+import { errorLine, loadTransform, mustBeSync } from './ts-transform.js';
 
 export interface ExecutorInit {
   index: number;
@@ -45,11 +45,13 @@ export class Executor {
       if (st.kind === 'ts') {
         const fn = await loadTransform(st.module!, st.export!);
         run.push((step, rank, inAt, outAt) =>
-          fn(f64.subarray(inAt, inAt + step.nIn), f64.subarray(outAt, outAt + step.nOut), {
-            rank,
-            nranks,
-            iteration: step.iteration,
-          }),
+          mustBeSync(
+            fn(f64.subarray(inAt, inAt + step.nIn), f64.subarray(outAt, outAt + step.nOut), {
+              rank,
+              nranks,
+              iteration: step.iteration,
+            }),
+          ),
         );
       } else if (st.kind === 'c' && wasm) {
         const call = wasm[st.wasmExport!];
@@ -58,7 +60,7 @@ export class Executor {
         const addon = nativeKernels();
         const kernel = st.nativeLib ? addon.open(st.nativeLib, st.nativeSymbol!) : st.nativeSymbol!;
         run.push((step, rank, inAt, outAt) =>
-          addon.run(kernel, f64.subarray(inAt, inAt + step.nIn), f64.subarray(outAt, outAt + step.nOut), rank, nranks, step.iteration),
+          addon.run(kernel, f64.subarray(inAt, inAt + step.nIn), f64.subarray(outAt, outAt + step.nOut), rank, nranks, step.iteration, st.name),
         );
       } else {
         run.push(() => {
@@ -69,17 +71,19 @@ export class Executor {
     return new Executor(init, run);
   }
 
-  runShare(step: StageStep): void {
+  /** Runs this executor's ranks of the step; `running(r)` hears of each rank before it runs. */
+  runShare(step: StageStep, running?: (rank: number) => void): void {
     const { stages, buffers, index, executors } = this.init;
     const inBase = buffers[step.stage] / 8;
     const outBase = buffers[(step.stage + 1) % stages.length] / 8;
     const run = this.run[step.stage];
     for (let r = index; r < stages[step.stage].ranks; r += executors) {
       this.printing = `${stages[step.stage].name} ${r}`;
+      running?.(r);
       try {
         run(step, r, inBase + r * step.nIn, outBase + r * step.nOut);
       } catch (err) {
-        throw new StageError(stages[step.stage].name, r, (err as Error).message);
+        throw new RunError({ stage: stages[step.stage].name, rank: r, reason: 'user-code', detail: errorLine(err) });
       }
     }
   }

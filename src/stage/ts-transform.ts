@@ -14,3 +14,21 @@ export function pickTransform(mod: Record<string, unknown>, exportName: string):
   const fn = mod[exportName] ?? (exportName === 'transform' ? mod.default : undefined);
   return typeof fn === 'function' ? (fn as Transform) : undefined;
 }
+
+/**
+ * Transforms are synchronous: the ring moves on when the call returns. A Promise back
+ * (an async transform) would be dropped and its rejection would surface nowhere useful,
+ * so it fails the stage; its own rejection is silenced here because this throw reports it.
+ */
+export function mustBeSync(result: unknown): void {
+  if (result && typeof (result as PromiseLike<unknown>).then === 'function') {
+    (result as Promise<unknown>).catch?.(() => {});
+    throw new Error('the transform returned a Promise: a ts transform must be synchronous');
+  }
+}
+
+/** What user code threw, as one line: "TypeError: x is undefined" or the thrown value. */
+export function errorLine(err: unknown): string {
+  if (err instanceof Error) return err.message.split('\n')[0] || err.name;
+  return `threw ${String(err).split('\n')[0]}`;
+}

@@ -11,7 +11,9 @@ export const NIN = 4;
 export const NOUT = 5;
 export const DONE = 16; // workers add 1 when their share of the dispatch is done
 export const FAILED = 32; // first failing executor index + 1, else 0
-export const SLOTS = 48;
+// FAILED + 1 + i: rank + 1 that thread i is running now (0 when idle), so a timeout names it.
+export const MAX_THREADS = 256;
+export const SLOTS = FAILED + 1 + MAX_THREADS;
 
 export const CMD_RUN = 0;
 export const CMD_STOP = 1;

@@ -1,22 +1,23 @@
 /**
- * The in-process transport: a pool of worker threads plus the hub thread itself,
- * all working on one shared arena. A dispatch is one stage step: the hub publishes
- * it in the control block, runs its own share, then waits for the others. No array
- * is copied; scatter and gather are offsets into the arena.
+ * The in-process transport: a pool of worker threads working on one shared arena. A
+ * dispatch is one stage step: the hub publishes it in the control block and waits for
+ * every thread's share. No array is copied; scatter and gather are offsets into the
+ * arena. No user code runs on the hub's thread (the caller's), so its deadline, a
+ * Ctrl-C or the caller's abort always gets a turn, whatever a rank does.
  */
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { distDir } from '../assets.js';
 import { CMD, CMD_RUN, CMD_STOP, DONE, FAILED, GO, ITER, NIN, NOUT, STAGE, newControl, waitChange } from './control.js';
-import { StageError } from '../errors.js';
-import { Executor, type ExecutorInit } from '../stage/executor.js';
+import { RunError, type Failure } from '../errors.js';
+import type { ExecutorInit } from '../stage/executor.js';
 import type { CBackend } from '../stage/kernel.js';
 import type { RingPlan, StageStep } from '../pipeline/model.js';
-import type { Transport, TransportContext } from '../transport.js';
+import { STOP_GRACE_MS, stoppedDetail, type Transport, type TransportContext } from '../transport.js';
 
 export interface ThreadsOptions {
   cBackend: CBackend;
-  /** Threads that run ranks, the hub included. */
+  /** Worker threads that run ranks. */
   executors: number;
   /** Atomics.load polls before sleeping in Atomics.wait. */
   spins: number;
@@ -25,12 +26,13 @@ export interface ThreadsOptions {
 /** How long the hub blocks its own event loop waiting for a stage before it waits asynchronously. */
 const SYNC_WAIT_MS = 20;
 
+export type ThreadMessage = { type: 'ready' } | { type: 'error'; failure: Failure };
+
 export class ThreadsTransport implements Transport {
   private readonly ctrl = newControl();
   private readonly workers: Worker[] = [];
   private readonly exited: Promise<void>[] = [];
-  private self!: Executor;
-  private failure: Error | undefined;
+  private failure: RunError | undefined;
   private current: StageStep | undefined;
   private closing = false;
 
@@ -46,15 +48,15 @@ export class ThreadsTransport implements Transport {
     return { index, executors: this.opts.executors, memory, stages, wasmModule, buffers, stackTop: stackTops[index], cBackend: this.opts.cBackend };
   }
 
-  private ranksOf(index: number, stage: number): string {
+  private ranksOf(index: number, stage: number): number[] {
     const ranks: number[] = [];
     for (let r = index; r < this.plan.stages[stage].ranks; r += this.opts.executors) ranks.push(r);
-    return ranks.join(',');
+    return ranks;
   }
 
   async start(): Promise<void> {
     const ready: Promise<void>[] = [];
-    for (let i = 1; i < this.opts.executors; i++) {
+    for (let i = 0; i < this.opts.executors; i++) {
       const w = new Worker(join(distDir, 'thread-worker.js'), {
         workerData: { init: this.init(i), ctrl: this.ctrl, spins: this.opts.spins },
       });
@@ -63,54 +65,50 @@ export class ThreadsTransport implements Transport {
         new Promise((resolve, reject) => {
           w.once('message', () => resolve());
           w.once('error', reject);
+          w.once('exit', () => reject(this.failure ?? new RunError({ reason: 'start', detail: `worker thread ${i} exited while starting` })));
         }),
       );
-      w.on('message', (m: { type: string; message?: string }) => {
-        if (m.type === 'error') this.failure ??= new Error(m.message);
+      w.on('message', (m: ThreadMessage) => {
+        if (m.type === 'error') this.failure ??= new RunError(m.failure);
       });
       w.on('error', (err) => {
-        this.failure ??= this.lost(i, err.message);
+        this.failure ??= this.lost(i, 'exited', `failed: ${err.message.split('\n')[0]}`);
       });
       this.exited.push(
         new Promise((resolve) =>
           w.once('exit', (code) => {
-            if (!this.closing) this.failure ??= this.lost(i, `exited with code ${code}`);
+            if (!this.closing) this.failure ??= this.lost(i, 'exited', `exited with code ${code}`);
             resolve();
           }),
         ),
       );
     }
-    this.self = await Executor.create(this.init(0));
-    await withDeadline(Promise.all(ready), this.ctx.timeoutMs, 'worker threads did not start');
+    await withDeadline(Promise.all(ready), this.ctx.timeoutMs, () => new RunError({ reason: 'start', detail: `worker threads did not start within ${this.ctx.timeoutMs} ms` }));
   }
 
-  private lost(index: number, what: string): Error {
+  /** A thread that died: blame the stage in flight and the first of its ranks there. */
+  private lost(index: number, reason: 'exited', what: string): RunError {
     const step = this.current;
-    if (!step) return new Error(`worker thread ${index} ${what} between stages`);
-    const st = this.plan.stages[step.stage];
-    return new StageError(st.name, undefined, `worker thread ${index} (ranks ${this.ranksOf(index, step.stage)}) ${what}`);
+    if (!step) return new RunError({ reason, detail: `worker thread ${index} ${what} between stages` });
+    return new RunError({ stage: this.plan.stages[step.stage].name, rank: this.ranksOf(index, step.stage)[0], reason, detail: `its thread ${what}` });
   }
 
   runStage(step: StageStep): Promise<void> | undefined {
     const ctrl = this.ctrl;
     this.current = step;
-    if (this.workers.length > 0) {
-      Atomics.store(ctrl, DONE, 0);
-      Atomics.store(ctrl, STAGE, step.stage);
-      Atomics.store(ctrl, ITER, step.iteration);
-      Atomics.store(ctrl, NIN, step.nIn);
-      Atomics.store(ctrl, NOUT, step.nOut);
-      Atomics.store(ctrl, CMD, CMD_RUN);
-      Atomics.add(ctrl, GO, 1);
-      Atomics.notify(ctrl, GO);
-    }
-    this.self.runShare(step);
-    return this.awaitOthers();
+    Atomics.store(ctrl, DONE, 0);
+    Atomics.store(ctrl, STAGE, step.stage);
+    Atomics.store(ctrl, ITER, step.iteration);
+    Atomics.store(ctrl, NIN, step.nIn);
+    Atomics.store(ctrl, NOUT, step.nOut);
+    Atomics.store(ctrl, CMD, CMD_RUN);
+    Atomics.add(ctrl, GO, 1);
+    Atomics.notify(ctrl, GO);
+    return this.awaitWorkers();
   }
 
-  private awaitOthers(): Promise<void> | undefined {
+  private awaitWorkers(): Promise<void> | undefined {
     const need = this.workers.length;
-    if (need === 0) return undefined;
     const ctrl = this.ctrl;
     const until = performance.now() + SYNC_WAIT_MS;
     let done = Atomics.load(ctrl, DONE);
@@ -118,20 +116,30 @@ export class ThreadsTransport implements Transport {
       done = waitChange(ctrl, DONE, done, this.opts.spins, SYNC_WAIT_MS);
     }
     if (done === need) return this.checkFailed();
-    return this.awaitOthersAsync();
+    return this.awaitWorkersAsync();
   }
 
-  /** The slow path: lets the event loop run so a worker's exit or error can be seen. */
-  private async awaitOthersAsync(): Promise<void> {
+  /** The slow path: lets the event loop run so a thread's exit, a signal or the deadline is seen. */
+  private async awaitWorkersAsync(): Promise<void> {
     const need = this.workers.length;
     const deadline = performance.now() + this.ctx.timeoutMs;
     for (;;) {
       const done = Atomics.load(this.ctrl, DONE);
       if (done === need) return this.checkFailed();
       if (this.failure) throw this.failure;
+      const abortedAt = this.abortedAt();
+      if (abortedAt !== undefined && performance.now() - abortedAt > STOP_GRACE_MS) {
+        const step = this.current!;
+        throw new RunError({ stage: this.plan.stages[step.stage].name, rank: this.slowestRank(step), reason: 'timeout', detail: stoppedDetail(step.iteration) });
+      }
       if (performance.now() > deadline) {
-        const st = this.plan.stages[this.current!.stage];
-        throw new StageError(st.name, undefined, `no result within ${this.ctx.timeoutMs} ms`);
+        const step = this.current!;
+        throw new RunError({
+          stage: this.plan.stages[step.stage].name,
+          rank: this.slowestRank(step),
+          reason: 'timeout',
+          detail: `no result for iteration ${step.iteration} within ${this.ctx.timeoutMs} ms`,
+        });
       }
       const r = Atomics.waitAsync(this.ctrl, DONE, done, 50);
       if (r.async) await r.value;
@@ -139,12 +147,27 @@ export class ThreadsTransport implements Transport {
     }
   }
 
+  /** The rank a late thread is on: each thread publishes the rank it runs (control.ts RUNNING). */
+  private slowestRank(step: StageStep): number | undefined {
+    for (let i = 0; i < this.workers.length; i++) {
+      const r = Atomics.load(this.ctrl, FAILED + 1 + i) - 1;
+      if (r >= 0) return r;
+    }
+    return this.ranksOf(0, step.stage)[0];
+  }
+
+  private abortTime: number | undefined;
+  private abortedAt(): number | undefined {
+    if (this.ctx.signal?.aborted) this.abortTime ??= performance.now();
+    return this.abortTime;
+  }
+
   private checkFailed(): Promise<void> | undefined {
     if (Atomics.load(this.ctrl, FAILED) === 0) return undefined;
-    // The worker posted its error before it counted itself done; give the message a turn to arrive.
+    // The thread posted its error before it counted itself done; give the message a turn to arrive.
     return (async () => {
       for (let i = 0; i < 100 && !this.failure; i++) await new Promise((resolve) => setTimeout(resolve, 10));
-      throw this.failure ?? new Error('a worker thread failed without a message');
+      throw this.failure ?? new RunError({ reason: 'user-code', detail: 'a worker thread failed without a message' });
     })();
   }
 
@@ -154,19 +177,30 @@ export class ThreadsTransport implements Transport {
     Atomics.store(this.ctrl, CMD, CMD_STOP);
     Atomics.add(this.ctrl, GO, 1);
     Atomics.notify(this.ctrl, GO);
-    const stopped = await Promise.race([
-      Promise.all(this.exited).then(() => true),
-      new Promise<boolean>((resolve) => setTimeout(resolve, 2000, false).unref()),
-    ]);
-    // A worker stuck in a user transform never reads the stop; terminate interrupts it.
-    if (!stopped) await Promise.all(this.workers.map((w) => w.terminate()));
+    if (await within(Promise.all(this.exited), STOP_GRACE_MS)) return;
+    // A thread stuck in a user transform never reads the stop: terminate interrupts JS. A
+    // native kernel that never returns cannot be interrupted by anything short of ending
+    // the process; unref lets the caller's process exit anyway.
+    for (const w of this.workers) w.unref();
+    await within(Promise.all(this.workers.map((w) => w.terminate())), STOP_GRACE_MS);
   }
 }
 
-export async function withDeadline<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+/** True when `p` settles within `ms`; leaves no timer behind either way. */
+async function within(p: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<boolean>((resolve) => (timer = setTimeout(resolve, ms, false)));
+  try {
+    return await Promise.race([p.then(() => true), late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+export async function withDeadline<T>(p: Promise<T>, ms: number, onTimeout: () => Error): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const expired = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what} within ${ms} ms`)), ms);
+    timer = setTimeout(() => reject(onTimeout()), ms);
   });
   try {
     return await Promise.race([p, expired]);

@@ -1,8 +1,10 @@
 /** A worker thread of the threads transport: runs its executor's share of each dispatch. */
 import { parentPort, workerData } from 'node:worker_threads';
 import { CMD, CMD_STOP, DONE, FAILED, GO, ITER, NIN, NOUT, STAGE, waitChange } from './control.js';
+import { RunError } from '../errors.js';
 import { Executor, type ExecutorInit } from '../stage/executor.js';
 import { stdoutToStderr } from '../stage/stdout.js';
+import type { ThreadMessage } from './transport.js';
 
 interface ThreadData {
   init: ExecutorInit;
@@ -12,12 +14,15 @@ interface ThreadData {
 
 const { init, ctrl, spins } = workerData as ThreadData;
 const port = parentPort!;
+const post = (m: ThreadMessage) => port.postMessage(m);
 const executor = await Executor.create(init);
 stdoutToStderr(() => executor.printing);
-const others = init.executors - 1;
+const all = init.executors;
+const runningSlot = FAILED + 1 + init.index;
+const running = (rank: number) => Atomics.store(ctrl, runningSlot, rank + 1);
 // Read before saying ready: the hub may publish the first dispatch the moment it hears.
 let seen = Atomics.load(ctrl, GO);
-port.postMessage({ type: 'ready' });
+post({ type: 'ready' });
 
 for (;;) {
   let go = seen;
@@ -31,10 +36,12 @@ for (;;) {
     nOut: Atomics.load(ctrl, NOUT),
   };
   try {
-    executor.runShare(step);
+    executor.runShare(step, running);
   } catch (err) {
     Atomics.compareExchange(ctrl, FAILED, 0, init.index + 1);
-    port.postMessage({ type: 'error', message: (err as Error).message });
+    const e = err instanceof RunError ? err : new RunError({ reason: 'user-code', detail: (err as Error).message });
+    post({ type: 'error', failure: { stage: e.stage, rank: e.rank, reason: e.reason, detail: e.detail } });
   }
-  if (Atomics.add(ctrl, DONE, 1) + 1 === others) Atomics.notify(ctrl, DONE);
+  Atomics.store(ctrl, runningSlot, 0);
+  if (Atomics.add(ctrl, DONE, 1) + 1 === all) Atomics.notify(ctrl, DONE);
 }

@@ -1,0 +1,64 @@
+/**
+ * What a supervisor and its hub process say to each other: the hub writes JSON lines
+ * prefixed with MARK, the supervisor plain JSON lines. Under MPMD they travel on rank
+ * 0's stdout and stdin, which mpirun forwards (to a hub on another host too); in spawn
+ * mode on fds 3 and 4, since the singleton's orted shares the hub's stdin and stdout.
+ */
+import type { FailureReason } from '../errors.js';
+import type { RingPlan } from '../pipeline/model.js';
+import type { CBackend } from '../stage/kernel.js';
+
+export const MARK = '@@commloop ';
+/** "IN,OUT": the hub's channel fds (spawn mode: 3,4; unset under mpirun: stdin, stdout). */
+export const HUB_FDS_ENV = 'COMMLOOP_HUB_FDS';
+
+/** A failure report a stage may print on stderr before it aborts (docs/PROTOCOL.md). */
+export const STAGE_FAIL = /^commloop-fail: (\d+) (\d+) (.*)$/;
+
+export interface HubOptions {
+  iterations: number;
+  cBackend: CBackend;
+  launch: 'spawn' | 'mpmd';
+  spawnInfo: Record<string, string>;
+  timeoutMs: number;
+  /** Send each iteration's Array1 and wait for go/halt: the caller has an onIteration. */
+  lockstep: boolean;
+}
+
+/** Supervisor -> hub. */
+export type ToHub =
+  | { t: 'run'; plan: WirePlan; opts: HubOptions }
+  | { t: 'stop' }
+  | { t: 'go' }
+  | { t: 'halt' };
+
+/** Hub -> supervisor. Arrays travel as base64 of their float64 bytes. */
+export type FromHub =
+  | { t: 'ready'; ranks: [stage: number, rank: number, pid: number, host: number][] }
+  | { t: 'beat'; i: number }
+  | { t: 'it'; i: number; a: string }
+  | { t: 'out'; i: number; a: string }
+  | { t: 'done'; startS: number; totalS: number; times: number[]; final: string }
+  | { t: 'fail'; stage?: string; rank?: number; host?: string; reason: FailureReason; detail: string };
+
+/** A RingPlan that survives JSON: an initial array as base64. */
+export type WirePlan = Omit<RingPlan, 'initial'> & { initial: number | string };
+
+export function encodeArray(a: Float64Array): string {
+  return Buffer.from(a.buffer, a.byteOffset, a.byteLength).toString('base64');
+}
+
+export function decodeArray(s: string): Float64Array {
+  const b = Buffer.from(s, 'base64');
+  const out = new Float64Array(b.length / 8);
+  new Uint8Array(out.buffer).set(b);
+  return out;
+}
+
+export function toWire(plan: RingPlan): WirePlan {
+  return { ...plan, initial: typeof plan.initial === 'number' ? plan.initial : encodeArray(plan.initial) };
+}
+
+export function fromWire(plan: WirePlan): RingPlan {
+  return { ...plan, initial: typeof plan.initial === 'number' ? plan.initial : decodeArray(plan.initial) };
+}

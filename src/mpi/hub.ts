@@ -1,0 +1,81 @@
+/**
+ * The hub of an MPI run, in a process of its own: `node dist/hub.js`, started by a
+ * supervisor (supervisor.ts) directly (spawn mode) or as rank 0 of its mpirun (MPMD).
+ * It reads the plan from stdin, drives the ring, and reports on stdout (channel.ts).
+ * It may fail in any way Open MPI fails: the supervisor, not this process, is what the
+ * caller waits on. If the supervisor goes away (stdin closes), the run stops.
+ */
+import { writeSync } from 'node:fs';
+import { Socket } from 'node:net';
+import { createInterface } from 'node:readline';
+import { makeArena } from '../arena.js';
+import { RunError } from '../errors.js';
+import { driveRing } from '../run.js';
+import { HUB_FDS_ENV, MARK, encodeArray, fromWire, type FromHub, type ToHub } from './channel.js';
+import { mpi } from './addon.js';
+import { MpiTransport } from './transport.js';
+
+// Spawn mode: fds 3 (in) and 4 (out) from the supervisor, because the singleton's orted
+// shares this process's stdin and stdout. MPMD: stdin and stdout, which mpirun forwards.
+const [inFd, outFd] = (process.env[HUB_FDS_ENV] ?? '0,1').split(',').map(Number);
+const send = (m: FromHub) => writeSync(outFd, MARK + JSON.stringify(m) + '\n');
+
+const lines = createInterface({ input: inFd === 0 ? process.stdin : new Socket({ fd: inFd, readable: true, writable: false }), crlfDelay: Infinity });
+const stop = new AbortController();
+let run: Extract<ToHub, { t: 'run' }> | undefined;
+let gotRun: () => void;
+const started = new Promise<void>((resolve) => (gotRun = resolve));
+let reply: ((go: boolean) => void) | undefined;
+
+lines.on('line', (line) => {
+  const m = JSON.parse(line) as ToHub;
+  if (m.t === 'run') {
+    run = m;
+    gotRun();
+  } else if (m.t === 'stop') stop.abort();
+  else if (m.t === 'go' || m.t === 'halt') reply?.(m.t === 'go');
+});
+// The lifeline: whoever started the run is gone, so nobody waits for its result.
+lines.on('close', () => {
+  stop.abort();
+  reply?.(false);
+  if (!run) process.exit(1);
+});
+
+await started;
+const { plan: wire, opts } = run!;
+const plan = fromWire(wire);
+const arena = makeArena(plan, 0);
+const transport = new MpiTransport(plan, { arena, timeoutMs: opts.timeoutMs }, opts);
+try {
+  // From the first spawn on, failures the addon's watchdog finds go to the supervisor; in
+  // spawn mode this process's parent is the supervisor, its lifeline.
+  mpi().reportTo(outFd, opts.launch === 'spawn' ? process.ppid : 0);
+  const outcome = await driveRing(plan, transport, arena, {
+    iterations: opts.iterations,
+    signal: stop.signal,
+    onStarted: () => {
+      send({ t: 'ready', ranks: transport.ranks.map((r) => [r.stage, r.rank, r.pid, r.host]) });
+    },
+    onBeat: (i) => send({ t: 'beat', i }),
+    onOutput: (i, a) => send({ t: 'out', i, a: encodeArray(a) }),
+    onIteration: opts.lockstep
+      ? (i, a) => {
+          send({ t: 'it', i, a: encodeArray(a) });
+          return new Promise<boolean>((resolve) => (reply = resolve));
+        }
+      : undefined,
+  });
+  send({ t: 'done', startS: outcome.startS, totalS: outcome.totalS, times: outcome.times, final: encodeArray(outcome.final) });
+  process.exit(0); // the channel's socket would otherwise keep this process up
+} catch (err) {
+  const e = err instanceof RunError ? err : new RunError({ reason: 'protocol', detail: (err as Error).message.split('\n')[0] });
+  send({ t: 'fail', stage: e.stage, rank: e.rank, reason: e.reason, detail: e.detail });
+  try {
+    // MPMD: the whole job must go, and mpirun does that on an abort; spawn: our own ranks.
+    if (opts.launch === 'mpmd') mpi().abort(0, 1);
+    else mpi().killAll();
+  } finally {
+    process.exit(1);
+  }
+}

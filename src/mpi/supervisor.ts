@@ -1,0 +1,232 @@
+/**
+ * One MPI run, supervised from the caller's process: the hub runs in a child process
+ * (spawn mode: `node dist/hub.js`; MPMD: rank 0 of an mpirun), so Open MPI's one-init-per-
+ * process limit, its aborts and its exit codes never reach the caller, and any number
+ * of runs can follow one another. This side only supervises: it enforces deadlines,
+ * ends exactly the run's own processes, turns what happened into one RunError, keeps
+ * Open MPI's banners in a log, and forwards onIteration.
+ */
+import { spawn } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { hostname, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { distDir } from '../assets.js';
+import { RunError, type Failure } from '../errors.js';
+import type { RingPlan } from '../pipeline/model.js';
+import type { RingOutcome } from '../run.js';
+import type { CBackend } from '../stage/kernel.js';
+import { setMpiEnvironment } from './addon.js';
+import { HUB_FDS_ENV, MARK, STAGE_FAIL, decodeArray, toWire, type FromHub, type ToHub } from './channel.js';
+import type { Readable, Writable } from 'node:stream';
+import { mpmdCommand } from './mpmd.js';
+import { failureFromOpenMpi, openMpiLines } from './openmpi-text.js';
+import { descendants, killRecorded, type Proc } from './procs.js';
+import { hostHash } from './protocol.js';
+import { STOP_GRACE_MS } from '../transport.js';
+
+export interface SuperviseOptions {
+  iterations: number;
+  cBackend: CBackend;
+  launch: 'spawn' | 'mpmd';
+  spawnInfo: Record<string, string>;
+  timeoutMs: number;
+  verbose: boolean;
+}
+
+export interface SuperviseHooks {
+  signal?: AbortSignal;
+  onIteration?: (iteration: number, array: Float64Array) => boolean | void;
+  onOutput?: (iteration: number, array: Float64Array) => void;
+  onProgress?: (iterations: number) => void;
+}
+
+/** After a failure or the result, how long the hub and its job get to be gone. */
+const EXIT_GRACE_MS = 10_000;
+/** Beyond the hub's own per-call deadline: node and mpirun starting, a slow host. */
+const START_SLACK_MS = 2_000;
+
+export function superviseMpiRun(plan: RingPlan, opts: SuperviseOptions, hooks: SuperviseHooks): Promise<RingOutcome> {
+  const env: NodeJS.ProcessEnv = { ...process.env };
+  const remote = Boolean(opts.spawnInfo.host || opts.spawnInfo.hostfile);
+  setMpiEnvironment(!remote, env);
+  const hub = join(distDir, 'hub.js');
+  const mpirun = existsSync('/usr/bin/mpirun.openmpi') ? '/usr/bin/mpirun.openmpi' : 'mpirun';
+  const [cmd, args] =
+    opts.launch === 'mpmd' ? [mpirun, mpmdCommand(plan, opts.cBackend, opts.spawnInfo)] : [process.execPath, [hub]];
+  // Its own process group: a terminal's Ctrl-C reaches the caller, who asks for a clean stop.
+  const spawnMode = opts.launch === 'spawn';
+  if (spawnMode) env[HUB_FDS_ENV] = '3,4';
+  const child = spawn(cmd, args, { stdio: spawnMode ? ['ignore', 'pipe', 'pipe', 'pipe', 'pipe'] : ['pipe', 'pipe', 'pipe'], detached: true, env });
+  const toHub = (spawnMode ? child.stdio[3] : child.stdin) as Writable;
+  const fromHub = (spawnMode ? child.stdio[4] : child.stdout) as Readable;
+  const hostNames = knownHosts(opts.spawnInfo);
+
+  return new Promise<RingOutcome>((resolve, reject) => {
+    const t0 = Date.now();
+    let lastWord = t0;
+    let readyAt = 0;
+    let endedAt = 0;
+    let outcome: RingOutcome | undefined;
+    let hubFailure: Failure | undefined;
+    let callerError: unknown;
+    const stageFailures: Failure[] = [];
+    const noise: string[] = [];
+    const ranks = new Map<string, { host: number; pid: number }>();
+    const recorded = new Map<number, Proc>();
+    const tell = (m: ToHub) => {
+      if (toHub.writable) toHub.write(JSON.stringify(m) + '\n');
+    };
+    const record = () => {
+      if (child.pid) for (const p of descendants(child.pid)) recorded.set(p.pid, p);
+    };
+    const hostOf = (stage?: string, rank?: number) => {
+      const s = plan.stages.findIndex((st) => st.name === stage);
+      const r = ranks.get(`${s}/${rank}`);
+      return r ? (hostNames.get(r.host) ?? `host #${(r.host >>> 0).toString(16)}`) : undefined;
+    };
+
+    toHub.on('error', () => {}); // the hub may be gone; its exit says why
+    tell({ t: 'run', plan: toWire(plan), opts: { ...opts, lockstep: Boolean(hooks.onIteration) } });
+
+    // Spawn mode: whatever reaches the hub's stdout is a stage's (they should use stderr).
+    if (spawnMode) createInterface({ input: child.stdout!, crlfDelay: Infinity }).on('line', (line) => process.stderr.write(line + '\n'));
+    createInterface({ input: fromHub, crlfDelay: Infinity }).on('line', (line) => {
+      if (!line.startsWith(MARK)) {
+        process.stderr.write(line + '\n'); // not ours: a stage wrote to the hub's stdout
+        return;
+      }
+      lastWord = Date.now();
+      const m = JSON.parse(line.slice(MARK.length)) as FromHub;
+      if (m.t === 'ready') {
+        readyAt = lastWord;
+        for (const [s, r, pid, host] of m.ranks) ranks.set(`${s}/${r}`, { pid, host });
+        record();
+      } else if (m.t === 'beat') {
+        hooks.onProgress?.(m.i + 1);
+      } else if (m.t === 'it') {
+        let go = false;
+        try {
+          go = hooks.onIteration!(m.i, decodeArray(m.a)) !== false;
+        } catch (err) {
+          callerError ??= err;
+        }
+        hooks.onProgress?.(m.i + 1);
+        tell({ t: go ? 'go' : 'halt' });
+      } else if (m.t === 'out') {
+        hooks.onOutput?.(m.i, decodeArray(m.a));
+      } else if (m.t === 'done') {
+        endedAt = lastWord;
+        outcome = { startS: m.startS, totalS: m.totalS, times: m.times, final: decodeArray(m.final) };
+      } else if (m.t === 'fail') {
+        endedAt ||= lastWord;
+        record();
+        hubFailure ??= { stage: m.stage, rank: m.rank, host: m.host, reason: m.reason, detail: m.detail };
+      }
+    });
+
+    const isOpenMpi = openMpiLines();
+    createInterface({ input: child.stderr!, crlfDelay: Infinity }).on('line', (line) => {
+      const mark = STAGE_FAIL.exec(line);
+      if (mark) {
+        const st = plan.stages[Number(mark[1])];
+        if (st) stageFailures.push({ stage: st.name, rank: Number(mark[2]), reason: 'user-code', detail: mark[3] });
+        return;
+      }
+      if (isOpenMpi(line)) {
+        noise.push(line);
+        if (opts.verbose) process.stderr.write(line + '\n');
+      } else process.stderr.write(line + '\n');
+    });
+
+    let abortedAt = 0;
+    const onAbort = () => {
+      abortedAt = Date.now();
+      tell({ t: 'stop' });
+    };
+    hooks.signal?.addEventListener('abort', onAbort);
+    if (hooks.signal?.aborted) onAbort();
+
+    const S = plan.stages.length;
+    const watch = setInterval(() => {
+      const now = Date.now();
+      let late: Failure | undefined;
+      if (endedAt) {
+        // The result (or the failure) is in: a job slow to go is ended, not reported.
+        if (now - endedAt > EXIT_GRACE_MS) kill();
+        return;
+      } else if (abortedAt && now - abortedAt > STOP_GRACE_MS + EXIT_GRACE_MS) {
+        // Asked to stop, and the hub neither finished the step nor shut down: a stage hangs.
+        late = { reason: 'timeout', detail: `stopped by signal; the run did not stop within ${STOP_GRACE_MS + EXIT_GRACE_MS} ms` };
+      } else if (!readyAt) {
+        if (now - t0 > opts.timeoutMs + START_SLACK_MS) {
+          const where = hostNames.size > 1 ? ` on ${[...new Set(hostNames.values())].join(', ')} (is every host reachable, by ssh too?)` : '';
+          late = { reason: 'start', detail: `the stages did not start within ${opts.timeoutMs} ms${where}` };
+        }
+      } else if (now - lastWord > (S + 1) * opts.timeoutMs + START_SLACK_MS) {
+        late = { reason: 'timeout', detail: `the hub stopped answering for ${now - lastWord} ms` };
+      }
+      if (late) {
+        hubFailure ??= late;
+        endedAt ||= now;
+        record();
+        kill();
+      }
+    }, 100);
+
+    const kill = () => {
+      try {
+        process.kill(-child.pid!, 'SIGKILL');
+      } catch {
+        // the group is gone already
+      }
+      killRecorded(recorded.values());
+    };
+
+    child.on('error', (err) => {
+      hubFailure ??= { reason: 'start', detail: `cannot start ${cmd}: ${err.message}${cmd === mpirun ? ' (apt-get install -y openmpi-bin)' : ''}` };
+    });
+
+    child.on('close', (code, signal) => {
+      clearInterval(watch);
+      hooks.signal?.removeEventListener('abort', onAbort);
+      // Whatever of the run is still there (an orted that outlived its hub) goes now.
+      killRecorded(recorded.values());
+      if (callerError !== undefined) return reject(callerError);
+      if (outcome && !hubFailure) return resolve(outcome);
+      const failure =
+        stageFailures[0] ??
+        hubFailure ??
+        failureFromOpenMpi(noise, plan, opts.launch) ?? {
+          reason: signal ? 'killed' : 'exited',
+          detail: `${cmd === mpirun ? 'mpirun' : 'the MPI hub'} ${signal ? `was killed by ${signal}` : `exited with code ${code}`} before the run ended`,
+        };
+      failure.host ??= hostOf(failure.stage, failure.rank);
+      const err = new RunError(failure);
+      if (noise.length) {
+        const dir = join(tmpdir(), 'commloop-logs');
+        mkdirSync(dir, { recursive: true });
+        err.log = join(dir, `${new Date(t0).toISOString().replace(/[:.]/g, '-')}-${child.pid}.log`);
+        writeFileSync(err.log, noise.join('\n') + '\n');
+      }
+      reject(err);
+    });
+  });
+}
+
+/** Host-name hashes we can name: this host, and every host of --host or the hostfile. */
+function knownHosts(info: Record<string, string>): Map<number, string> {
+  const names = [hostname(), 'localhost'];
+  if (info.host) names.push(...info.host.split(',').map((h) => h.split(':')[0]));
+  if (info.hostfile) {
+    try {
+      for (const line of readFileSync(info.hostfile, 'utf8').split('\n')) {
+        const name = line.replace(/#.*/, '').trim().split(/\s+/)[0];
+        if (name) names.push(name);
+      }
+    } catch {
+      // the hub reports an unreadable hostfile itself
+    }
+  }
+  return new Map(names.map((n) => [hostHash(n), n]));
+}
