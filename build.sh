@@ -55,9 +55,9 @@ fi
 
 # --- the native C stage (MPI) -------------------------------------------------------
 worker=dist/commloop_c_worker
-if newer "$worker" transport/c_worker.c wasm/commloop_kernel.c wasm/commloop_kernel.h; then
+if newer "$worker" transport/c_worker.c include/commloop_stage.h wasm/commloop_kernel.c wasm/commloop_kernel.h; then
   say "mpicc $worker"
-  mpicc.openmpi -O3 -ffp-contract=off -Wall -Wextra -o "$worker" transport/c_worker.c wasm/commloop_kernel.c
+  mpicc.openmpi -O3 -ffp-contract=off -Wall -Wextra -Iinclude -o "$worker" transport/c_worker.c wasm/commloop_kernel.c
 fi
 
 # --- the benchmark's C floor: the same ring, every process in C -----------------
