@@ -53,7 +53,7 @@ def last_line(err):
 def check(path, name):
     """Exit 0 and print nothing when the stage can run; else one line: `missing M...`, `import ...` or `function`."""
     missing = []
-    for mod in ('numpy', 'mpi4py'):
+    for mod in ('mpi4py', 'numpy'):
         try:
             __import__(mod)
         except ImportError:
