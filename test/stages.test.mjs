@@ -12,6 +12,7 @@ import { FIXTURE_KERNELS, fullMantissa, referencePipeline, sameBits } from './re
 
 const PY = '/usr/bin/python3';
 if (!haveMpi()) throw new Error(MPI_MISSING);
+if (spawnSync('mpicc.openmpi', ['--version']).error) throw new Error('mpicc.openmpi is missing: apt-get install -y libopenmpi-dev');
 if (spawnSync(PY, ['-c', 'import mpi4py, numpy']).status !== 0) {
   throw new Error(`${PY} cannot import mpi4py and numpy: apt-get install -y python3-mpi4py python3-numpy`);
 }

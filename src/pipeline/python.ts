@@ -27,11 +27,14 @@ export interface PythonCheck {
 type Verdict = { ok: true } | { ok: false; interpreter: boolean; line: string };
 
 const verdicts = new Map<string, Verdict | 'no-exec'>();
+/** Interpreters (with a stage's env, which may set PYTHONPATH) that cannot run any stage: checked once per run. */
+const unfit = new Map<string, Verdict | 'no-exec'>();
 
 /** Runs `PY commloop_stage.py --check MODULE FUNCTION`; 'no-exec' when PY does not run at all. */
 function runCheck(python: string, c: PythonCheck): Verdict | 'no-exec' {
   const key = JSON.stringify([python, c.module, c.function, c.cwd, c.env]);
-  const known = verdicts.get(key);
+  const interpreterKey = JSON.stringify([python, c.env]);
+  const known = verdicts.get(key) ?? unfit.get(interpreterKey);
   if (known) return known;
   let verdict: Verdict | 'no-exec';
   try {
@@ -56,6 +59,7 @@ function runCheck(python: string, c: PythonCheck): Verdict | 'no-exec' {
     }
   }
   verdicts.set(key, verdict);
+  if (verdict === 'no-exec' || (!verdict.ok && verdict.interpreter)) unfit.set(interpreterKey, verdict);
   return verdict;
 }
 
