@@ -81,10 +81,10 @@ fi
 
 # --- the native C stage (MPI) -------------------------------------------------------
 worker=dist/commloop_c_worker
-if newer "$worker" transport/c_worker.c wasm/commloop_kernel.c wasm/commloop_kernel.h build.sh; then
+if newer "$worker" transport/c_worker.c include/commloop_stage.h wasm/commloop_kernel.c wasm/commloop_kernel.h build.sh; then
   say "mpicc $worker"
   # -lm: user kernels linked into it may call libm (sqrt), as on the other two builds.
-  quiet mpicc.log mpicc.openmpi -O3 -ffp-contract=off -Wall -Wextra -o "$worker" transport/c_worker.c wasm/commloop_kernel.c -lm
+  quiet mpicc.log mpicc.openmpi -O3 -ffp-contract=off -Wall -Wextra -Iinclude -o "$worker" transport/c_worker.c wasm/commloop_kernel.c -lm
 fi
 
 # --- the benchmark's C floor: the same ring, every process in C -----------------

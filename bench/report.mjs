@@ -40,6 +40,15 @@ function targets(cells, kernels) {
       rows.push([`${impl} at most 1/3 of the C floor (N=2, ${c?.label ?? shape})`, r === undefined ? '–' : x(r), verdict(r === undefined ? undefined : r <= 1 / 3)]);
     }
   }
+  {
+    const rs = cells.map((c) => [c, ratio(median(c.by['mpi/python-stages']), median(c.by.mpi4py))]).filter(([, r]) => r !== undefined);
+    const worst = rs.reduce((w, cur) => (!w || cur[1] > w[1] ? cur : w), undefined);
+    rows.push([
+      'mpi/python-stages per-iteration median within 1.2x of the mpi4py peer in every cell',
+      worst ? `worst ${x(worst[1])} (N=${worst[0].ranks}, ${worst[0].label})` : '–',
+      verdict(worst ? worst[1] <= 1.2 : undefined),
+    ]);
+  }
   const k = kernels.find((k) => k.n === 1_000_000);
   rows.push(['WASM kernel within 1.25x of native at 1e6 doubles', k ? x(k.ratio) : '–', verdict(k ? k.ratio <= 1.25 : undefined)]);
   for (const [impl, limit] of [['mpi/native', 1.5], ['mpi/wasm', 1.5], ['mpmd/native', 1.5], ['threads/wasm', 0.3], ['threads/native', 0.3]]) {
@@ -62,7 +71,7 @@ function targets(cells, kernels) {
 function plot(cells) {
   const W = 720, H = 460, L = 70, R = 170, T = 20, B = 50;
   const series = IMPLS.map((i) => i.id);
-  const colors = ['#1f77b4', '#17becf', '#d62728', '#ff7f0e', '#8c564b', '#7f7f7f', '#2ca02c', '#9467bd'];
+  const colors = ['#1f77b4', '#17becf', '#d62728', '#ff7f0e', '#8c564b', '#7f7f7f', '#bcbd22', '#2ca02c', '#9467bd'];
   const pts = series.map((id) =>
     cells
       .filter((c) => c.ranks === 2 && c.by[id]?.ok && /^[0-9]/.test(c.label))
@@ -149,6 +158,9 @@ export function writeReport(results, root) {
     '- **c-floor**: the same ring all in C (`bench/c_floor.c` spawning `commloop_c_worker` for every',
     '  stage, `mpicc -O3`), over the same protocol: the best an MPI implementation of this loop does here.',
     '- **mpi4py**: the same ring in Python, master and workers, NumPy buffers (`bench/mpi4py_ring.py`).',
+    '- **mpi/python-stages**: the project\'s Node master with ts1 and ts2 as `kind: "python"` stages (the',
+    '  NumPy functions of `examples/python-stage/stage.py` in `python/commloop_stage.py`) and the native C',
+    '  stage (`bench/python-stages.json`): against mpi4py it is what a Python stage costs in the ring.',
     '- **mpmd/native** is the project under `--launch mpmd` (one mpirun, shared memory); the C floor',
     '  and the other mpi rows are spawn mode (separate jobs over TCP loopback), so mpmd/native beating',
     '  the floor measures the launch mode, not the code. Its start is measured inside mpirun (from',

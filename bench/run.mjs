@@ -11,10 +11,33 @@ import { referenceRing } from '../test/reference.mjs';
 import { FULL, IMPLS, QUICK, SHAPES, iterationsFor } from './trials.mjs';
 import { writeReport } from './report.mjs';
 
+const HELP = `Usage: node bench/run.mjs [--quick] [--only=TEXT] [--cell=RANKS/SHAPE]
+
+  --quick             the quick table (N=2: 8B, 1MiB, default), about 1 minute; default: the full table
+  --only=TEXT         only implementations whose id contains TEXT (e.g. --only=py: mpi/python-stages and mpi4py)
+  --cell=RANKS/SHAPE  only this cell (e.g. --cell=2/8B); shapes: ${Object.keys(SHAPES).join(', ')}
+
+A full run writes bench/results/latest.jsonl, docs/BENCHMARKS.md and docs/bench-plot.svg. A partial
+run (--only or --cell) writes bench/results/partial.jsonl only and leaves the report alone.
+`;
+if (process.argv.includes('--help') || process.argv.includes('-h')) {
+  process.stdout.write(HELP);
+  process.exit(0);
+}
 const root = dirname(dirname(fileURLToPath(import.meta.url)));
 const quick = process.argv.includes('--quick');
 const only = process.argv.find((a) => a.startsWith('--only='))?.slice(7);
-const out = join(root, 'bench', 'results', 'latest.jsonl');
+const cell = process.argv.find((a) => a.startsWith('--cell='))?.slice(7);
+if (cell && !/^[0-9]+\/\w+$/.test(cell)) {
+  process.stderr.write(`--cell must be RANKS/SHAPE, e.g. 2/8B (got "${cell}")\n`);
+  process.exit(2);
+}
+if (cell && !SHAPES[cell.split('/')[1]]) {
+  process.stderr.write(`--cell shape must be one of ${Object.keys(SHAPES).join(', ')} (got "${cell.split('/')[1]}")\n`);
+  process.exit(2);
+}
+const partial = Boolean(only || cell);
+const out = join(root, 'bench', 'results', partial ? 'partial.jsonl' : 'latest.jsonl');
 mkdirSync(dirname(out), { recursive: true });
 writeFileSync(out, '');
 const record = (o) => appendFileSync(out, JSON.stringify(o) + '\n');
@@ -51,7 +74,7 @@ function command(impl, ranks, sizes, iterations) {
   return ['/usr/bin/python3', [join(root, 'bench', 'mpi4py_ring.py'), ...common]];
 }
 
-const cells = quick ? QUICK : FULL;
+const cells = cell ? [{ ranks: Number(cell.split('/')[0]), shape: cell.split('/')[1] }] : quick ? QUICK : FULL;
 const seconds = quick ? 0.4 : 1.0;
 let failures = 0;
 for (const { ranks, shape } of cells) {
@@ -82,12 +105,22 @@ for (const { ranks, shape } of cells) {
   }
 }
 
-const kernel = spawnSync(process.execPath, [join(root, 'bench', 'kernel.mjs'), quick ? '200' : '600'], { encoding: 'utf8' });
-for (const l of kernel.stdout.trim().split('\n').filter(Boolean)) record(JSON.parse(l));
-
-const results = readFileSync(out, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
-writeReport(results, root);
-process.stderr.write(`wrote docs/BENCHMARKS.md and docs/bench-plot.svg from ${out}\n`);
+if (partial) {
+  // The committed report stays the last full run's; a partial run only prints and records.
+  const trials = readFileSync(out, 'utf8').trim().split('\n').map((l) => JSON.parse(l)).filter((t) => t.kind === 'trial' && t.ok);
+  for (const ref of trials.filter((t) => t.impl === 'mpi4py' || t.impl === 'c-floor')) {
+    for (const t of trials.filter((t) => t.ranks === ref.ranks && t.shape === ref.shape && !['mpi4py', 'c-floor'].includes(t.impl))) {
+      process.stderr.write(`N=${t.ranks} ${t.label}: ${t.impl} / ${ref.impl} = ${(t.result.medianIterS / ref.result.medianIterS).toFixed(2)}x\n`);
+    }
+  }
+  process.stderr.write(`wrote ${out}; the report is written by full runs only\n`);
+} else {
+  const kernel = spawnSync(process.execPath, [join(root, 'bench', 'kernel.mjs'), quick ? '200' : '600'], { encoding: 'utf8' });
+  for (const l of kernel.stdout.trim().split('\n').filter(Boolean)) record(JSON.parse(l));
+  const results = readFileSync(out, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+  writeReport(results, root);
+  process.stderr.write(`wrote docs/BENCHMARKS.md and docs/bench-plot.svg from ${out}\n`);
+}
 if (failures) {
   process.stderr.write(`${failures} trial(s) failed or gave a checksum other than the reference's\n`);
   process.exit(1);

@@ -31,6 +31,9 @@ export const IMPLS = [
   // Diagnostic: the project's Node master, but every stage the native C worker (bench/all-c.json,
   // the same arithmetic). Against mpi/native it isolates what the Node stage processes cost.
   { id: 'mpi/c-stages', kind: 'project', args: ['--transport', 'mpi', '--pipeline', 'bench/all-c.json'] },
+  // The demo ring with its TS stages as `kind: "python"` stages (NumPy functions run by
+  // python/commloop_stage.py), against the mpi4py peer: what a Python stage costs in the ring.
+  { id: 'mpi/python-stages', kind: 'project', args: ['--transport', 'mpi', '--pipeline', 'bench/python-stages.json'] },
   { id: 'c-floor', kind: 'reference' },
   { id: 'mpi4py', kind: 'reference' },
 ];

@@ -74,9 +74,9 @@ function main() {
   const missingTools = [process.env.CXX?.split(' ')[0] || 'g++', 'make', 'python3'].filter((t) => !which(t));
 
   // The MPI C worker needs only mpicc (which brings its own compiler driver).
-  if (mpicc && !fresh('dist/commloop_c_worker', ['transport/c_worker.c', 'wasm'])) {
+  if (mpicc && !fresh('dist/commloop_c_worker', ['transport/c_worker.c', 'include', 'wasm'])) {
     mkdirSync(join(root, 'dist'), { recursive: true });
-    const err = run(mpicc, ['-O3', '-ffp-contract=off', '-o', 'dist/commloop_c_worker', 'transport/c_worker.c', 'wasm/commloop_kernel.c', '-lm']);
+    const err = run(mpicc, ['-O3', '-ffp-contract=off', '-Iinclude', '-o', 'dist/commloop_c_worker', 'transport/c_worker.c', 'wasm/commloop_kernel.c', '-lm']);
     if (err) say(`building dist/commloop_c_worker failed; --transport mpi with --c-backend native will not run:\n${err}`);
   }
 

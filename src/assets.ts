@@ -13,6 +13,8 @@ export const rootDir = dirname(distDir);
 export const kernelWasmPath = join(distDir, 'commloop_kernel.wasm');
 /** The native C stage for MPI, built by build.sh with mpicc. */
 export const nativeWorkerPath = join(distDir, 'commloop_c_worker');
+/** The Python side of a `kind: "python"` stage (mpi4py + NumPy), shipped as source. */
+export const pythonStagePath = join(rootDir, 'python', 'commloop_stage.py');
 
 const wasmModules = new Map<string, WebAssembly.Module>();
 

@@ -119,7 +119,7 @@ user.run();
 const bad = suite('invalid pipelines fail before anything starts');
 
 const BAD = [
-  [{ stages: [{ ...SHIFT, kind: 'rust' }] }, 'stage "shift": "kind" must be one of ts, c, exec (got "rust")'],
+  [{ stages: [{ ...SHIFT, kind: 'rust' }] }, 'stage "shift": "kind" must be one of ts, c, exec, python (got "rust")'],
   [{ stages: [{ ...SHIFT, module: join(dir, 'nope.ts') }] }, `stage "shift": "module" file not found: ${join(dir, 'nope.ts')}`],
   [{ stages: [{ ...THIRD, source: join(fixtures, 'pipeline', 'missing.c') }] }, `stage "third": "source" file not found: ${join(fixtures, 'pipeline', 'missing.c')}`],
   [{ stages: [SHIFT, { ...THIRD, ranks: 0 }] }, 'stage "third": "ranks" must be a positive integer (got 0)'],

@@ -6,7 +6,7 @@
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { addonPath, distDir, howToBuild, nativeWorkerPath } from '../assets.js';
+import { addonPath, distDir, howToBuild, nativeWorkerPath, pythonStagePath } from '../assets.js';
 import { RunError } from '../errors.js';
 import type { CBackend } from '../stage/kernel.js';
 import { CMD_RUN, CMD_STOP, MAGIC, VERSION, hostHash } from './protocol.js';
@@ -30,6 +30,12 @@ export interface MpiOptions {
  */
 export function stageCommand(plan: RingPlan, st: RingStage, cBackend: CBackend): [string, string[]] {
   const worker = join(distDir, 'worker.js');
+  // "env" goes through env(1), which execs the stage: the pid it reports stays the rank's, in both launch modes.
+  if (st.env && Object.keys(st.env).length) {
+    const [cmd, args] = stageCommand(plan, { ...st, env: undefined }, cBackend);
+    return ['/usr/bin/env', [...Object.entries(st.env).map(([k, v]) => `${k}=${v}`), cmd, ...args]];
+  }
+  if (st.kind === 'python') return [st.python!, [pythonStagePath, st.module!, st.function!, st.name]];
   if (st.kind === 'exec') return ['/bin/sh', ['-c', 'exec "$0" "$@" >&2', ...st.command!]];
   if (st.kind === 'c' && cBackend === 'native') return [st.worker![0], [st.worker![1]]];
   if (st.kind === 'c') return [process.execPath, [worker, 'c', plan.wasmModule, st.wasmExport!, st.name]];

@@ -191,6 +191,8 @@ export function buildNativeLib(src: CSource): string {
 export function buildNativeWorker(src: CSource): string {
   const workerSrc = join(rootDir, 'transport', 'c_worker.c');
   const kernelSrc = join(rootDir, 'wasm', 'commloop_kernel.c');
+  // The worker is the SDK header around the kernel: a changed header is a changed worker.
+  const sdkHeader = join(rootDir, 'include', 'commloop_stage.h');
   const key = hash([
     'worker',
     ...NATIVE_FLAGS,
@@ -200,6 +202,7 @@ export function buildNativeWorker(src: CSource): string {
     ...flagsKey(src),
     readFileSync(workerSrc, 'utf8'),
     readFileSync(kernelSrc, 'utf8'),
+    readFileSync(sdkHeader, 'utf8'),
   ]);
   return cached(key, 'worker', (dir, out) => {
     const obj = join(dir, 'user.o');
@@ -217,6 +220,7 @@ export function buildNativeWorker(src: CSource): string {
     compile(src.stage, `"source" ${src.source} (linking the MPI worker)`, 'mpicc.openmpi', [
       ...NATIVE_FLAGS,
       '-DCOMMLOOP_USER_KERNEL=commloop_user_kernel',
+      `-I${join(rootDir, 'include')}`,
       workerSrc,
       kernelSrc,
       obj,

@@ -13,15 +13,19 @@ import type { CBackend } from '../stage/kernel.js';
 import { C_BUILTINS, checkBuildFlags, buildNativeLib, buildNativeWorker, buildPipelineWasm, buildTsModule, wasmExportOf, type CSource } from './compile.js';
 import { nativeWorkerPath } from '../assets.js';
 import { readArray } from './npy.js';
+import { checkPythonStage } from './python.js';
 import { makePlan, sizesToSchedule, type PipelineSpec, type RingPlan, type RingStage, type StageSpec } from './model.js';
 
 const TS_BUILTINS = Object.keys(TS_TRANSFORMS);
-const KINDS = ['ts', 'c', 'exec'];
+const KINDS = ['ts', 'c', 'exec', 'python'];
 const FIELDS: Record<string, string[]> = {
   ts: ['name', 'kind', 'ranks', 'size', 'module', 'export'],
   c: ['name', 'kind', 'ranks', 'size', 'source', 'function', 'cflags', 'libs'],
-  exec: ['name', 'kind', 'ranks', 'size', 'command', 'cwd'],
+  exec: ['name', 'kind', 'ranks', 'size', 'command', 'cwd', 'env'],
+  python: ['name', 'kind', 'ranks', 'size', 'module', 'function', 'python', 'cwd', 'env'],
 };
+/** Kinds that run as a separate MPI program, so only over the MPI transport. */
+const MPI_ONLY = ['exec', 'python'];
 
 const isPositiveInt = (v: unknown): v is number => typeof v === 'number' && Number.isInteger(v) && v >= 1 && v <= 2 ** 31 - 1;
 const show = (v: unknown) => JSON.stringify(v) ?? String(v);
@@ -49,11 +53,33 @@ function resolveFile(stage: string, field: string, p: string, baseDir: string): 
 }
 
 /** A program name as a shell would find it: a path (relative to baseDir) or a PATH lookup. */
-function resolveProgram(stage: string, p: string, baseDir: string): string {
+function resolveProgram(stage: string, p: string, baseDir: string, field = 'command', noun = 'program'): string {
   const candidates = p.includes('/') ? [isAbsolute(p) ? p : resolve(baseDir, p)] : (process.env.PATH ?? '').split(delimiter).map((d) => join(d, p));
   const found = candidates.find((c) => existsSync(c) && statSync(c).isFile());
-  if (!found) throw new UsageError(`stage "${stage}": "command" program not found: ${p}`);
+  if (!found) throw new UsageError(`stage "${stage}": "${field}" ${noun} not found: ${p}`);
   return found;
+}
+
+/** An exec or python stage's "cwd" (default: the pipeline's directory), as an absolute directory. */
+function stageCwd(stage: string, v: unknown, baseDir: string): string {
+  if (v === undefined) return baseDir;
+  if (typeof v !== 'string' || !v) throw new UsageError(`stage "${stage}": "cwd" must be a directory path (got ${show(v)})`);
+  const cwd = resolve(baseDir, v);
+  if (!existsSync(cwd) || !statSync(cwd).isDirectory()) throw new UsageError(`stage "${stage}": "cwd" directory not found: ${cwd}`);
+  return cwd;
+}
+
+/** An exec or python stage's "env": variable names to string values. */
+function stageEnv(stage: string, v: unknown): Record<string, string> | undefined {
+  if (v === undefined) return undefined;
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) {
+    throw new UsageError(`stage "${stage}": "env" must be an object of variable names to strings (got ${show(v)})`);
+  }
+  for (const [k, val] of Object.entries(v)) {
+    if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(k)) throw new UsageError(`stage "${stage}": "env" name ${show(k)} is not a variable name (letters, digits, _; not starting with a digit)`);
+    if (typeof val !== 'string') throw new UsageError(`stage "${stage}": "env" value of ${k} must be a string (got ${show(val)})`);
+  }
+  return { ...(v as Record<string, string>) };
 }
 
 /** Checks every field and resolves paths against baseDir; returns a spec with absolute paths. */
@@ -105,21 +131,32 @@ export function validatePipeline(obj: unknown, baseDir: string): PipelineSpec {
         if (out.source.startsWith('builtin:')) throw new UsageError(`stage "${name}": "${field}" applies to a C source file, not to ${out.source}`);
         out[field] = checkBuildFlags(name, field, st[field]);
       }
+    } else if (kind === 'python') {
+      if (typeof st.module !== 'string') throw new UsageError(`stage "${name}": "module" must be a .py file path (got ${show(st.module)})`);
+      out.module = resolveFile(name, 'module', st.module, baseDir);
+      if (st.function !== undefined) {
+        if (typeof st.function !== 'string' || !/^[A-Za-z_][A-Za-z0-9_]*$/.test(st.function)) {
+          throw new UsageError(`stage "${name}": "function" must be a Python identifier (got ${show(st.function)})`);
+        }
+        out.function = st.function;
+      }
+      out.cwd = stageCwd(name, st.cwd, baseDir);
+      out.env = stageEnv(name, st.env);
+      if (st.python !== undefined) {
+        if (typeof st.python !== 'string' || !st.python) throw new UsageError(`stage "${name}": "python" must be an interpreter path or name (got ${show(st.python)})`);
+        out.python = resolveProgram(name, st.python, out.cwd, 'python', 'interpreter');
+      }
     } else {
       if (!Array.isArray(st.command) || st.command.length === 0 || !st.command.every((a) => typeof a === 'string')) {
         throw new UsageError(`stage "${name}": "command" must be a non-empty array of strings`);
       }
       // The stage runs in its cwd (default: the pipeline's directory), so a relative
       // script among the arguments means the same thing as a relative program.
-      let cwd = baseDir;
-      if (st.cwd !== undefined) {
-        if (typeof st.cwd !== 'string' || !st.cwd) throw new UsageError(`stage "${name}": "cwd" must be a directory path (got ${show(st.cwd)})`);
-        cwd = resolve(baseDir, st.cwd);
-        if (!existsSync(cwd) || !statSync(cwd).isDirectory()) throw new UsageError(`stage "${name}": "cwd" directory not found: ${cwd}`);
-      }
+      const cwd = stageCwd(name, st.cwd, baseDir);
       const [prog, ...args] = st.command as string[];
       out.command = [resolveProgram(name, prog, cwd), ...args];
       out.cwd = cwd;
+      out.env = stageEnv(name, st.env);
     }
     return out;
   });
@@ -170,8 +207,8 @@ export async function preparePlan(spec: PipelineSpec, opts: PrepareOptions): Pro
     schedule = sizesToSchedule(opts.sizes);
   }
   for (const st of spec.stages) {
-    if (st.kind === 'exec' && opts.transport !== 'mpi') {
-      throw new UsageError(`stage "${st.name}": kind exec runs only with --transport mpi (it is a separate MPI program)`);
+    if (MPI_ONLY.includes(st.kind) && opts.transport !== 'mpi') {
+      throw new UsageError(`stage "${st.name}": kind ${st.kind} runs only with --transport mpi (it is a separate MPI program)`);
     }
   }
   const userC: CSource[] = [];
@@ -198,9 +235,16 @@ export async function preparePlan(spec: PipelineSpec, opts: PrepareOptions): Pro
         }
         if (opts.cBackend === 'native' && opts.transport === 'mpi') rs.worker = [buildNativeWorker(src), 'user'];
       }
+    } else if (st.kind === 'python') {
+      rs.module = st.module;
+      rs.function = st.function ?? 'transform';
+      rs.cwd = st.cwd;
+      rs.env = st.env;
+      rs.python = checkPythonStage({ stage: st.name, module: st.module!, function: rs.function, python: st.python, cwd: st.cwd!, env: st.env });
     } else {
       rs.command = st.command;
       rs.cwd = st.cwd;
+      rs.env = st.env;
     }
     stages.push(rs);
   }

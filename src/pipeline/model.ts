@@ -4,7 +4,7 @@
  */
 import { UsageError } from '../errors.js';
 
-export type StageKind = 'ts' | 'c' | 'exec';
+export type StageKind = 'ts' | 'c' | 'exec' | 'python';
 
 /**
  * Which build of a C stage runs: the compiled native code or the .wasm. Declared here, with
@@ -19,13 +19,13 @@ export interface StageSpec {
   ranks: number;
   /** Output elements per rank. */
   size: number;
-  /** ts: a module path, or "builtin:halfmean". */
+  /** ts: a module path, or "builtin:halfmean"; python: a .py file. */
   module?: string;
   /** ts: the transform's export name (default "transform", then the default export). */
   export?: string;
   /** c: a C source path, or "builtin:halfmean" / "builtin:halffirst". */
   source?: string;
-  /** c: the kernel function's name in the source (default "kernel"). */
+  /** c: the kernel function's name in the source (default "kernel"); python: the function's (default "transform"). */
   function?: string;
   /** c: extra compiler flags for every build of the source, e.g. ["-DN=4", "-I../include"]. */
   cflags?: string[];
@@ -33,8 +33,12 @@ export interface StageSpec {
   libs?: string[];
   /** exec: an MPI program speaking docs/PROTOCOL.md, and its arguments. */
   command?: string[];
-  /** exec: the stage's working directory (default: the pipeline file's directory). */
+  /** exec, python: the stage's working directory (default: the pipeline file's directory). */
   cwd?: string;
+  /** exec, python: variables added to every rank's environment. */
+  env?: Record<string, string>;
+  /** python: the interpreter (default: the first of python3 on PATH and /usr/bin/python3 with mpi4py and NumPy). */
+  python?: string;
 }
 
 export interface PipelineSpec {
@@ -60,9 +64,14 @@ export interface RingStage {
   nativeSymbol?: string;
   /** c, native over MPI: the worker executable and its one argument. */
   worker?: [string, string];
-  /** exec: program and arguments, and the absolute working directory they run in. */
+  /** exec: program and arguments; exec and python: the absolute working directory they run in. */
   command?: string[];
   cwd?: string;
+  /** exec, python: variables added to every rank's environment. */
+  env?: Record<string, string>;
+  /** python: the checked interpreter, and the function to call in `module` (an absolute .py path). */
+  python?: string;
+  function?: string;
 }
 
 export interface RingPlan {

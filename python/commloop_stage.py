@@ -1,0 +1,212 @@
+"""A commloop stage around one Python function: `kind: "python"` in a pipeline (docs/PIPELINES.md).
+
+The hub starts every rank as
+
+    PYTHON commloop_stage.py MODULE FUNCTION STAGE_NAME
+
+where MODULE is an absolute path to a .py file and FUNCTION a function in it:
+
+    def transform(x, out, ctx): ...   # x: this rank's input, out: its output (NumPy float64, filled
+                                      # in place), ctx: .rank, .nranks, .iteration
+
+This file speaks docs/PROTOCOL.md in both launch modes (spawn: the parent intercommunicator;
+MPMD: MPI_APPNUM split + Intercomm_create), with MPI reading and writing the NumPy arrays the
+function sees, which are reused from step to step. When the function raises, it prints the
+failure report `commloop-fail: <stage index> <rank> <ExceptionType>: <message>` to stderr and
+aborts, so the hub notices at once.
+
+    PYTHON commloop_stage.py --check MODULE FUNCTION
+
+is what the hub runs before a run: it imports NumPy, mpi4py (without initialising MPI) and the
+module, and prints one line saying what is wrong (exit 0: nothing).
+"""
+import collections
+import importlib.util
+import os
+import socket
+import sys
+
+MAGIC, VERSION = 0x434C4F50, 1
+CMD_STOP, CMD_RUN = 0, 1
+
+StageContext = collections.namedtuple('StageContext', 'rank nranks iteration')
+
+
+def load_function(path, name):
+    """Imports the user's module from its file, its own directory first on sys.path (for its siblings)."""
+    sys.path.insert(0, os.path.dirname(path))
+    stem = os.path.splitext(os.path.basename(path))[0]
+    spec = importlib.util.spec_from_file_location(stem, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[stem] = module
+    spec.loader.exec_module(module)
+    fn = getattr(module, name, None)
+    return fn if callable(fn) else None
+
+
+def last_line(err):
+    """`Type: last line of the message`, as Python's own traceback ends (no colon for an empty message)."""
+    lines = [ln for ln in str(err).splitlines() if ln.strip()]
+    return type(err).__name__ + (': ' + lines[-1].strip() if lines else '')
+
+
+def check(path, name):
+    """Exit 0 and print nothing when the stage can run; else one line: `missing M...`, `import ...` or `function`."""
+    missing = []
+    for mod in ('mpi4py', 'numpy'):
+        try:
+            __import__(mod)
+        except ImportError:
+            missing.append(mod)
+    if missing:
+        print('missing ' + ' '.join(missing))
+        return 3
+    import mpi4py
+    # Importing mpi4py.MPI would otherwise start MPI here (an Open MPI singleton): the check
+    # only needs the library to load, and the user's module may import it at top level.
+    mpi4py.rc.initialize = False
+    mpi4py.rc.finalize = False
+    from mpi4py import MPI
+    lib = MPI.Get_library_version()
+    if 'Open MPI' not in lib:
+        print('mpi ' + lib.strip().splitlines()[0])
+        return 3
+    try:
+        fn = load_function(path, name)
+    except BaseException as err:  # SyntaxError, ImportError, SystemExit: all mean "fails to import"
+        print('import ' + last_line(err))
+        return 4
+    if fn is None:
+        print('function')
+        return 5
+    return 0
+
+
+def host_hash():
+    """FNV-1a of the host name as a signed 32-bit int (docs/PROTOCOL.md, Ready)."""
+    h = 2166136261
+    for b in socket.gethostname().encode():
+        h = ((h ^ b) * 16777619) & 0xFFFFFFFF
+    return h - (1 << 32) if h >= (1 << 31) else h
+
+
+class Stage:
+    """One rank: the intercommunicator to the hub, and the failure report once the hello names the stage."""
+
+    def __init__(self, MPI, name):
+        self.MPI, self.name = MPI, name
+        self.index = None  # the stage's index in the ring, from the hello
+        self.rank = MPI.COMM_WORLD.Get_rank()
+        self.local = None
+
+    def fail(self, err):
+        """Reports `err` (an exception) and aborts: the hub is blocked in a collective and must not wait."""
+        if os.environ.get('COMMLOOP_TRACEBACK'):
+            import traceback
+            traceback.print_exception(type(err), err, err.__traceback__, file=sys.stderr)
+        if self.index is None:  # before the hello nothing names the stage for the hub: a plain message
+            sys.stderr.write(f'commloop_stage.py ({self.name}): {last_line(err)}\n')
+        else:
+            sys.stderr.write(f'commloop-fail: {self.index} {self.rank} {last_line(err)}\n')
+        sys.stderr.flush()
+        self.MPI.COMM_WORLD.Abort(1)
+
+    def connect(self):
+        MPI = self.MPI
+        world = MPI.COMM_WORLD
+        world.Set_errhandler(MPI.ERRORS_RETURN)
+        inter = MPI.Comm.Get_parent()
+        appnum = None
+        if inter == MPI.COMM_NULL:  # MPMD: the hub is world rank 0; this stage's colour and tag are its app number
+            appnum = world.Get_attr(MPI.APPNUM)
+            if appnum is None or appnum < 1 or world.Get_size() < 2:
+                raise ProtocolError('no master: start this from a commloop master (spawn) or as a stage of its MPMD mpirun')
+            self.local = world.Split(appnum, world.Get_rank())
+            inter = self.local.Create_intercomm(0, world, 0, appnum)
+        inter.Set_errhandler(MPI.ERRORS_RETURN)
+        self.inter = inter
+        self.rank, self.nranks = inter.Get_rank(), inter.Get_size()
+        return appnum
+
+
+class ProtocolError(Exception):
+    pass
+
+
+def serve(stage, module, fn_name):
+    import numpy as np
+    MPI = stage.MPI
+    appnum = stage.connect()
+    inter, rank, nranks = stage.inter, stage.rank, stage.nranks
+    INT, DOUBLE = MPI.INT, MPI.DOUBLE
+
+    hello = np.empty(4, dtype=np.int32)
+    inter.Bcast([hello, INT], root=0)
+    if hello[0] != MAGIC or hello[1] != VERSION:
+        raise ProtocolError(f'bad hello (magic {int(hello[0]) & 0xFFFFFFFF:#x}, version {hello[1]}; want {MAGIC:#x}, {VERSION})')
+    stage.index = int(hello[2])
+    if hello[3] != nranks or (appnum is not None and appnum - 1 != stage.index):
+        raise ProtocolError(f'hello says stage {hello[2]} of {hello[3]} ranks; this is {nranks} ranks' +
+                            ('' if appnum is None else f', app number {appnum}'))
+    # Load before saying ready, so start-up time counts it and a bad module fails early.
+    fn = load_function(module, fn_name)
+    if fn is None:
+        raise ProtocolError(f'{module} has no function "{fn_name}"')
+    inter.Gather([np.array([os.getpid(), host_hash()], dtype=np.int32), INT], None, root=0)
+
+    # Grow-only backing stores; x and out are views that change only when a size does.
+    x_store, out_store = np.empty(0), np.empty(0)
+    x, out = x_store, out_store
+    head = np.empty(4, dtype=np.int32)
+    head_buf = [head, INT]
+    while True:
+        inter.Bcast(head_buf, root=0)
+        command, iteration, n_in, n_out = head.tolist()
+        if command == CMD_STOP:
+            break
+        if command != CMD_RUN or n_in < 1 or n_out < 1:
+            raise ProtocolError(f'bad header {head.tolist()}')
+        if len(x) != n_in:
+            if len(x_store) < n_in:
+                x_store = np.empty(n_in)
+            x = x_store[:n_in]
+        if len(out) != n_out:
+            if len(out_store) < n_out:
+                out_store = np.empty(n_out)
+            out = out_store[:n_out]
+        inter.Scatter(None, [x, DOUBLE], root=0)
+        got = fn(x, out, StageContext(rank, nranks, iteration))
+        if got is not None:
+            # `out = ...` or `return y` computes nothing the hub sees: say so instead of sending garbage.
+            raise TypeError(f'{fn_name} returned {type(got).__name__}; it must fill out in place (out[:] = ...) and return None')
+        inter.Gather([out, DOUBLE], None, root=0)
+    inter.Disconnect()
+    if stage.local is not None:
+        stage.local.Free()
+
+
+def main(argv):
+    if len(argv) == 3 and argv[0] == '--check':
+        return check(os.path.abspath(argv[1]), argv[2])
+    if len(argv) != 3:
+        sys.stderr.write('usage: commloop_stage.py MODULE FUNCTION STAGE_NAME | commloop_stage.py --check MODULE FUNCTION\n')
+        return 2
+    module, fn_name, name = argv
+    # The hub's stdout carries the result: what the function prints goes to stderr, a line at a time.
+    os.dup2(2, 1)
+    sys.stdout.reconfigure(line_buffering=True)
+    import mpi4py
+    # The function gets no communicator, so no thread of it calls MPI: the cheaper single level.
+    mpi4py.rc.thread_level = 'single'
+    from mpi4py import MPI  # MPI_Init
+    stage = Stage(MPI, name)
+    try:
+        serve(stage, os.path.abspath(module), fn_name)
+    except BaseException as err:  # anything: exiting normally would leave the hub waiting
+        stage.fail(err)
+    MPI.Finalize()
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main(sys.argv[1:]))
