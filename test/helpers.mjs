@@ -18,7 +18,8 @@ export function cliJson(args) {
   return JSON.parse(r.stdout);
 }
 
-import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { spawn } from 'node:child_process';
 
 /** Parent pid and state of a live process, or undefined when it is gone. */
@@ -96,3 +97,14 @@ export function startCli(args, prefix = [], env = {}) {
 export const haveMpi = () => existsSync('/usr/bin/mpirun') && existsSync(join(root, 'build', 'Release', 'commloop_mpi.node'));
 export const MPI_MISSING =
   'Open MPI or the MPI addon is missing: apt-get install -y openmpi-bin libopenmpi-dev, then bash build.sh';
+
+/** A temp folder for a test file, and a writer of pipeline JSON files into it: `file(name, spec)`. */
+export function pipelineFiles(prefix) {
+  const dir = mkdtempSync(join(tmpdir(), `commloop-${prefix}-`));
+  const file = (name, spec) => {
+    const path = join(dir, `${name}.json`);
+    writeFileSync(path, JSON.stringify(spec));
+    return path;
+  };
+  return { dir, file };
+}

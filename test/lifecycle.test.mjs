@@ -4,23 +4,18 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { RunError, runPipeline } from '../dist/index.js';
-import { MPI_MISSING, cli, cmdline, descendants, exists, haveMpi, root, startCli, until } from './helpers.mjs';
+import { MPI_MISSING, cli, cmdline, descendants, exists, haveMpi, pipelineFiles, root, startCli, until } from './helpers.mjs';
 import { referenceRing } from './reference.mjs';
 
 if (!haveMpi()) throw new Error(MPI_MISSING);
 
 const fixtures = join(root, 'test', 'fixtures');
-const dir = mkdtempSync(join(tmpdir(), 'commloop-lifecycle-'));
 const HOST = hostname();
-const pipelineFile = (name, spec) => {
-  const file = join(dir, `${name}.json`);
-  writeFileSync(file, JSON.stringify(spec));
-  return file;
-};
+const { file: pipelineFile } = pipelineFiles('lifecycle');
 const C = { name: 'c', kind: 'c', ranks: 2, size: 4, source: 'builtin:halffirst' };
 const BOOM = { name: 'boom', kind: 'ts', ranks: 2, size: 4, module: join(fixtures, 'pipeline', 'throws.mjs') };
 

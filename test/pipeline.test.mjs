@@ -7,22 +7,17 @@ import { existsSync, mkdtempSync, readFileSync, symlinkSync, writeFileSync } fro
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runPipeline, readArray, UsageError } from '../dist/index.js';
-import { MPI_MISSING, cli, cliJson, haveMpi, root } from './helpers.mjs';
+import { MPI_MISSING, cli, cliJson, haveMpi, pipelineFiles, root } from './helpers.mjs';
 import { FIXTURE_KERNELS, referencePipeline, sameBits } from './reference.mjs';
 
 if (!haveMpi()) throw new Error(MPI_MISSING);
 
 const fixtures = join(root, 'test', 'fixtures');
-const dir = mkdtempSync(join(tmpdir(), 'commloop-pipeline-'));
+/** Pipeline JSON files in a temp dir; module/source paths point at the fixtures. */
+const { dir, file: pipelineFile } = pipelineFiles('pipeline');
 const execStage = join(dir, 'exec_stage');
 execFileSync('mpicc.openmpi', ['-O2', '-ffp-contract=off', '-o', execStage, join(fixtures, 'exec_stage.c')]);
 
-/** Writes a pipeline JSON into the temp dir; module/source paths point at the fixtures. */
-function pipelineFile(name, spec) {
-  const file = join(dir, `${name}.json`);
-  writeFileSync(file, JSON.stringify(spec));
-  return file;
-}
 
 const SHIFT = { name: 'shift', kind: 'ts', ranks: 2, size: 6, module: join(fixtures, 'pipeline', 'shift.ts') };
 const THIRD = { name: 'third', kind: 'c', ranks: 3, size: 4, source: join(fixtures, 'pipeline', 'third.c'), function: 'third' };

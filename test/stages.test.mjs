@@ -7,7 +7,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { MPI_MISSING, cli, cliJson, haveMpi, root } from './helpers.mjs';
+import { MPI_MISSING, cli, cliJson, haveMpi, pipelineFiles, root } from './helpers.mjs';
 import { FIXTURE_KERNELS, fullMantissa, referencePipeline, sameBits } from './reference.mjs';
 
 const PY = '/usr/bin/python3';
@@ -21,15 +21,10 @@ const fixtures = join(root, 'test', 'fixtures');
 const stages = join(fixtures, 'stages');
 const example = join(root, 'examples', 'python-stage');
 const runner = join(root, 'python', 'commloop_stage.py');
-const dir = mkdtempSync(join(tmpdir(), 'commloop-stages-'));
+const { dir, file: pipelineFile } = pipelineFiles('stages');
 /** The demo ring (-p 2, sizes 10,1000,1000000, 5 iterations): `node dist/master.js --json -p 2 -i 5`. */
 const DEMO_5 = 11431291.134835951;
 
-function pipelineFile(name, spec) {
-  const file = join(dir, `${name}.json`);
-  writeFileSync(file, JSON.stringify(spec));
-  return file;
-}
 
 const SHIFT = { name: 'shift', kind: 'ts', ranks: 2, size: 6, module: join(fixtures, 'pipeline', 'shift.ts') };
 const THIRD = { name: 'third', kind: 'c', ranks: 3, size: 4, source: join(fixtures, 'pipeline', 'third.c'), function: 'third' };
