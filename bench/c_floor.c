@@ -2,9 +2,12 @@
  * The "C floor": the commloop ring (ts1 halfmean -> c halffirst -> ts2 halfmean) driven by
  * a plain C master over docs/PROTOCOL.md, every stage a spawned commloop_c_worker. It is the
  * lower bound the project's own hub is measured against, so it does nothing but the protocol.
+ * With --protocol 2 (the "minimal floor") a step is a scatter and a gather and nothing else,
+ * the shape of the original CommLoop's loop: every size is told once, in one epoch; with
+ * --protocol 1 (the "protocol floor") every step also carries v1's header broadcast.
  *
  *   mpicc.openmpi -O3 -ffp-contract=off -o commloop_c_floor bench/c_floor.c
- *   commloop_c_floor -p N --sizes n1,n2,n3[/n1,n2,n3...] -i K --worker /path/to/commloop_c_worker
+ *   commloop_c_floor -p N --sizes n1,n2,n3[/n1,n2,n3...] -i K --worker /path/to/commloop_c_worker [--protocol 1|2]
  */
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
@@ -18,7 +21,6 @@
 #include <unistd.h>
 
 #define CL_MAGIC 0x434C4F50
-#define CL_VERSION 1
 #define STAGES 3
 
 static const char *const KERNEL[STAGES] = {"halfmean", "halffirst", "halfmean"};
@@ -90,12 +92,12 @@ static int by_value(const void *a, const void *b) {
 }
 
 int main(int argc, char **argv) {
-    int procs = 0, iters = 0, ntrip = 0, (*sizes)[3] = NULL;
+    int procs = 0, iters = 0, ntrip = 0, (*sizes)[3] = NULL, version = 1;
     const char *worker = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "-p") && strcmp(a, "--procs") && strcmp(a, "-i") && strcmp(a, "--iterations") &&
-            strcmp(a, "--sizes") && strcmp(a, "--worker"))
+            strcmp(a, "--sizes") && strcmp(a, "--worker") && strcmp(a, "--protocol"))
             usage("unknown option or stray argument");
         if (i + 1 >= argc) usage("every option needs a value");
         const char *v = argv[++i];
@@ -103,6 +105,8 @@ int main(int argc, char **argv) {
             if ((procs = positive(v)) < 0) usage("-p must be a positive integer");
         } else if (!strcmp(a, "-i") || !strcmp(a, "--iterations")) {
             if ((iters = positive(v)) < 0) usage("-i must be a positive integer");
+        } else if (!strcmp(a, "--protocol")) {
+            if ((version = positive(v)) < 1 || version > 2) usage("--protocol must be 1 or 2");
         } else if (!strcmp(a, "--sizes")) {
             if ((ntrip = parse_sizes(v, &sizes)) < 0) usage("--sizes must be n1,n2,n3 triples of positive integers, separated by /");
         } else {
@@ -149,12 +153,30 @@ int main(int argc, char **argv) {
     }
     /* Hello to all stages before any ready gather, so the stages start up concurrently. */
     for (int s = 0; s < STAGES; s++) {
-        int hello[4] = {CL_MAGIC, CL_VERSION, s, procs};
+        int hello[4] = {CL_MAGIC, version, s, procs};
         check(MPI_Bcast(hello, 4, MPI_INT, MPI_ROOT, inter[s]), inter[s], "hello bcast");
+        if (version == 2) {
+            /* The step table (docs/PROTOCOL.md): stage s reads what stage s-1 wrote, stage 0 the
+             * previous group's Array1 (and at iteration 0 the initial one). */
+            int head[2] = {ntrip, sizes[0][0]}, *table = malloc(2 * (size_t)ntrip * sizeof(int));
+            if (!table) usage("out of memory");
+            for (int e = 0; e < ntrip; e++) {
+                table[2 * e] = s == 0 ? sizes[(e + ntrip - 1) % ntrip][0] : sizes[e][s];
+                table[2 * e + 1] = sizes[e][(s + 1) % STAGES];
+            }
+            check(MPI_Bcast(head, 2, MPI_INT, MPI_ROOT, inter[s]), inter[s], "step table bcast");
+            check(MPI_Bcast(table, 2 * ntrip, MPI_INT, MPI_ROOT, inter[s]), inter[s], "step table bcast");
+            free(table);
+        }
     }
     for (int s = 0; s < STAGES; s++)
         check(MPI_Gather(NULL, 0, MPI_INT, ready, 2, MPI_INT, MPI_ROOT, inter[s]), inter[s], "ready gather");
     double start_s = now() - t_start;
+    if (version == 2) {
+        /* One epoch: every iteration promised at once, so no step carries a header. */
+        int head[4] = {2, 0, iters, 0};
+        for (int s = 0; s < STAGES; s++) check(MPI_Bcast(head, 4, MPI_INT, MPI_ROOT, inter[s]), inter[s], "epoch bcast");
+    }
 
     for (int i = 0; i < iters; i++) {
         double t = now();
@@ -163,7 +185,7 @@ int main(int argc, char **argv) {
             int n_in = (int)(len / (size_t)procs), n_out = out[(s + 1) % STAGES];
             int head[4] = {1, i, n_in, n_out};
             double *src = buf[s], *dst = buf[(s + 1) % STAGES];
-            check(MPI_Bcast(head, 4, MPI_INT, MPI_ROOT, inter[s]), inter[s], "header bcast");
+            if (version == 1) check(MPI_Bcast(head, 4, MPI_INT, MPI_ROOT, inter[s]), inter[s], "header bcast");
             check(MPI_Scatter(src, n_in, MPI_DOUBLE, NULL, 0, MPI_DOUBLE, MPI_ROOT, inter[s]), inter[s], "scatter");
             check(MPI_Gather(NULL, 0, MPI_DOUBLE, dst, n_out, MPI_DOUBLE, MPI_ROOT, inter[s]), inter[s], "gather");
             len = (size_t)procs * (size_t)n_out;
@@ -188,7 +210,7 @@ int main(int argc, char **argv) {
     qsort(times, (size_t)iters, sizeof(double), by_value);
     double median = (times[(iters - 1) / 2] + times[iters / 2]) / 2;
 
-    printf("{\"impl\":\"c-floor\",\"procs\":%d,\"sizes\":[", procs);
+    printf("{\"impl\":\"%s\",\"procs\":%d,\"sizes\":[", version == 2 ? "c-floor-min" : "c-floor", procs);
     for (int e = 0; e < ntrip; e++)
         printf("%s[%d,%d,%d]", e ? "," : "", sizes[e][0], sizes[e][1], sizes[e][2]);
     printf("],\"iterations\":%d,\"checksum\":", iters);

@@ -24,20 +24,26 @@ const ratio = (a, b) => (a !== undefined && b !== undefined ? a / b : undefined)
 function targets(cells, kernels) {
   const rows = [];
   const verdict = (ok) => (ok === undefined ? 'not measured' : ok ? '**met**' : '**missed**');
+  // Spawn mode against the minimal floor (scatter + gather per step, the original's loop).
   for (const impl of ['mpi/native', 'mpi/wasm']) {
-    const rs = cells.map((c) => [c, ratio(median(c.by[impl]), median(c.by['c-floor']))]).filter(([, r]) => r !== undefined);
-    const worst = rs.reduce((w, cur) => (!w || cur[1] > w[1] ? cur : w), undefined);
-    rows.push([
-      `${impl} per-iteration median within 1.2x of the C floor in every cell`,
-      worst ? `worst ${x(worst[1])} (N=${worst[0].ranks}, ${worst[0].label}); ${rs.filter(([, r]) => r > 1.2).length} of ${rs.length} cells over` : '–',
-      verdict(worst ? worst[1] <= 1.2 : undefined),
-    ]);
+    for (const [ranks, limit] of [[2, 1.1], [10, 1.25]]) {
+      const rs = cells
+        .filter((c) => c.ranks === ranks)
+        .map((c) => [c, ratio(median(c.by[impl]), median(c.by['c-floor-min']))])
+        .filter(([, r]) => r !== undefined);
+      const worst = rs.reduce((w, cur) => (!w || cur[1] > w[1] ? cur : w), undefined);
+      rows.push([
+        `${impl} per-iteration median within ${limit}x of the minimal C floor in every N=${ranks} cell`,
+        worst ? `worst ${x(worst[1])} (${worst[0].label}); ${rs.filter(([, r]) => r > limit).length} of ${rs.length} cells over` : '–',
+        verdict(worst ? worst[1] <= limit : undefined),
+      ]);
+    }
   }
   for (const impl of ['threads/wasm', 'threads/native']) {
     for (const shape of ['8B', '1MiB']) {
       const c = cells.find((c) => c.ranks === 2 && c.shape === shape);
-      const r = c && ratio(median(c.by[impl]), median(c.by['c-floor']));
-      rows.push([`${impl} at most 1/3 of the C floor (N=2, ${c?.label ?? shape})`, r === undefined ? '–' : x(r), verdict(r === undefined ? undefined : r <= 1 / 3)]);
+      const r = c && ratio(median(c.by[impl]), median(c.by['c-floor-min']));
+      rows.push([`${impl} at most 1/3 of the minimal C floor (N=2, ${c?.label ?? shape})`, r === undefined ? '–' : x(r), verdict(r === undefined ? undefined : r <= 1 / 3)]);
     }
   }
   {
@@ -155,8 +161,11 @@ export function writeReport(results, root) {
     'of per-iteration wall time measured by each program itself; start is from the first spawn (or',
     'thread start) until every stage answered. Ratios divide medians measured in the same run.',
     '',
-    '- **c-floor**: the same ring all in C (`bench/c_floor.c` spawning `commloop_c_worker` for every',
-    '  stage, `mpicc -O3`), over the same protocol: the best an MPI implementation of this loop does here.',
+    '- **c-floor-min** (the minimal floor): the same ring all in C (`bench/c_floor.c` spawning',
+    '  `commloop_c_worker` for every stage, `mpicc -O3`), a scatter and a gather per step and nothing',
+    '  else (protocol v2, one epoch): the shape of the original loop, what spawn-mode rows are judged by.',
+    '- **c-floor** (the protocol floor): the same, over protocol v1, a header broadcast before every step:',
+    '  what a v1 stage costs. The project speaks v2 with its own stages.',
     '- **mpi4py**: the same ring in Python, master and workers, NumPy buffers (`bench/mpi4py_ring.py`).',
     '- **mpi/python-stages**: the project\'s Node master with ts1 and ts2 as `kind: "python"` stages (the',
     '  NumPy functions of `examples/python-stage/stage.py` in `python/commloop_stage.py`) and the native C',
@@ -170,9 +179,10 @@ export function writeReport(results, root) {
   md.push('## Targets', '', '| target | measured | verdict |', '|---|---|---|');
   for (const [t, m, v] of targets(cells, kernels)) md.push(`| ${t} | ${m} | ${v} |`);
   md.push('');
-  const over = cells.filter((c) => ratio(median(c.by['mpi/native']), median(c.by['c-floor'])) > 1.2);
+  const limitOf = (c) => (c.ranks === 2 ? 1.1 : 1.25);
+  const over = cells.filter((c) => ratio(median(c.by['mpi/native']), median(c.by['c-floor-min'])) > limitOf(c));
   if (over.length) {
-    md.push('## Where spawn-mode MPI misses 1.2x of the C floor, and why', '');
+    md.push('## Where spawn-mode MPI misses its target against the minimal C floor, and why', '');
     md.push(
       '`mpi/c-stages` runs the same ring with the project\'s Node master but every stage the native C',
       'worker. Where it is near 1.0x while `mpi/native` is not, the extra time is in the Node stage',
@@ -180,11 +190,11 @@ export function writeReport(results, root) {
       'floor\'s own C workers), the cell is noise: at N=10, 31 processes share 2 cores, and the large',
       'sizes run few iterations; compare each row\'s median with its min in the tables below.',
       '',
-      '| cell | mpi/native / C floor | mpi/c-stages / C floor |',
+      '| cell | mpi/native / min floor | mpi/c-stages / min floor |',
       '|---|---:|---:|',
     );
     for (const c of over) {
-      const f = median(c.by['c-floor']);
+      const f = median(c.by['c-floor-min']);
       md.push(`| N=${c.ranks}, ${c.label} | ${x(ratio(median(c.by['mpi/native']), f))} | ${x(ratio(median(c.by['mpi/c-stages']), f))} |`);
     }
     md.push('');
@@ -192,19 +202,20 @@ export function writeReport(results, root) {
   md.push('## Per-iteration time', '', '![per-iteration time against array size](bench-plot.svg)', '');
   for (const c of cells) {
     const floor = median(c.by['c-floor']);
+    const minFloor = median(c.by['c-floor-min']);
     const py = median(c.by.mpi4py);
     md.push(`### N=${c.ranks}, ${c.label} (${c.iterations} iterations)`, '');
-    md.push('| implementation | median µs | min µs | start s | / C floor | / mpi4py | checksum |', '|---|---:|---:|---:|---:|---:|---|');
+    md.push('| implementation | median µs | min µs | start s | / min floor | / protocol floor | / mpi4py | checksum |', '|---|---:|---:|---:|---:|---:|---:|---|');
     for (const impl of IMPLS.map((i) => i.id)) {
       const t = c.by[impl];
       if (!t) continue;
       if (!t.ok) {
-        md.push(`| ${impl} | failed (exit ${t.status}) | | | | | ✗ |`);
+        md.push(`| ${impl} | failed (exit ${t.status}) | | | | | | ✗ |`);
         continue;
       }
       const m = t.result.medianIterS;
       md.push(
-        `| ${impl} | ${us(m)} | ${us(t.result.minIterS)} | ${t.result.startS.toFixed(3)} | ${x(ratio(m, floor))} | ${x(ratio(m, py))} | ✓ ${t.result.checksum} |`,
+        `| ${impl} | ${us(m)} | ${us(t.result.minIterS)} | ${t.result.startS.toFixed(3)} | ${x(ratio(m, minFloor))} | ${x(ratio(m, floor))} | ${x(ratio(m, py))} | ✓ ${t.result.checksum} |`,
       );
     }
     md.push('');

@@ -68,8 +68,9 @@ function command(impl, ranks, sizes, iterations) {
     const args = impl.args.map((a) => (a.startsWith('bench/') ? join(root, a) : a));
     return [process.execPath, [join(root, 'dist', 'master.js'), ...common, ...args, '--json']];
   }
-  if (impl.id === 'c-floor') {
-    return [join(root, 'dist', 'commloop_c_floor'), [...common, '--worker', join(root, 'dist', 'commloop_c_worker')]];
+  if (impl.id.startsWith('c-floor')) {
+    const protocol = impl.id === 'c-floor-min' ? '2' : '1';
+    return [join(root, 'dist', 'commloop_c_floor'), [...common, '--worker', join(root, 'dist', 'commloop_c_worker'), '--protocol', protocol]];
   }
   return ['/usr/bin/python3', [join(root, 'bench', 'mpi4py_ring.py'), ...common]];
 }
@@ -108,8 +109,9 @@ for (const { ranks, shape } of cells) {
 if (partial) {
   // The committed report stays the last full run's; a partial run only prints and records.
   const trials = readFileSync(out, 'utf8').trim().split('\n').map((l) => JSON.parse(l)).filter((t) => t.kind === 'trial' && t.ok);
-  for (const ref of trials.filter((t) => t.impl === 'mpi4py' || t.impl === 'c-floor')) {
-    for (const t of trials.filter((t) => t.ranks === ref.ranks && t.shape === ref.shape && !['mpi4py', 'c-floor'].includes(t.impl))) {
+  const refs = ['mpi4py', 'c-floor', 'c-floor-min'];
+  for (const ref of trials.filter((t) => refs.includes(t.impl))) {
+    for (const t of trials.filter((t) => t.ranks === ref.ranks && t.shape === ref.shape && !refs.includes(t.impl))) {
       process.stderr.write(`N=${t.ranks} ${t.label}: ${t.impl} / ${ref.impl} = ${(t.result.medianIterS / ref.result.medianIterS).toFixed(2)}x\n`);
     }
   }

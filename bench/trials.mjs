@@ -34,7 +34,10 @@ export const IMPLS = [
   // The demo ring with its TS stages as `kind: "python"` stages (NumPy functions run by
   // python/commloop_stage.py), against the mpi4py peer: what a Python stage costs in the ring.
   { id: 'mpi/python-stages', kind: 'project', args: ['--transport', 'mpi', '--pipeline', 'bench/python-stages.json'] },
+  // The same all-C ring twice: over protocol v1 (a header broadcast per step: what v1 stages
+  // cost), and with every size told once (a scatter and a gather per step, the original's loop).
   { id: 'c-floor', kind: 'reference' },
+  { id: 'c-floor-min', kind: 'reference' },
   { id: 'mpi4py', kind: 'reference' },
 ];
 

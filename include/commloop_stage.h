@@ -39,7 +39,8 @@ typedef void commloop_kernel_fn(const double *in, size_t n_in, double *out, size
                                 int rank, int nranks, int iteration);
 
 #define COMMLOOP_MAGIC 0x434C4F50
-#define COMMLOOP_VERSION 1
+/* The highest protocol version spoken here; the hub's hello says which one this run uses. */
+#define COMMLOOP_VERSION 2
 
 /* One rank's view of its stage. index is -1 until the hello names it. */
 struct commloop_stage {
@@ -127,12 +128,22 @@ static inline int commloop_stage_run(int argc, char **argv, commloop_kernel_fn *
 
     int hello[4];
     commloop_stage_check(s, MPI_Bcast(hello, 4, MPI_INT, 0, s->inter), "hello MPI_Bcast");
-    if (hello[0] != COMMLOOP_MAGIC || hello[1] != COMMLOOP_VERSION) {
-        commloop_stage_fail(s, "ProtocolError", "bad hello (magic %#x, version %d; want %#x, %d)", (unsigned)hello[0], hello[1], (unsigned)COMMLOOP_MAGIC, COMMLOOP_VERSION);
+    if (hello[0] != COMMLOOP_MAGIC || hello[1] < 1 || hello[1] > COMMLOOP_VERSION) {
+        commloop_stage_fail(s, "ProtocolError", "bad hello (magic %#x, version %d; want %#x, 1 to %d)", (unsigned)hello[0], hello[1], (unsigned)COMMLOOP_MAGIC, COMMLOOP_VERSION);
     }
+    int version = hello[1];
     s->index = hello[2];
     if (hello[3] != s->nranks || (appnum > 0 && appnum - 1 != hello[2])) {
         commloop_stage_fail(s, "ProtocolError", "hello says stage %d of %d ranks; this is %d ranks, app number %d", hello[2], hello[3], s->nranks, appnum);
+    }
+    /* v2: every step's sizes, once: iteration i takes table[i % P], iteration 0's n_in is first. */
+    int sizes[2] = {0, 0}, *table = NULL;
+    if (version == 2) {
+        commloop_stage_check(s, MPI_Bcast(sizes, 2, MPI_INT, 0, s->inter), "step table MPI_Bcast");
+        if (sizes[0] < 1 || sizes[1] < 1) commloop_stage_fail(s, "ProtocolError", "bad step table {%d, %d}", sizes[0], sizes[1]);
+        table = (int *)malloc(2 * (size_t)sizes[0] * sizeof(int));
+        if (!table) commloop_stage_fail(s, "MemoryError", "out of memory for a step table of %d", sizes[0]);
+        commloop_stage_check(s, MPI_Bcast(table, 2 * sizes[0], MPI_INT, 0, s->inter), "step table MPI_Bcast");
     }
     int ready[2] = {(int)getpid(), commloop_host_hash()};
     commloop_stage_check(s, MPI_Gather(ready, 2, MPI_INT, NULL, 0, MPI_INT, 0, s->inter), "ready MPI_Gather");
@@ -143,15 +154,28 @@ static inline int commloop_stage_run(int argc, char **argv, commloop_kernel_fn *
         int head[4];
         commloop_stage_check(s, MPI_Bcast(head, 4, MPI_INT, 0, s->inter), "header MPI_Bcast");
         if (head[0] == 0) break;
-        if (head[0] != 1 || head[2] < 1 || head[3] < 1) {
-            commloop_stage_fail(s, "ProtocolError", "bad header {%d, %d, %d, %d}", head[0], head[1], head[2], head[3]);
+        /* v1: one step {1, iteration, n_in, n_out}; v2: an epoch {2, first iteration, count, 0}. */
+        int v1 = version == 1 && head[0] == 1 && head[2] >= 1 && head[3] >= 1;
+        int v2 = version == 2 && head[0] == 2 && head[1] >= 0 && head[2] >= 1;
+        if (!v1 && !v2) {
+            commloop_stage_fail(s, "ProtocolError", "bad header {%d, %d, %d, %d} for protocol %d", head[0], head[1], head[2], head[3], version);
         }
-        in = commloop_reserve(s, in, &in_cap, (size_t)head[2]);
-        out = commloop_reserve(s, out, &out_cap, (size_t)head[3]);
-        commloop_stage_check(s, MPI_Scatter(NULL, 0, MPI_DOUBLE, in, head[2], MPI_DOUBLE, 0, s->inter), "MPI_Scatter");
-        fn(in, (size_t)head[2], out, (size_t)head[3], s->rank, s->nranks, head[1]);
-        commloop_stage_check(s, MPI_Gather(out, head[3], MPI_DOUBLE, NULL, 0, MPI_DOUBLE, 0, s->inter), "MPI_Gather");
+        int steps = v1 ? 1 : head[2];
+        for (int k = 0; k < steps; k++) {
+            int it = head[1] + k, n_in = head[2], n_out = head[3];
+            if (v2) {
+                int e = 2 * (it % sizes[0]);
+                n_in = it == 0 ? sizes[1] : table[e];
+                n_out = table[e + 1];
+            }
+            in = commloop_reserve(s, in, &in_cap, (size_t)n_in);
+            out = commloop_reserve(s, out, &out_cap, (size_t)n_out);
+            commloop_stage_check(s, MPI_Scatter(NULL, 0, MPI_DOUBLE, in, n_in, MPI_DOUBLE, 0, s->inter), "MPI_Scatter");
+            fn(in, (size_t)n_in, out, (size_t)n_out, s->rank, s->nranks, it);
+            commloop_stage_check(s, MPI_Gather(out, n_out, MPI_DOUBLE, NULL, 0, MPI_DOUBLE, 0, s->inter), "MPI_Gather");
+        }
     }
+    free(table);
     free(in);
     free(out);
     commloop_stage_check(s, MPI_Comm_disconnect(&s->inter), "MPI_Comm_disconnect");

@@ -22,12 +22,13 @@ module, and prints one line saying what is wrong (exit 0: nothing).
 """
 import collections
 import importlib.util
+import io
 import os
 import socket
 import sys
 
-MAGIC, VERSION = 0x434C4F50, 1
-CMD_STOP, CMD_RUN = 0, 1
+MAGIC, VERSION = 0x434C4F50, 2  # the highest protocol version spoken here; the hello picks
+CMD_STOP, CMD_RUN, CMD_EPOCH = 0, 1, 2
 
 StageContext = collections.namedtuple('StageContext', 'rank nranks iteration')
 
@@ -142,9 +143,19 @@ def serve(stage, module, fn_name):
 
     hello = np.empty(4, dtype=np.int32)
     inter.Bcast([hello, INT], root=0)
-    if hello[0] != MAGIC or hello[1] != VERSION:
-        raise ProtocolError(f'bad hello (magic {int(hello[0]) & 0xFFFFFFFF:#x}, version {hello[1]}; want {MAGIC:#x}, {VERSION})')
+    if hello[0] != MAGIC or not 1 <= hello[1] <= VERSION:
+        raise ProtocolError(f'bad hello (magic {int(hello[0]) & 0xFFFFFFFF:#x}, version {hello[1]}; want {MAGIC:#x}, 1 to {VERSION})')
+    version = int(hello[1])
     stage.index = int(hello[2])
+    # v2: every step's sizes, once: iteration i takes table[i % P], iteration 0's n_in is `first`.
+    table, first = [], 0
+    if version == 2:
+        sizes = np.empty(2, dtype=np.int32)
+        inter.Bcast([sizes, INT], root=0)
+        first = int(sizes[1])
+        t = np.empty(2 * int(sizes[0]), dtype=np.int32)
+        inter.Bcast([t, INT], root=0)
+        table = [(int(t[2 * e]), int(t[2 * e + 1])) for e in range(int(sizes[0]))]
     if hello[3] != nranks or (appnum is not None and appnum - 1 != stage.index):
         raise ProtocolError(f'hello says stage {hello[2]} of {hello[3]} ranks; this is {nranks} ranks' +
                             ('' if appnum is None else f', app number {appnum}'))
@@ -159,13 +170,23 @@ def serve(stage, module, fn_name):
     x, out = x_store, out_store
     head = np.empty(4, dtype=np.int32)
     head_buf = [head, INT]
-    while True:
-        inter.Bcast(head_buf, root=0)
-        command, iteration, n_in, n_out = head.tolist()
-        if command == CMD_STOP:
-            break
-        if command != CMD_RUN or n_in < 1 or n_out < 1:
-            raise ProtocolError(f'bad header {head.tolist()}')
+    def steps():
+        """(iteration, n_in, n_out) of every step until the stop: one per v1 header, an epoch's per v2 header."""
+        while True:
+            inter.Bcast(head_buf, root=0)
+            command, iteration, a, b = head.tolist()
+            if command == CMD_STOP:
+                return
+            if version == 1 and command == CMD_RUN and a >= 1 and b >= 1:
+                yield iteration, a, b
+            elif version == 2 and command == CMD_EPOCH and iteration >= 0 and a >= 1:
+                for i in range(iteration, iteration + a):
+                    n_in, n_out = table[i % len(table)]
+                    yield i, first if i == 0 else n_in, n_out
+            else:
+                raise ProtocolError(f'bad header {head.tolist()} for protocol {version}')
+
+    for iteration, n_in, n_out in steps():
         if len(x) != n_in:
             if len(x_store) < n_in:
                 x_store = np.empty(n_in)
@@ -194,7 +215,9 @@ def main(argv):
     module, fn_name, name = argv
     # The hub's stdout carries the result: what the function prints goes to stderr, a line at a time.
     os.dup2(2, 1)
-    sys.stdout.reconfigure(line_buffering=True)
+    # One write per line, even under PYTHONUNBUFFERED (which makes print write the text and
+    # its newline apart): every rank of every stage shares the hub's stderr.
+    sys.stdout = io.TextIOWrapper(io.BufferedWriter(io.FileIO(1, 'w', closefd=False)), line_buffering=True)
     import mpi4py
     # The function gets no communicator, so no thread of it calls MPI: the cheaper single level.
     mpi4py.rc.thread_level = 'single'

@@ -99,6 +99,15 @@ export interface DriveHooks {
 
 /** How often a fully synchronous loop lets the event loop run (signals, progress, exits). */
 const YIELD_EVERY_MS = 20;
+/** An epoch (iterations promised to the stages at once) lasts about this long at most: a stop waits for it. */
+const EPOCH_MS = 20;
+const MAX_EPOCH = 1 << 16;
+
+/** Doubles from 1, to as many iterations as the last one's time fits in EPOCH_MS, and no more than are left. */
+function nextEpoch(previous: number, lastIterS: number, left: number): number {
+  const fit = lastIterS > 0 ? Math.floor(EPOCH_MS / 1000 / lastIterS) : 1;
+  return Math.max(1, Math.min(previous * 2 || 1, fit, MAX_EPOCH, left));
+}
 const BEAT_EVERY_MS = 1000;
 
 /** The original ring, as `node dist/master.js` runs it without --pipeline. */
@@ -212,8 +221,21 @@ async function loop(plan: RingPlan, transport: Transport, arena: Arena, hooks: D
   const iterations = hooks.iterations ?? Infinity;
   let yielded = performance.now();
   let beat = yielded;
+  const epochs = transport.beginEpoch !== undefined;
+  let epoch = 0;
+  let epochLeft = 0;
+  let lastS = 0;
   for (let i = 0; i < iterations; i++) {
-    if (hooks.signal?.aborted) break;
+    if (epochLeft === 0) {
+      if (hooks.signal?.aborted) break;
+      if (epochs) {
+        // Lockstep with the caller: one iteration at a time; else as many as fit in EPOCH_MS.
+        epoch = hooks.onIteration ? 1 : nextEpoch(epoch, lastS, iterations - i);
+        transport.beginEpoch!(i, epoch);
+        epochLeft = epoch;
+      }
+    }
+    if (epochs) epochLeft--;
     const t = performance.now();
     for (const step of iterationSteps(plan, i, length)) {
       const pending = transport.runStage(step);
@@ -221,7 +243,8 @@ async function loop(plan: RingPlan, transport: Transport, arena: Arena, hooks: D
     }
     length = plan.stages[S - 1].ranks * plan.schedule[i % plan.schedule.length][S - 1];
     const now = performance.now();
-    times.push((now - t) / 1000);
+    lastS = (now - t) / 1000;
+    times.push(lastS);
     if (every && (i + 1) % every === 0) hooks.onOutput?.(i, f64.subarray(a1, a1 + length));
     if (hooks.onIteration) {
       let go = hooks.onIteration(i, f64.subarray(a1, a1 + length));

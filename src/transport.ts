@@ -12,6 +12,12 @@ export interface Transport {
    */
   runStage(step: StageStep): Promise<void> | undefined;
   /**
+   * Optional: the next `count` iterations from `first` will run without a stop in between
+   * (MPI protocol v2 tells its stages once, not before every step). Transports without it
+   * can stop after any iteration.
+   */
+  beginEpoch?(first: number, count: number): void;
+  /**
    * Stops every rank and releases the transport; safe to call more than once. After a
    * failure (`failed`) nothing is asked politely: a stage may be out of step or gone.
    */

@@ -198,13 +198,26 @@ const sdk = suite('C stage SDK');
 const thirdStage = join(dir, 'third_stage');
 execFileSync('mpicc.openmpi', ['-O3', '-ffp-contract=off', '-Wall', '-Wextra', join(stages, 'third_stage.c'), join(fixtures, 'pipeline', 'third.c'), '-I', join(root, 'include'), '-o', thirdStage]);
 
+// The SDK speaks both versions: v1 by default for an exec stage, v2 when the pipeline says so,
+// here with sizes that change every iteration (the v2 step table cycles).
 for (const extra of LAUNCHES) {
-  sdk(`third.c's kernel as an exec stage through the SDK ${extra.join(' ')}: the same checksum as the c stage`, () => {
-    const exec = { name: 'third', kind: 'exec', ranks: 3, size: 4, command: [thirdStage] };
-    const r = cliJson(['--pipeline', pipelineFile('sdk', { stages: [SHIFT, exec], initial: 0.5 }), '-i', '4', ...extra]);
-    assert.is(r.checksum, ref([SHIFT, THIRD], 4).checksum);
-  });
+  for (const protocol of [undefined, 2]) {
+    sdk(`third.c's kernel as an exec stage through the SDK, protocol ${protocol ?? '1 (default)'} ${extra.join(' ')}: the same checksum as the c stage`, () => {
+      const exec = { name: 'third3', kind: 'exec', ranks: 3, size: 4, command: [thirdStage], ...(protocol ? { protocol } : {}) };
+      const sizes = [[2, 6, 4], [4, 12, 8], [2, 3, 2]];
+      const r = cliJson(['--pipeline', pipelineFile('sdk', { stages: [SHIFT, THIRD, exec], initial: 0.5 }), '-i', '7', '--sizes', sizes.map((g) => g.join(',')).join('/'), ...extra]);
+      const viaC = cliJson(['--pipeline', pipelineFile('sdk-c', { stages: [SHIFT, THIRD, { ...THIRD, name: 'third2' }], initial: 0.5 }), '-i', '7', '--sizes', sizes.map((g) => g.join(',')).join('/'), ...extra]);
+      assert.is(r.checksum, viaC.checksum);
+    });
+  }
 }
+
+sdk('an exec stage\'s "protocol" must be 1 or 2', () => {
+  const exec = { name: 'third', kind: 'exec', ranks: 3, size: 4, command: [thirdStage], protocol: 3 };
+  const r = cli(['--pipeline', pipelineFile('sdk-bad', { stages: [SHIFT, exec], initial: 0.5 }), '-i', '2']);
+  assert.is(r.status, 2);
+  assert.is(r.stderr, 'commloop: stage "third": "protocol" must be 1 or 2 (got 3)\n');
+});
 
 sdk('the built-in C worker (the SDK around halffirst) as an exec stage gives the demo\'s checksum', () => {
   const file = pipelineFile('worker-exec', {

@@ -5,11 +5,36 @@
  */
 import { hostname } from 'node:os';
 import type { MpiAddon } from './addon.js';
+import type { RingPlan } from '../pipeline/model.js';
 
 export const MAGIC = 0x434c4f50;
-export const VERSION = 1;
+/** v1: a header before every step. v2: the sizes once in the hello, a header per epoch of steps. */
+export type ProtocolVersion = 1 | 2;
 export const CMD_STOP = 0;
+/** v1: run one step {CMD_RUN, iteration, n_in, n_out}. */
 export const CMD_RUN = 1;
+/** v2: run `count` steps {CMD_EPOCH, first iteration, count, 0}, sizes from the step table. */
+export const CMD_EPOCH = 2;
+
+/**
+ * v2's step table for stage s: iteration i takes n_in = table[2*(i % P)] and n_out =
+ * table[2*(i % P) + 1], except iteration 0 whose n_in is `first` (stage 0 then reads the
+ * initial array, not the last stage's output of a previous iteration). The same sizes
+ * iterationSteps (pipeline/model.ts) derives step by step.
+ */
+export function stepTable(plan: RingPlan, s: number): { first: number; table: Int32Array } {
+  const { stages, schedule } = plan;
+  const S = stages.length;
+  const P = schedule.length;
+  const table = new Int32Array(2 * P);
+  for (let e = 0; e < P; e++) {
+    const produced = s === 0 ? stages[S - 1].ranks * schedule[(e + P - 1) % P][S - 1] : stages[s - 1].ranks * schedule[e][s - 1];
+    table[2 * e] = produced / stages[s].ranks;
+    table[2 * e + 1] = schedule[e][s];
+  }
+  const first = s === 0 ? plan.initialLength / stages[0].ranks : table[0];
+  return { first, table };
+}
 
 /**
  * A stage process's intercommunicator to the master: the spawn parent, or under one

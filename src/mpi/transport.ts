@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { addonPath, distDir, howToBuild, nativeWorkerPath, pythonStagePath } from '../assets.js';
 import { RunError } from '../errors.js';
 import type { CBackend } from '../stage/kernel.js';
-import { CMD_RUN, CMD_STOP, MAGIC, VERSION, hostHash } from './protocol.js';
+import { CMD_EPOCH, CMD_RUN, CMD_STOP, MAGIC, hostHash, stepTable } from './protocol.js';
 import { MpiError, mpi, setMpiEnvironment, type MpiAddon } from './addon.js';
 import type { RingPlan, RingStage, StageStep } from '../pipeline/model.js';
 import type { Transport, TransportContext } from '../transport.js';
@@ -107,7 +107,13 @@ export class MpiTransport implements Transport {
       this.comms.push(comm);
       m.label(comm, st.name);
       this.step(s, 'start-up', () => {
-        m.bcast(comm, Int32Array.of(MAGIC, VERSION, s, st.ranks), m.ROOT);
+        m.bcast(comm, Int32Array.of(MAGIC, st.protocol, s, st.ranks), m.ROOT);
+        if (st.protocol === 2) {
+          // v2: the sizes of every step, once, so a step needs no header (docs/PROTOCOL.md).
+          const { first, table } = stepTable(this.plan, s);
+          m.bcast(comm, Int32Array.of(table.length / 2, first), m.ROOT);
+          m.bcast(comm, table, m.ROOT);
+        }
         const ready = new Int32Array(2 * st.ranks);
         m.gather(comm, null, ready, 2, m.ROOT);
         for (let r = 0; r < st.ranks; r++) this.ranks.push({ stage: s, rank: r, pid: ready[2 * r], host: ready[2 * r + 1] });
@@ -174,10 +180,13 @@ export class MpiTransport implements Transport {
     const S = this.plan.stages.length;
     const ranks = this.plan.stages[step.stage].ranks;
     const comm = this.comms[step.stage];
-    header[0] = CMD_RUN;
-    header[1] = step.iteration;
-    header[2] = step.nIn;
-    header[3] = step.nOut;
+    const v1 = this.plan.stages[step.stage].protocol === 1;
+    if (v1) {
+      header[0] = CMD_RUN;
+      header[1] = step.iteration;
+      header[2] = step.nIn;
+      header[3] = step.nOut;
+    }
     this.midStep = true;
     const a = buffers[step.stage] / 8;
     const b = buffers[(step.stage + 1) % S] / 8;
@@ -188,7 +197,7 @@ export class MpiTransport implements Transport {
       i32[at + 1] = SENTINEL_HI;
     }
     this.step(step.stage, `iteration ${step.iteration}`, () => {
-      m.bcast(comm, header, m.ROOT);
+      if (v1) m.bcast(comm, header, m.ROOT);
       m.scatter(comm, f64.subarray(a, a + step.nIn * ranks), null, step.nIn, m.ROOT);
       m.gather(comm, null, f64.subarray(b, b + step.nOut * ranks), step.nOut, m.ROOT);
     });
@@ -205,6 +214,17 @@ export class MpiTransport implements Transport {
     }
     this.midStep = false;
     return undefined;
+  }
+
+  /**
+   * v2 stages: the next `count` steps, from iteration `first`, need no header. Between
+   * epochs every stage is between steps, so a stop can always be said politely.
+   */
+  beginEpoch(first: number, count: number): void {
+    const header = Int32Array.of(CMD_EPOCH, first, count, 0);
+    this.plan.stages.forEach((st, s) => {
+      if (st.protocol === 2) this.step(s, `the epoch header of iteration ${first}`, () => this.m.bcast(this.comms[s], header, this.m.ROOT));
+    });
   }
 
   async close(failed = false): Promise<void> {

@@ -7,7 +7,7 @@
 import { instantiateKernel } from '../stage/kernel.js';
 import { ARENA_BASE } from '../arena.js';
 import { errorLine, loadTransform, mustBeSync } from '../stage/ts-transform.js';
-import { CMD_STOP, MAGIC, VERSION, hostHash, stageComm } from './protocol.js';
+import { CMD_EPOCH, CMD_RUN, CMD_STOP, MAGIC, hostHash, stageComm } from './protocol.js';
 import { mpi } from './addon.js';
 import { stdoutToStderr } from '../stage/stdout.js';
 
@@ -32,9 +32,21 @@ stdoutToStderr(() => `${stageName} ${rank}`);
 
 const hello = new Int32Array(4);
 m.bcast(parent, hello, 0);
-if (hello[0] !== MAGIC || hello[1] !== VERSION) {
+if (hello[0] !== MAGIC || (hello[1] !== 1 && hello[1] !== 2)) {
   process.stderr.write(`commloop worker: bad hello (magic ${hello[0]}, version ${hello[1]})\n`);
   m.abort(parent, 2);
+}
+const version = hello[1];
+// v2: every step's sizes, once (docs/PROTOCOL.md): iteration i takes table[i % P], but
+// iteration 0's input size is `first`.
+let first = 0;
+let table = new Int32Array(0);
+if (version === 2) {
+  const head = new Int32Array(2);
+  m.bcast(parent, head, 0);
+  first = head[1];
+  table = new Int32Array(2 * head[0]);
+  m.bcast(parent, table, 0);
 }
 /**
  * The stage's own code failed: one failure report the supervisor turns into its line
@@ -97,11 +109,8 @@ function wasmStage(): Stage {
 }
 
 const stage = kind === 'ts' ? tsStage() : wasmStage();
-const header = new Int32Array(4);
-for (;;) {
-  m.bcast(parent, header, 0);
-  if (header[0] === CMD_STOP) break;
-  const [, iteration, nIn, nOut] = header;
+
+function step(iteration: number, nIn: number, nOut: number): void {
   const [input, output] = stage.buffers(nIn, nOut);
   m.scatter(parent, null, input, nIn, 0);
   try {
@@ -110,6 +119,24 @@ for (;;) {
     failed(err);
   }
   m.gather(parent, output, null, nOut, 0);
+}
+
+const header = new Int32Array(4);
+const P = table.length / 2;
+for (;;) {
+  m.bcast(parent, header, 0);
+  if (header[0] === CMD_STOP) break;
+  if (header[0] === CMD_RUN && version === 1) step(header[1], header[2], header[3]);
+  else if (header[0] === CMD_EPOCH && version === 2) {
+    // An epoch: header[2] steps from iteration header[1], no header in between.
+    for (let i = header[1]; i < header[1] + header[2]; i++) {
+      const e = 2 * (i % P);
+      step(i, i === 0 ? first : table[e], table[e + 1]);
+    }
+  } else {
+    process.stderr.write(`commloop-fail: ${hello[2]} ${rank} ProtocolError: bad header {${header.join(', ')}} for protocol ${version}\n`);
+    m.abort(parent, 1);
+  }
 }
 m.disconnect(parent);
 if (local !== null) m.free(local);

@@ -21,7 +21,7 @@ const KINDS = ['ts', 'c', 'exec', 'python'];
 const FIELDS: Record<string, string[]> = {
   ts: ['name', 'kind', 'ranks', 'size', 'module', 'export'],
   c: ['name', 'kind', 'ranks', 'size', 'source', 'function', 'cflags', 'libs'],
-  exec: ['name', 'kind', 'ranks', 'size', 'command', 'cwd', 'env'],
+  exec: ['name', 'kind', 'ranks', 'size', 'command', 'cwd', 'env', 'protocol'],
   python: ['name', 'kind', 'ranks', 'size', 'module', 'function', 'python', 'cwd', 'env'],
 };
 /** Kinds that run as a separate MPI program, so only over the MPI transport. */
@@ -157,6 +157,10 @@ export function validatePipeline(obj: unknown, baseDir: string): PipelineSpec {
       out.command = [resolveProgram(name, prog, cwd), ...args];
       out.cwd = cwd;
       out.env = stageEnv(name, st.env);
+      if (st.protocol !== undefined) {
+        if (st.protocol !== 1 && st.protocol !== 2) throw new UsageError(`stage "${name}": "protocol" must be 1 or 2 (got ${show(st.protocol)})`);
+        out.protocol = st.protocol;
+      }
     }
     return out;
   });
@@ -214,7 +218,7 @@ export async function preparePlan(spec: PipelineSpec, opts: PrepareOptions): Pro
   const userC: CSource[] = [];
   const stages: RingStage[] = [];
   for (const [s, st] of spec.stages.entries()) {
-    const rs: RingStage = { name: st.name, kind: st.kind, ranks: ranks[s] };
+    const rs: RingStage = { name: st.name, kind: st.kind, ranks: ranks[s], protocol: 2 };
     if (st.kind === 'ts') {
       rs.export = st.export ?? 'transform';
       rs.module = st.module!.startsWith('builtin:') ? st.module! : await buildTsModule(st.name, st.module!);
@@ -245,6 +249,7 @@ export async function preparePlan(spec: PipelineSpec, opts: PrepareOptions): Pro
       rs.command = st.command;
       rs.cwd = st.cwd;
       rs.env = st.env;
+      rs.protocol = st.protocol ?? 1; // written by others from docs/PROTOCOL.md, v1 unless it says
     }
     stages.push(rs);
   }

@@ -33,6 +33,8 @@ export interface StageSpec {
   libs?: string[];
   /** exec: an MPI program speaking docs/PROTOCOL.md, and its arguments. */
   command?: string[];
+  /** exec: the protocol version the program speaks (default 1; the C stage SDK speaks both). */
+  protocol?: 1 | 2;
   /** exec, python: the stage's working directory (default: the pipeline file's directory). */
   cwd?: string;
   /** exec, python: variables added to every rank's environment. */
@@ -66,6 +68,8 @@ export interface RingStage {
   worker?: [string, string];
   /** exec: program and arguments; exec and python: the absolute working directory they run in. */
   command?: string[];
+  /** The protocol version the hub speaks with this stage: 2 for the project's own stage processes. */
+  protocol: 1 | 2;
   cwd?: string;
   /** exec, python: variables added to every rank's environment. */
   env?: Record<string, string>;
