@@ -137,10 +137,11 @@ static inline int commloop_stage_run(int argc, char **argv, commloop_kernel_fn *
         commloop_stage_fail(s, "ProtocolError", "hello says stage %d of %d ranks; this is %d ranks, app number %d", hello[2], hello[3], s->nranks, appnum);
     }
     /* v2: every step's sizes, once: iteration i takes table[i % P], iteration 0's n_in is first. */
-    int sizes[2] = {0, 0}, *table = NULL;
+    int sizes[3] = {0, 0, 0}, *table = NULL;
     if (version == 2) {
-        commloop_stage_check(s, MPI_Bcast(sizes, 2, MPI_INT, 0, s->inter), "step table MPI_Bcast");
-        if (sizes[0] < 1 || sizes[1] < 1) commloop_stage_fail(s, "ProtocolError", "bad step table {%d, %d}", sizes[0], sizes[1]);
+        commloop_stage_check(s, MPI_Bcast(sizes, 3, MPI_INT, 0, s->inter), "step table MPI_Bcast");
+        /* sizes[2]: flags; none is defined yet, and an unknown one must not be ignored. */
+        if (sizes[0] < 1 || sizes[1] < 1 || sizes[2] != 0) commloop_stage_fail(s, "ProtocolError", "bad step table {%d, %d, %d}", sizes[0], sizes[1], sizes[2]);
         table = (int *)malloc(2 * (size_t)sizes[0] * sizeof(int));
         if (!table) commloop_stage_fail(s, "MemoryError", "out of memory for a step table of %d", sizes[0]);
         commloop_stage_check(s, MPI_Bcast(table, 2 * sizes[0], MPI_INT, 0, s->inter), "step table MPI_Bcast");

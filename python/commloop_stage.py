@@ -150,8 +150,10 @@ def serve(stage, module, fn_name):
     # v2: every step's sizes, once: iteration i takes table[i % P], iteration 0's n_in is `first`.
     table, first = [], 0
     if version == 2:
-        sizes = np.empty(2, dtype=np.int32)
+        sizes = np.empty(3, dtype=np.int32)
         inter.Bcast([sizes, INT], root=0)
+        if sizes[2] != 0:  # flags: none is defined yet, and an unknown one must not be ignored
+            raise ProtocolError(f'step table flags {int(sizes[2])} are not known here')
         first = int(sizes[1])
         t = np.empty(2 * int(sizes[0]), dtype=np.int32)
         inter.Bcast([t, INT], root=0)

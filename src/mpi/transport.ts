@@ -111,7 +111,8 @@ export class MpiTransport implements Transport {
         if (st.protocol === 2) {
           // v2: the sizes of every step, once, so a step needs no header (docs/PROTOCOL.md).
           const { first, table } = stepTable(this.plan, s);
-          m.bcast(comm, Int32Array.of(table.length / 2, first), m.ROOT);
+          // {P, first, flags}: no flag is defined yet; room for what only the project's own stages will be asked.
+          m.bcast(comm, Int32Array.of(table.length / 2, first, 0), m.ROOT);
           m.bcast(comm, table, m.ROOT);
         }
         const ready = new Int32Array(2 * st.ranks);

@@ -42,8 +42,12 @@ const version = hello[1];
 let first = 0;
 let table = new Int32Array(0);
 if (version === 2) {
-  const head = new Int32Array(2);
+  const head = new Int32Array(3);
   m.bcast(parent, head, 0);
+  if (head[2] !== 0) {
+    process.stderr.write(`commloop-fail: ${hello[2]} ${rank} ProtocolError: step table flags ${head[2]} are not known here\n`);
+    m.abort(parent, 1);
+  }
   first = head[1];
   table = new Int32Array(2 * head[0]);
   m.bcast(parent, table, 0);
