@@ -39,7 +39,7 @@ case ${1:-} in
     shift
     down
     mkdir -p "$STATE"
-    ip link add "$BR" type bridge
+    ip link add "$BR" address 02:77:00:00:00:01 type bridge
     ip addr add 10.77.0.1/24 dev "$BR"
     ip link set "$BR" up
     n=2
@@ -60,6 +60,11 @@ case ${1:-} in
         [ "$kind" = :drop ] || ip link set "$(link "$name")" up
         ip -n "$ns" addr add "10.77.0.$n/24" dev eth0
         ip -n "$ns" link set eth0 up
+        # Fixed neighbours both ways: behind a link that is down, packets vanish (no ARP
+        # failure to report "no route"), as they do behind a real partition or firewall.
+        mac=$(ip -n "$ns" -o link show eth0 | sed 's/.*link\/ether \([^ ]*\).*/\1/')
+        ip neigh replace "10.77.0.$n" lladdr "$mac" dev "$BR" nud permanent
+        ip -n "$ns" neigh replace 10.77.0.1 lladdr 02:77:00:00:00:01 dev eth0 nud permanent
         echo "$name 10.77.0.$n" >>"$STATE/hosts"
       fi
       n=$((n + 1))
