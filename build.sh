@@ -35,6 +35,8 @@ command -v mpicc.openmpi >/dev/null 2>&1 || missing+=(openmpi-bin libopenmpi-dev
 # python3 is first on PATH; the ring itself never needs them.
 if ((with_test)); then
   /usr/bin/python3 -c 'import mpi4py, numpy' >/dev/null 2>&1 || missing+=(python3-mpi4py python3-numpy)
+  # test/hosts/: the bed of hosts as network namespaces (ip netns; unshare is util-linux's).
+  command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 fi
 if ((${#missing[@]})); then
   if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null 2>&1; then

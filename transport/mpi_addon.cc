@@ -8,6 +8,7 @@
 // call after checking count * size fits their byteLength.
 #include <dlfcn.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <mpi.h>
 #include <napi.h>
 
@@ -281,6 +282,33 @@ void KillWatched() {
 std::atomic<int> g_report_fd{-1};
 std::atomic<pid_t> g_lifeline{0};
 
+// Every line on the report fd goes through here, whole, under one mutex: the hub's own
+// messages (report(), from JS), the watchdog's failures and its pulse never interleave,
+// however long a line is (a pipe splits writes past PIPE_BUF).
+std::mutex g_report_mu;
+
+void WriteReport(const std::string& line) {
+  std::lock_guard<std::mutex> lock(g_report_mu);
+  int fd = g_report_fd.load();
+  if (fd < 0) fd = 2;
+  size_t done = 0;
+  while (done < line.size()) {
+    ssize_t n = write(fd, line.data() + done, line.size() - done);
+    if (n > 0) {
+      done += static_cast<size_t>(n);
+    } else if (n < 0 && errno == EAGAIN) {
+      pollfd p{fd, POLLOUT, 0};
+      poll(&p, 1, 100);
+    } else if (!(n < 0 && errno == EINTR)) {
+      return;  // the reader is gone: nobody to tell
+    }
+  }
+}
+
+// How often the watchdog tells the supervisor that this process and its host are still
+// there: a hub on a host cut off by the network falls silent, whatever its calls do.
+constexpr int64_t kPulseMs = 500;
+
 struct Failure {
   std::string stage;  // empty: no stage to blame
   int rank = -1;
@@ -303,8 +331,7 @@ struct Failure {
     if (!f.stage.empty()) line += "stage \"" + f.stage + "\"" + (f.rank >= 0 ? " rank " + std::to_string(f.rank) : "") + ": ";
     line += f.detail + "\n";
   }
-  ssize_t ignored = write(fd >= 0 ? fd : 2, line.data(), line.size());
-  (void)ignored;
+  WriteReport(line);
   KillWatched();
   _exit(1);
 }
@@ -336,10 +363,19 @@ bool Ended(pid_t pid, std::string* how, const char** reason) {
 }
 
 void WatchLoop() {
+  char host[256] = {0};
+  gethostname(host, sizeof host - 1);
+  const std::string pulse = std::string("@@commloop {\"t\":\"pulse\",\"host\":\"") + host + "\"}\n";
+  int64_t pulsed = 0;
   for (;;) {
     // Often enough that the rank that died first is still the only one gone: Open MPI
     // takes the rest of the job down soon after, and the message should name the cause.
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    // Outside the watch lock: a slow reader must not hold up watch() and friends.
+    if (g_report_fd.load() >= 0 && NowMs() - pulsed >= kPulseMs) {
+      pulsed = NowMs();
+      WriteReport(pulse);
+    }
     std::lock_guard<std::mutex> lock(g_watch_mu);
     pid_t lifeline = g_lifeline.load();
     if (lifeline > 0 && getppid() != lifeline) {
@@ -732,6 +768,15 @@ Napi::Value ReportTo(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// report(line): writes one whole line (ending in \n) on the report fd, never interleaved
+// with the watchdog's own lines. Before reportTo, on stderr.
+Napi::Value Report(const Napi::CallbackInfo& info) {
+  std::string line = StrArg(info, 0, "line");
+  if (line.empty() || line.back() != '\n') ThrowRange(info.Env(), "line must end with a newline");
+  WriteReport(line);
+  return info.Env().Undefined();
+}
+
 Napi::Value Unwatch(const Napi::CallbackInfo& info) {
   int32_t h = IntArg(info, 0, "comm", 0, 2147483647);
   std::lock_guard<std::mutex> lock(g_watch_mu);
@@ -775,6 +820,7 @@ Napi::Object Module(Napi::Env env, Napi::Object exports) {
   exports.Set("killAll", Napi::Function::New(env, KillAll, "killAll"));
   exports.Set("label", Napi::Function::New(env, Label, "label"));
   exports.Set("reportTo", Napi::Function::New(env, ReportTo, "reportTo"));
+  exports.Set("report", Napi::Function::New(env, Report, "report"));
   return exports;
 }
 

@@ -54,6 +54,11 @@ export interface MpiAddon {
    * CLI's line on stderr), and ends the run when this process's parent stops being `lifelinePid`.
    */
   reportTo(fd: number, lifelinePid: number): void;
+  /**
+   * Writes one whole line (ending in "\n") where reportTo said, under the same lock as the
+   * watchdog's own lines (its failures and a pulse every 500 ms), so none interleave.
+   */
+  report(line: string): void;
 }
 
 let addon: MpiAddon | undefined;

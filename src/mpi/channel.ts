@@ -36,6 +36,8 @@ export type ToHub =
 export type FromHub =
   | { t: 'ready'; ranks: [stage: number, rank: number, pid: number, host: number][] }
   | { t: 'beat'; i: number }
+  /** From the hub's watchdog thread every 500 ms: the hub and its host are still there. */
+  | { t: 'pulse'; host: string }
   | { t: 'it'; i: number; a: string }
   | { t: 'out'; i: number; a: string }
   | { t: 'done'; startS: number; totalS: number; times: number[]; final: string }

@@ -18,7 +18,14 @@ import { MpiTransport } from './transport.js';
 // Spawn mode: fds 3 (in) and 4 (out) from the supervisor, because the singleton's orted
 // shares this process's stdin and stdout. MPMD: stdin and stdout, which mpirun forwards.
 const [inFd, outFd] = (process.env[HUB_FDS_ENV] ?? '0,1').split(',').map(Number);
-const send = (m: FromHub) => writeSync(outFd, MARK + JSON.stringify(m) + '\n');
+// Through the addon once it reports on outFd: its watchdog writes there too (failures, and
+// a pulse every 500 ms that tells the supervisor this host is still reachable).
+let reporting = false;
+const send = (m: FromHub) => {
+  const line = MARK + JSON.stringify(m) + '\n';
+  if (reporting) mpi().report(line);
+  else writeSync(outFd, line);
+};
 
 const lines = createInterface({ input: inFd === 0 ? process.stdin : new Socket({ fd: inFd, readable: true, writable: false }), crlfDelay: Infinity });
 const stop = new AbortController();
@@ -51,6 +58,7 @@ try {
   // From the first spawn on, failures the addon's watchdog finds go to the supervisor; in
   // spawn mode this process's parent is the supervisor, its lifeline.
   mpi().reportTo(outFd, opts.launch === 'spawn' ? process.ppid : 0);
+  reporting = true;
   const outcome = await driveRing(plan, transport, arena, {
     iterations: opts.iterations,
     signal: stop.signal,

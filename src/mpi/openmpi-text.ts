@@ -22,6 +22,7 @@ export function openMpiLines(): (line: string) => boolean {
     return (
       /^\[[^\]\s]+:\d+\]/.test(line) || // [host:pid] runtime notices and error-handler banners
       /^\[warn\] /.test(line) || // libevent, through mpirun
+      /^ssh: /.test(line) || // the rsh launcher's ssh, passed on by Open MPI (read by unreachable())
       /^(mpirun|orterun|orted|Primary job|Child job|MPI_ABORT was invoked|\s*Process name:|\s*Exit code:)/.test(line) ||
       /^(a non-zero exit code|Per user-direction|with errorcode|You may or may not see output|NOTE: invoking MPI_ABORT)/.test(line)
     );

@@ -42,6 +42,15 @@ export function descendants(root: number): Proc[] {
   return out;
 }
 
+/** A live process's arguments ([] when it is gone). */
+export function cmdline(pid: number): string[] {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean);
+  } catch {
+    return [];
+  }
+}
+
 /** The same process as recorded (not a new one that took its pid). */
 export function stillThere(p: Proc): boolean {
   return stat(p.pid)?.start === p.start;

@@ -21,7 +21,7 @@ import { HUB_FDS_ENV, MARK, STAGE_FAIL, decodeArray, toWire, type FromHub, type 
 import type { Readable, Writable } from 'node:stream';
 import { mpmdCommand } from './mpmd.js';
 import { failureFromOpenMpi, openMpiLines } from './openmpi-text.js';
-import { descendants, killRecorded, type Proc } from './procs.js';
+import { cmdline, descendants, killRecorded, type Proc } from './procs.js';
 import { hostHash } from './protocol.js';
 import { STOP_GRACE_MS } from '../transport.js';
 
@@ -45,6 +45,17 @@ export interface SuperviseHooks {
 const EXIT_GRACE_MS = 10_000;
 /** Beyond the hub's own per-call deadline: node and mpirun starting, a slow host. */
 const START_SLACK_MS = 2_000;
+/**
+ * With other hosts, after the hub's failure: how long Open MPI gets to take the job down
+ * before the supervisor does. Its abort waits on every daemon, and one behind a partition
+ * never answers; the daemons that outlive mpirun end when they lose it.
+ */
+const REMOTE_FAIL_GRACE_MS = 1_000;
+/**
+ * The hub's watchdog pulses every 500 ms; with none for this long past the timeout (at least
+ * 1 s), the hub or its host is lost: a partition, with the hub on the far side.
+ */
+const PULSE_SLACK_MS = 1_500;
 
 export function superviseMpiRun(plan: RingPlan, opts: SuperviseOptions, hooks: SuperviseHooks): Promise<RingOutcome> {
   const env: NodeJS.ProcessEnv = { ...process.env };
@@ -61,10 +72,15 @@ export function superviseMpiRun(plan: RingPlan, opts: SuperviseOptions, hooks: S
   const toHub = (spawnMode ? child.stdio[3] : child.stdin) as Writable;
   const fromHub = (spawnMode ? child.stdio[4] : child.stdout) as Readable;
   const hostNames = knownHosts(opts.spawnInfo);
+  const launchHosts = listedHosts(opts.spawnInfo);
 
   return new Promise<RingOutcome>((resolve, reject) => {
     const t0 = Date.now();
     let lastWord = t0;
+    let lastPulse = 0;
+    /** Until Ready: the hosts whose launch (ssh HOST orted ...) was still running at the last look. */
+    let launching: string[] = [];
+    let hubHost = '';
     let readyAt = 0;
     let endedAt = 0;
     let outcome: RingOutcome | undefined;
@@ -96,8 +112,13 @@ export function superviseMpiRun(plan: RingPlan, opts: SuperviseOptions, hooks: S
         process.stderr.write(line + '\n'); // not ours: a stage wrote to the hub's stdout
         return;
       }
-      lastWord = Date.now();
       const m = JSON.parse(line.slice(MARK.length)) as FromHub;
+      if (m.t === 'pulse') {
+        lastPulse = Date.now();
+        hubHost = m.host;
+        return;
+      }
+      lastWord = Date.now();
       if (m.t === 'ready') {
         readyAt = lastWord;
         for (const [s, r, pid, host] of m.ranks) ranks.set(`${s}/${r}`, { pid, host });
@@ -150,18 +171,30 @@ export function superviseMpiRun(plan: RingPlan, opts: SuperviseOptions, hooks: S
     const S = plan.stages.length;
     const watch = setInterval(() => {
       const now = Date.now();
+      // Looked at now, before a deadline ends them: the hub's own ends the daemon and its ssh.
+      if (!readyAt && !endedAt && launchHosts.length && child.pid) launching = pendingLaunches(descendants(child.pid), launchHosts);
       let late: Failure | undefined;
       if (endedAt) {
         // The result (or the failure) is in: a job slow to go is ended, not reported.
-        if (now - endedAt > EXIT_GRACE_MS) kill();
+        const grace = remote && hubFailure ? REMOTE_FAIL_GRACE_MS : EXIT_GRACE_MS;
+        if (now - endedAt > grace) kill();
         return;
       } else if (abortedAt && now - abortedAt > STOP_GRACE_MS + EXIT_GRACE_MS) {
         // Asked to stop, and the hub neither finished the step nor shut down: a stage hangs.
         late = { reason: 'timeout', detail: `stopped by signal; the run did not stop within ${STOP_GRACE_MS + EXIT_GRACE_MS} ms` };
+      } else if (lastPulse && now - lastPulse > Math.max(opts.timeoutMs, 1_000) + PULSE_SLACK_MS) {
+        late = {
+          reason: 'timeout',
+          host: hubHost,
+          detail: `the hub on ${hubHost} fell silent for ${now - lastPulse} ms: the host or the network to it is down`,
+        };
       } else if (!readyAt) {
         if (now - t0 > opts.timeoutMs + START_SLACK_MS) {
-          const where = hostNames.size > 1 ? ` on ${[...new Set(hostNames.values())].join(', ')} (is every host reachable, by ssh too?)` : '';
-          late = { reason: 'start', detail: `the stages did not start within ${opts.timeoutMs} ms${where}` };
+          late = unreachable(noise, launching, opts.timeoutMs);
+          if (!late) {
+            const where = launchHosts.length ? ` on ${launchHosts.join(', ')} (is every host reachable, by ssh too?)` : '';
+            late = { reason: 'start', detail: `the stages did not start within ${opts.timeoutMs} ms${where}` };
+          }
         }
       } else if (now - lastWord > (S + 1) * opts.timeoutMs + START_SLACK_MS) {
         late = { reason: 'timeout', detail: `the hub stopped answering for ${now - lastWord} ms` };
@@ -194,8 +227,11 @@ export function superviseMpiRun(plan: RingPlan, opts: SuperviseOptions, hooks: S
       killRecorded(recorded.values());
       if (callerError !== undefined) return reject(callerError);
       if (outcome && !hubFailure) return resolve(outcome);
+      // A host that ssh could not reach is the cause of whatever failed at start-up.
+      const lostHost = readyAt ? undefined : unreachable(noise, launching, opts.timeoutMs);
       const failure =
         stageFailures[0] ??
+        lostHost ??
         hubFailure ??
         failureFromOpenMpi(noise, plan, opts.launch) ?? {
           reason: signal ? 'killed' : 'exited',
@@ -212,6 +248,57 @@ export function superviseMpiRun(plan: RingPlan, opts: SuperviseOptions, hooks: S
       reject(err);
     });
   });
+}
+
+/** The hosts of --host and the hostfile, by name, in order. */
+function listedHosts(info: Record<string, string>): string[] {
+  const names: string[] = [];
+  if (info.host) names.push(...info.host.split(',').map((h) => h.split(':')[0]));
+  if (info.hostfile) {
+    try {
+      for (const line of readFileSync(info.hostfile, 'utf8').split('\n')) {
+        const name = line.replace(/#.*/, '').trim().split(/\s+/)[0];
+        if (name) names.push(name);
+      }
+    } catch {
+      // the hub reports an unreadable hostfile itself
+    }
+  }
+  return [...new Set(names)];
+}
+
+/**
+ * A host of the run that could not be reached, as a Failure: one ssh named (it could not
+ * resolve or connect to it; Open MPI's rsh launcher passes ssh's words on), or else one
+ * whose launch was still running when the start-up failed or its deadline passed (a
+ * host that drops packets: ssh would wait minutes for it).
+ */
+export function unreachable(lines: string[], launching: string[], waitedMs: number): Failure | undefined {
+  for (const line of lines) {
+    const m = /^ssh: (?:Could not resolve hostname (\S+?): (.*)|connect to host (\S+) port \d+: (.*))$/.exec(line.trim());
+    if (!m) continue;
+    const host = m[1] ?? m[3];
+    return { reason: 'start', host, detail: `host ${host} cannot be reached: ${(m[2] ?? m[4]).trim()} (ssh)` };
+  }
+  const host = launching[0];
+  return host ? { reason: 'start', host, detail: `host ${host} cannot be reached: ssh to it did not connect within ${waitedMs} ms` } : undefined;
+}
+
+/**
+ * The hosts that Open MPI's launcher is still starting a daemon on: processes of the run
+ * whose arguments hold one of the hosts and then the daemon's command line
+ * (`ssh -x HOST "PATH=... ; orted ..."`, or an agent's equivalent).
+ */
+function pendingLaunches(procs: Proc[], hosts: string[]): string[] {
+  const out = new Set<string>();
+  for (const p of procs) {
+    const argv = cmdline(p.pid);
+    const at = argv.findIndex((a) => /(^|[\s/;])orted(\s|$)/.test(a));
+    if (at < 1) continue;
+    const host = argv.slice(0, at).reverse().find((a) => hosts.includes(a));
+    if (host) out.add(host);
+  }
+  return [...out];
 }
 
 /** Host-name hashes we can name: this host, and every host of --host or the hostfile. */

@@ -1,0 +1,161 @@
+// Several hosts, on a bed of network namespaces (test/hosts/bed.sh; Open MPI starts its
+// daemons there through test/hosts/agent.sh, which behaves as ssh). The supervisor, Open
+// MPI's HNP and, in spawn mode, the hub stay in the root namespace, which is not a host of
+// the hostfile; under MPMD the hub is rank 0, on the hostfile's first host. In both launch
+// modes: ranks land on every host with the one-host checksum; a rank killed on another host,
+// a partition and an unreachable host each end the run in time, with exit 1, one line that
+// names what failed, and nothing of the run left on any host.
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { MPI_MISSING, cmdline, exists, haveMpi, master, root, until } from './helpers.mjs';
+import { referenceRing } from './reference.mjs';
+
+const BED = join(root, 'test', 'hosts', 'bed.sh');
+const AGENT = join(root, 'test', 'hosts', 'agent.sh');
+const RING = join(root, 'test', 'fixtures', 'hosts', 'ring.json');
+const bed = (...args) => spawnSync('sh', [BED, ...args], { encoding: 'utf8' });
+
+/** Why the bed cannot be made here, or undefined once it is up. */
+function prepare() {
+  if (process.getuid?.() !== 0) return 'not root: the bed of hosts needs network namespaces (run npm test as root)';
+  if (spawnSync('ip', ['-V']).error) return 'no ip command: apt-get install -y iproute2 (bash build.sh --test does)';
+  if (!haveMpi()) throw new Error(MPI_MISSING);
+  // h3 has an address nothing routes to; h4's link is down from the start (it drops packets).
+  const up = bed('up', 'h1', 'h2', 'h3:noroute', 'h4:drop');
+  if (up.status !== 0) return `cannot make network namespaces here: ${(up.stderr || up.error?.message || '').trim().split('\n')[0]}`;
+  process.on('exit', () => bed('down'));
+  return undefined;
+}
+const why = prepare();
+if (why) console.log(`hosts.test.mjs: every test skipped: ${why}`);
+
+const dir = mkdtempSync(join(tmpdir(), 'commloop-hosts-'));
+process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
+const hostfile = (...hosts) => {
+  const file = join(dir, `${hosts.join('-')}.hosts`);
+  writeFileSync(file, hosts.map((h) => `${h} slots=1\n`).join(''));
+  return file;
+};
+const ENV = {
+  ...process.env,
+  OMPI_MCA_plm_rsh_agent: AGENT,
+  OMPI_MCA_plm_rsh_no_tree_spawn: '1',
+  // Round robin over the hosts, so every host holds ranks of the ring's first stage.
+  OMPI_MCA_rmaps_base_mapping_policy: 'node',
+  // Open MPI's own traffic stays on the bed's bridge.
+  OMPI_MCA_oob_tcp_if_include: '10.77.0.0/24',
+  OMPI_MCA_btl_tcp_if_include: '10.77.0.0/24',
+};
+
+/** Starts the CLI on the bed; `where` collects the fixture's "where RANK HOST PID" lines. */
+function run(args) {
+  const t0 = Date.now();
+  const child = spawn(process.execPath, [master, '--pipeline', RING, ...args], { env: ENV });
+  const r = { child, stdout: '', stderr: '', where: [] };
+  child.stdout.on('data', (d) => (r.stdout += d));
+  child.stderr.on('data', (d) => {
+    r.stderr += d;
+    r.where = [...r.stderr.matchAll(/^where (\d+) (\S+) (\d+)$/gm)].map((m) => ({ rank: Number(m[1]), host: m[2], pid: Number(m[3]) }));
+  });
+  r.exit = new Promise((resolve) => child.on('exit', (code) => resolve({ code, at: Date.now(), ms: Date.now() - t0 })));
+  return r;
+}
+/** stderr without the fixture's where lines. */
+const said = (r) => r.stderr.split('\n').filter((l) => l && !l.startsWith('where '));
+const LOG = String.raw`(?: \(Open MPI's messages: \S+\))?`;
+
+/** Processes of the run still there: inside any host of the bed, or this checkout's own in the root namespace. */
+function leftovers() {
+  const inBed = bed('pids').stdout.split(/\s+/).filter(Boolean).map(Number);
+  const mine = readdirSync('/proc')
+    .filter((n) => /^[0-9]+$/.test(n))
+    .map(Number)
+    .filter((p) => p !== process.pid && [join(root, 'dist'), AGENT].some((s) => cmdline(p).includes(s)));
+  return [...new Set([...inBed, ...mine])].filter(exists).map((p) => `${p} ${cmdline(p).slice(0, 80)}`);
+}
+async function nothingLeft(ms) {
+  await until(() => leftovers().length === 0, ms);
+  assert.equal(leftovers(), [], 'processes of the run left');
+}
+
+for (const launch of ['spawn', 'mpmd']) {
+  const test = suite(`several hosts, --launch ${launch}`);
+  const it = why ? test.skip : test;
+  const MODE = ['--launch', launch];
+
+  it('ranks land on every host and the checksum is the one-host run\'s', async () => {
+    const r = run([...MODE, '-p', '2', '--sizes', '10,1000,1000', '-i', '3', '--hostfile', hostfile('h1', 'h2'), '--json', '--timeout', '20']);
+    const { code } = await r.exit;
+    assert.is(code, 0, r.stderr);
+    assert.is(JSON.parse(r.stdout).checksum, referenceRing(2, [[10, 1000, 1000]], 3).checksum);
+    assert.is(JSON.parse(r.stdout).checksum, 14468.8671875);
+    assert.equal([...new Set(r.where.map((w) => w.host))].sort(), ['h1', 'h2']);
+    assert.equal(said(r), []);
+    await nothingLeft(5_000);
+  });
+
+  it('a rank killed on another host ends the run in < 10 s: exit 1, one line naming the stage and the host', async () => {
+    const r = run([...MODE, '-p', '2', '--sizes', '10,1000,1000', '-i', '1000000', '--hostfile', hostfile('h1', 'h2'), '--timeout', '20']);
+    assert.ok(await until(() => r.where.some((w) => w.host === 'h2'), 30_000), `no rank on h2: ${r.stderr}`);
+    const victim = r.where.find((w) => w.host === 'h2');
+    const t = Date.now();
+    process.kill(victim.pid, 'SIGKILL');
+    const { code, at } = await r.exit;
+    assert.is(code, 1);
+    assert.ok(at - t < 10_000, `took ${at - t} ms`);
+    const lines = said(r);
+    assert.is(lines.length, 1, r.stderr);
+    assert.match(lines[0], new RegExp(String.raw`^commloop: stage "where" rank ${victim.rank} on h2: was killed by SIGKILL \((?:reported by Open MPI|pid \d+)\)${LOG}$`));
+    await nothingLeft(10_000);
+  });
+
+  // Under MPMD the hub is rank 0, on h1: cutting h1 puts it on the far side.
+  for (const cut of launch === 'mpmd' ? ['h1', 'h2'] : ['h2']) {
+    it(`a partition (${cut}'s link down) ends the run by --timeout + 2 s; 10 s after the link returns nothing is left`, async () => {
+      const r = run([...MODE, '-p', '2', '--sizes', '10,1000,1000', '-i', '1000000', '--hostfile', hostfile('h1', 'h2'), '--timeout', '8']);
+      try {
+        assert.ok(await until(() => r.where.length === 2, 30_000), `the ring did not start: ${r.stderr}`);
+        const t = Date.now();
+        assert.is(bed('cut', cut).status, 0);
+        const { code, at } = await r.exit;
+        assert.is(code, 1);
+        assert.ok(at - t <= 8_000 + 2_000, `took ${at - t} ms`);
+        const lines = said(r);
+        assert.is(lines.length, 1, r.stderr);
+        const hubSide = launch === 'mpmd' && cut === 'h1';
+        const expected = hubSide
+          ? String.raw`^commloop: the hub on h1 fell silent for \d+ ms: the host or the network to it is down${LOG}$`
+          : String.raw`^commloop: stage "(where|c|ts2)": did not answer a (gather|scatter|bcast) within 8000 ms${LOG}$`;
+        assert.match(lines[0], new RegExp(expected));
+      } finally {
+        bed('mend', cut);
+      }
+      await new Promise((resolve) => setTimeout(resolve, 10_000));
+      assert.equal(leftovers(), [], 'processes of the run left 10 s after the link returned');
+    });
+  }
+
+  const unreachable = [
+    ['nosuch', 'an unresolvable name', 'Name or service not known \\(ssh\\)'],
+    ['h3', 'no route to it', 'No route to host \\(ssh\\)'],
+    ['h4', 'one that drops packets', 'ssh to it did not connect within 5000 ms'],
+  ];
+  for (const [host, what, detail] of unreachable) {
+    it(`a hostfile host that cannot be reached (${what}) fails the run within --timeout: exit 1, one line naming it`, async () => {
+      const r = run([...MODE, '-p', '2', '--sizes', '10,1000,1000', '-i', '3', '--hostfile', hostfile('h1', host), '--timeout', '5']);
+      const { code, ms } = await r.exit;
+      assert.is(code, 1);
+      assert.ok(ms <= 5_000 + 2_500, `took ${ms} ms`);
+      const lines = said(r);
+      assert.is(lines.length, 1, r.stderr);
+      assert.match(lines[0], new RegExp(String.raw`^commloop: host ${host} cannot be reached: ${detail}${LOG}$`));
+      await nothingLeft(10_000);
+    });
+  }
+
+  test.run();
+}
