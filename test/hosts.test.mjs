@@ -109,7 +109,7 @@ for (const launch of ['spawn', 'mpmd']) {
     assert.ok(at - t < 10_000, `took ${at - t} ms`);
     const lines = said(r);
     assert.is(lines.length, 1, r.stderr);
-    assert.match(lines[0], new RegExp(String.raw`^commloop: stage "where" rank ${victim.rank} on h2: was killed by SIGKILL \((?:reported by Open MPI|pid \d+)\)${LOG}$`));
+    assert.match(lines[0], new RegExp(String.raw`^commloop: stage "where" rank ${victim.rank} on h2: was killed by SIGKILL \((?:reported by Open MPI|pid \d+)\)${LOG}$`), lines[0]);
     await nothingLeft(10_000);
   });
 

@@ -133,6 +133,17 @@ for (const mode of ['spawn', 'mpmd']) {
   });
 }
 
+counts('a stage that finalizes without disconnecting fails the run at shutdown, naming it', () => {
+  const nodisc = { name: 'nodisc', kind: 'exec', ranks: 2, size: 4, command: ['/usr/bin/python3', join(fixtures, 'lifecycle', 'no_disconnect.py')] };
+  const r = cli(['--pipeline', pipelineFile('nodisc', { stages: [C, nodisc] }), '-i', '3', '--json']);
+  assert.is(r.status, 1, r.stderr);
+  assert.is(r.stdout, '');
+  assert.match(
+    r.stderr,
+    /^commloop: stage "nodisc": did not disconnect after the stop \(every rank must MPI_Comm_disconnect before MPI_Finalize\): MPI_Comm_disconnect: MPI_ERR_COMM: invalid communicator( \(Open MPI's messages: \S+\))?\n$/,
+  );
+});
+
 counts.run();
 
 const bad = suite('bad input found before the run');

@@ -229,11 +229,16 @@ export function superviseMpiRun(plan: RingPlan, opts: SuperviseOptions, hooks: S
       if (outcome && !hubFailure) return resolve(outcome);
       // A host that ssh could not reach is the cause of whatever failed at start-up.
       const lostHost = readyAt ? undefined : unreachable(noise, launching, opts.timeoutMs);
+      // A rank the hub saw killed by SIGTERM is Open MPI tearing the job down after the
+      // real cause (mpirun ends local ranks so): Open MPI's own account names the origin.
+      const ompi = failureFromOpenMpi(noise, plan, opts.launch);
+      const collateral = hubFailure?.reason === 'killed' && /killed by SIGTERM/.test(hubFailure.detail) && ompi !== undefined;
       const failure =
         stageFailures[0] ??
         lostHost ??
+        (collateral ? ompi : undefined) ??
         hubFailure ??
-        failureFromOpenMpi(noise, plan, opts.launch) ?? {
+        ompi ?? {
           reason: signal ? 'killed' : 'exited',
           detail: `${cmd === mpirun ? 'mpirun' : 'the MPI hub'} ${signal ? `was killed by ${signal}` : `exited with code ${code}`} before the run ended`,
         };
@@ -303,17 +308,5 @@ function pendingLaunches(procs: Proc[], hosts: string[]): string[] {
 
 /** Host-name hashes we can name: this host, and every host of --host or the hostfile. */
 function knownHosts(info: Record<string, string>): Map<number, string> {
-  const names = [hostname(), 'localhost'];
-  if (info.host) names.push(...info.host.split(',').map((h) => h.split(':')[0]));
-  if (info.hostfile) {
-    try {
-      for (const line of readFileSync(info.hostfile, 'utf8').split('\n')) {
-        const name = line.replace(/#.*/, '').trim().split(/\s+/)[0];
-        if (name) names.push(name);
-      }
-    } catch {
-      // the hub reports an unreadable hostfile itself
-    }
-  }
-  return new Map(names.map((n) => [hostHash(n), n]));
+  return new Map([hostname(), 'localhost', ...listedHosts(info)].map((n) => [hostHash(n), n]));
 }

@@ -132,11 +132,14 @@ export class MpiTransport implements Transport {
     } catch (err) {
       if (!(err instanceof MpiError)) throw err;
       const truncated = /MPI_ERR_TRUNCATE/.test(err.message);
-      throw new RunError({
-        stage: this.plan.stages[s].name,
-        reason: truncated ? 'count' : 'protocol',
-        detail: truncated ? `a rank sent more elements than ${what} asked (${err.message})` : `${err.message} in ${what}`,
-      });
+      // After the last iteration a stage must disconnect before it finalizes: one that does
+      // not breaks the hub's disconnect. Its results are in, but the run did not end cleanly.
+      const detail = truncated
+        ? `a rank sent more elements than ${what} asked (${err.message})`
+        : what === 'shutdown'
+          ? `did not disconnect after the stop (every rank must MPI_Comm_disconnect before MPI_Finalize): ${err.message}`
+          : `${err.message} in ${what}`;
+      throw new RunError({ stage: this.plan.stages[s].name, reason: truncated ? 'count' : 'protocol', detail });
     }
   }
 
