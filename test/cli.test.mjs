@@ -44,7 +44,7 @@ checksums('sizes that change every iteration match the reference', () => {
 });
 
 checksums('human output names the ring and prints the checksum', () => {
-  const r = cli(['-p', '2', '--sizes', '10,1000,1000', '-i', '3', '--transport', 'threads']);
+  const r = cli(['-p', '2', '--sizes', '10,1000,1000', '-i', '3', '--transport', 'threads', '--threads', '2']);
   assert.is(r.status, 0);
   assert.is(
     r.stdout,

@@ -61,7 +61,8 @@ Options:
   --hostfile FILE        mpi transport: run ranks on the hosts of an Open MPI hostfile
   --host a,b             mpi transport: run ranks on these hosts
   --threads N            threads transport: worker threads running ranks (the
-                         caller's thread runs none; default: min(procs, cores))
+                         caller's thread runs none; default: min(procs, cores - 1),
+                         min(procs, cores) for stages of 65536 doubles or more)
   --timeout S            seconds any one stage may take before the run fails, 0.001
                          to 86400 (default: 60)
   -g, --benchmark        print the time breakdown (start, first, last, mean and
