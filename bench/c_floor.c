@@ -158,7 +158,7 @@ int main(int argc, char **argv) {
         if (version == 2) {
             /* The step table (docs/PROTOCOL.md): stage s reads what stage s-1 wrote, stage 0 the
              * previous group's Array1 (and at iteration 0 the initial one). */
-            int head[3] = {ntrip, sizes[0][0], 0}, *table = malloc(2 * (size_t)ntrip * sizeof(int));
+            int head[3] = {ntrip, sizes[0][s], 0}, *table = malloc(2 * (size_t)ntrip * sizeof(int));
             if (!table) usage("out of memory");
             for (int e = 0; e < ntrip; e++) {
                 table[2 * e] = s == 0 ? sizes[(e + ntrip - 1) % ntrip][0] : sizes[e][s];
