@@ -76,12 +76,21 @@ function command(impl, ranks, sizes, iterations) {
 }
 
 const cells = cell ? [{ ranks: Number(cell.split('/')[0]), shape: cell.split('/')[1] }] : quick ? QUICK : FULL;
+/**
+ * Cells whose median rests on few iterations or on 31 processes sharing 2 cores vary 2x
+ * between runs: they run ROUNDS times, implementations interleaved round by round, and
+ * the report gives the median of the rounds' medians with their spread.
+ */
+const ROUNDS = 3;
+const roundsFor = (ranks, iterations) => (quick ? 1 : ranks >= 10 || iterations < 100 ? ROUNDS : 1);
 const seconds = quick ? 0.4 : 1.0;
 let failures = 0;
 for (const { ranks, shape } of cells) {
   const { sizes, label } = SHAPES[shape];
   const iterations = iterationsFor(ranks, sizes, seconds);
   const expected = referenceRing(ranks, sizes, iterations).checksum;
+  const rounds = roundsFor(ranks, iterations);
+  for (let round = 0; round < rounds; round++)
   for (const impl of IMPLS) {
     if (only && !impl.id.includes(only)) continue;
     const [cmd, args] = command(impl, ranks, sizes, iterations);
@@ -97,11 +106,11 @@ for (const { ranks, shape } of cells) {
     }
     const ok = r.status === 0 && result?.checksum === expected;
     if (!ok) failures++;
-    const trial = { kind: 'trial', ranks, shape, label, sizes, iterations, impl: impl.id, wallS, ok, expected };
+    const trial = { kind: 'trial', ranks, shape, label, sizes, iterations, round, impl: impl.id, wallS, ok, expected };
     record(ok ? { ...trial, result } : { ...trial, status: r.status, stderr: (r.stderr ?? '').slice(-2000), result });
     const med = result ? `${(result.medianIterS * 1e6).toFixed(1)} us/iter` : 'no result';
     process.stderr.write(
-      `${ok ? 'ok  ' : 'FAIL'} N=${ranks} ${label.padEnd(24)} ${impl.id.padEnd(15)} ${String(iterations).padStart(6)} it  ${med}  (${wallS.toFixed(1)} s)\n`,
+      `${ok ? 'ok  ' : 'FAIL'} N=${ranks} ${label.padEnd(24)} ${impl.id.padEnd(15)} ${String(iterations).padStart(6)} it  ${med}  (${wallS.toFixed(1)} s${rounds > 1 ? `, round ${round + 1}/${rounds}` : ''})\n`,
     );
   }
 }
