@@ -8,7 +8,7 @@ import { availableParallelism } from 'node:os';
 import { layout, makeArena, type Arena } from './arena.js';
 import { UsageError } from './errors.js';
 import { checkWritable, writeNpy } from './pipeline/npy.js';
-import { demoPipeline, iterationSteps, type CBackend, type PipelineSpec, type RingPlan } from './pipeline/model.js';
+import { array1LengthAfter, demoPipeline, iterationSteps, type CBackend, type PipelineSpec, type RingPlan } from './pipeline/model.js';
 import { loadPipelineFile, preparePlan, validatePipeline } from './pipeline/load.js';
 import { checksum } from './stage/transforms.js';
 import type { Transport, TransportContext } from './transport.js';
@@ -144,7 +144,6 @@ export async function runPipeline(pipeline: PipelineSpec | string, opts: RunOpti
   if (plan.output) checkWritable(plan.output.file);
   layout(plan); // sizes that cannot fit fail here, as bad input, wherever the hub will run
   if (transport === 'mpi') MpiTransport.preflight(plan, cBackend);
-  const t0 = performance.now();
   let outcome: RingOutcome;
   let threads = 0;
   const writeEvery = (i: number, a: Float64Array) => writeNpy(plan.output!.file.replace(/(\.npy)?$/, `.${i + 1}.npy`), a);
@@ -200,7 +199,7 @@ export async function runPipeline(pipeline: PipelineSpec | string, opts: RunOpti
     medianIterS: done ? (sorted[(done - 1) >> 1] + sorted[done >> 1]) / 2 : 0,
     minIterS: sorted[0] ?? 0,
     maxIterS: sorted[done - 1] ?? 0,
-    totalS: outcome.totalS || (performance.now() - t0) / 1000,
+    totalS: outcome.totalS,
     stopped: done < opts.iterations,
     final,
   };
@@ -231,7 +230,6 @@ async function loop(plan: RingPlan, transport: Transport, arena: Arena, hooks: D
   if (typeof plan.initial === 'number') f64.fill(plan.initial, a1, a1 + length);
   else f64.set(plan.initial, a1);
   const times: number[] = [];
-  const S = plan.stages.length;
   const every = plan.output?.every ?? 0;
   const iterations = hooks.iterations ?? Infinity;
   let yielded = performance.now();
@@ -256,7 +254,7 @@ async function loop(plan: RingPlan, transport: Transport, arena: Arena, hooks: D
       const pending = transport.runStage(step);
       if (pending) await pending;
     }
-    length = plan.stages[S - 1].ranks * plan.schedule[i % plan.schedule.length][S - 1];
+    length = array1LengthAfter(plan, i);
     const now = performance.now();
     lastS = (now - t) / 1000;
     times.push(lastS);

@@ -5,11 +5,10 @@
  */
 import { hostname } from 'node:os';
 import type { MpiAddon } from './addon.js';
-import type { RingPlan } from '../pipeline/model.js';
+import { array1LengthAfter, iterationSteps, type RingPlan } from '../pipeline/model.js';
 
 export const MAGIC = 0x434c4f50;
-/** v1: a header before every step. v2: the sizes once in the hello, a header per epoch of steps. */
-export type ProtocolVersion = 1 | 2;
+// v1: a header before every step. v2: the sizes once in the hello, a header per epoch of steps.
 export const CMD_STOP = 0;
 /** v1: run one step {CMD_RUN, iteration, n_in, n_out}. */
 export const CMD_RUN = 1;
@@ -19,21 +18,19 @@ export const CMD_EPOCH = 2;
 /**
  * v2's step table for stage s: iteration i takes n_in = table[2*(i % P)] and n_out =
  * table[2*(i % P) + 1], except iteration 0 whose n_in is `first` (stage 0 then reads the
- * initial array, not the last stage's output of a previous iteration). The same sizes
- * iterationSteps (pipeline/model.ts) derives step by step.
+ * initial array, not the last stage's output of a previous iteration): iterationSteps's
+ * sizes, which the hub steps by, so the two cannot disagree.
  */
 export function stepTable(plan: RingPlan, s: number): { first: number; table: Int32Array } {
-  const { stages, schedule } = plan;
-  const S = stages.length;
-  const P = schedule.length;
+  const P = plan.schedule.length;
   const table = new Int32Array(2 * P);
   for (let e = 0; e < P; e++) {
-    const produced = s === 0 ? stages[S - 1].ranks * schedule[(e + P - 1) % P][S - 1] : stages[s - 1].ranks * schedule[e][s - 1];
-    table[2 * e] = produced / stages[s].ranks;
-    table[2 * e + 1] = schedule[e][s];
+    // Group e in steady state: Array1 is what the iteration before (group e-1, mod P) left.
+    const step = iterationSteps(plan, e, array1LengthAfter(plan, e + P - 1))[s];
+    table[2 * e] = step.nIn;
+    table[2 * e + 1] = step.nOut;
   }
-  const first = s === 0 ? plan.initialLength / stages[0].ranks : table[0];
-  return { first, table };
+  return { first: iterationSteps(plan, 0, plan.initialLength)[s].nIn, table };
 }
 
 /**

@@ -71,8 +71,8 @@ export function superviseMpiRun(plan: RingPlan, opts: SuperviseOptions, hooks: S
   const child = spawn(cmd, args, { stdio: spawnMode ? ['ignore', 'pipe', 'pipe', 'pipe', 'pipe'] : ['pipe', 'pipe', 'pipe'], detached: true, env });
   const toHub = (spawnMode ? child.stdio[3] : child.stdin) as Writable;
   const fromHub = (spawnMode ? child.stdio[4] : child.stdout) as Readable;
-  const hostNames = knownHosts(opts.spawnInfo);
   const launchHosts = listedHosts(opts.spawnInfo);
+  const hostNames = knownHosts(launchHosts);
 
   return new Promise<RingOutcome>((resolve, reject) => {
     const t0 = Date.now();
@@ -306,7 +306,7 @@ function pendingLaunches(procs: Proc[], hosts: string[]): string[] {
   return [...out];
 }
 
-/** Host-name hashes we can name: this host, and every host of --host or the hostfile. */
-function knownHosts(info: Record<string, string>): Map<number, string> {
-  return new Map([hostname(), 'localhost', ...listedHosts(info)].map((n) => [hostHash(n), n]));
+/** Host-name hashes we can name: this host, and the run's hosts (listedHosts). */
+function knownHosts(listed: string[]): Map<number, string> {
+  return new Map([hostname(), 'localhost', ...listed].map((n) => [hostHash(n), n]));
 }

@@ -171,3 +171,9 @@ export function iterationSteps(plan: RingPlan, iteration: number, array1Length: 
     return step;
   });
 }
+
+/** Elements in Array1 after iteration i: what the last stage outputs under that iteration's sizes. */
+export function array1LengthAfter(plan: RingPlan, iteration: number): number {
+  const S = plan.stages.length;
+  return plan.stages[S - 1].ranks * plan.schedule[iteration % plan.schedule.length][S - 1];
+}
