@@ -26,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #ifndef __cplusplus
@@ -41,6 +42,11 @@ typedef void commloop_kernel_fn(const double *in, size_t n_in, double *out, size
 #define COMMLOOP_MAGIC 0x434C4F50
 /* The highest protocol version spoken here; the hub's hello says which one this run uses. */
 #define COMMLOOP_VERSION 2
+/* v2 step-table flag: keep step times, ship them after the stop (docs/PROTOCOL.md, "Step times"). */
+#define COMMLOOP_FLAG_TIMES 1
+#define COMMLOOP_CLOCK_ROUNDS 8
+/* Doubles per step record: iteration, scatter start, scatter end, compute end, gather end. */
+#define COMMLOOP_REC 5
 
 /* One rank's view of its stage. index is -1 until the hello names it. */
 struct commloop_stage {
@@ -81,6 +87,25 @@ static inline int32_t commloop_host_hash(void) {
     for (const unsigned char *p = (const unsigned char *)name; *p; p++) h = (h ^ *p) * 16777619u;
     return (int32_t)h;
 }
+
+/* CLOCK_MONOTONIC in µs: the clock every stage process on a host shares (docs/PROTOCOL.md, "Step times"). */
+#ifdef CLOCK_MONOTONIC
+static inline double commloop_now_us(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec * 1e6 + (double)t.tv_nsec * 1e-3;
+}
+#else
+/* -std=c99 hides POSIX clocks in time.h; Linux's clock_gettime, with its layout (clockid_t is
+ * an int, struct timespec two longs, CLOCK_MONOTONIC is 1). */
+struct commloop_timespec { long tv_sec, tv_nsec; };
+int clock_gettime(int clock, struct commloop_timespec *t);
+static inline double commloop_now_us(void) {
+    struct commloop_timespec t;
+    clock_gettime(1, &t);
+    return (double)t.tv_sec * 1e6 + (double)t.tv_nsec * 1e-3;
+}
+#endif
 
 /* Grows *buf to hold n doubles; sizes may change every step, so buffers only grow. */
 static inline double *commloop_reserve(const struct commloop_stage *s, double *buf, size_t *cap, size_t n) {
@@ -140,14 +165,31 @@ static inline int commloop_stage_run(int argc, char **argv, commloop_kernel_fn *
     int sizes[3] = {0, 0, 0}, *table = NULL;
     if (version == 2) {
         commloop_stage_check(s, MPI_Bcast(sizes, 3, MPI_INT, 0, s->inter), "step table MPI_Bcast");
-        /* sizes[2]: flags; none is defined yet, and an unknown one must not be ignored. */
-        if (sizes[0] < 1 || sizes[1] < 1 || sizes[2] != 0) commloop_stage_fail(s, "ProtocolError", "bad step table {%d, %d, %d}", sizes[0], sizes[1], sizes[2]);
+        /* sizes[2]: flags; an unknown one must not be ignored. */
+        if (sizes[0] < 1 || sizes[1] < 1 || (sizes[2] & ~COMMLOOP_FLAG_TIMES) != 0) commloop_stage_fail(s, "ProtocolError", "bad step table {%d, %d, %d}", sizes[0], sizes[1], sizes[2]);
         table = (int *)malloc(2 * (size_t)sizes[0] * sizeof(int));
         if (!table) commloop_stage_fail(s, "MemoryError", "out of memory for a step table of %d", sizes[0]);
         commloop_stage_check(s, MPI_Bcast(table, 2 * sizes[0], MPI_INT, 0, s->inter), "step table MPI_Bcast");
     }
+    /* Step times: keep iterations 0, every, 2*every... in a ring of the newest cap records. */
+    int timing[2] = {0, 0};
+    double *ring = NULL;
+    if (sizes[2] & COMMLOOP_FLAG_TIMES) {
+        commloop_stage_check(s, MPI_Bcast(timing, 2, MPI_INT, 0, s->inter), "step times MPI_Bcast");
+        if (timing[0] < 1 || timing[1] < 1) commloop_stage_fail(s, "ProtocolError", "bad step times {%d, %d}", timing[0], timing[1]);
+        ring = (double *)calloc((size_t)timing[1] * COMMLOOP_REC, sizeof(double));
+        if (!ring) commloop_stage_fail(s, "MemoryError", "out of memory for %d step records", timing[1]);
+    }
     int ready[2] = {(int)getpid(), commloop_host_hash()};
     commloop_stage_check(s, MPI_Gather(ready, 2, MPI_INT, NULL, 0, MPI_INT, 0, s->inter), "ready MPI_Gather");
+    for (int k = 0; ring && k < COMMLOOP_CLOCK_ROUNDS; k++) {
+        /* The hub's clock rounds: what this clock reads when each broadcast arrives. */
+        double token = 0;
+        commloop_stage_check(s, MPI_Bcast(&token, 1, MPI_DOUBLE, 0, s->inter), "clock MPI_Bcast");
+        token = commloop_now_us();
+        commloop_stage_check(s, MPI_Gather(&token, 1, MPI_DOUBLE, NULL, 0, MPI_DOUBLE, 0, s->inter), "clock MPI_Gather");
+    }
+    long steps_run = 0;
 
     double *in = NULL, *out = NULL;
     size_t in_cap = 0, out_cap = 0;
@@ -171,10 +213,30 @@ static inline int commloop_stage_run(int argc, char **argv, commloop_kernel_fn *
             }
             in = commloop_reserve(s, in, &in_cap, (size_t)n_in);
             out = commloop_reserve(s, out, &out_cap, (size_t)n_out);
+            double *rec = ring && it % timing[0] == 0 ? ring + (size_t)((it / timing[0]) % timing[1]) * COMMLOOP_REC : NULL;
+            if (rec) rec[1] = commloop_now_us();
             commloop_stage_check(s, MPI_Scatter(NULL, 0, MPI_DOUBLE, in, n_in, MPI_DOUBLE, 0, s->inter), "MPI_Scatter");
+            if (rec) rec[2] = commloop_now_us();
             fn(in, (size_t)n_in, out, (size_t)n_out, s->rank, s->nranks, it);
+            if (rec) rec[3] = commloop_now_us();
             commloop_stage_check(s, MPI_Gather(out, n_out, MPI_DOUBLE, NULL, 0, MPI_DOUBLE, 0, s->inter), "MPI_Gather");
+            if (rec) {
+                rec[4] = commloop_now_us();
+                rec[0] = it;
+            }
+            steps_run++;
         }
+    }
+    if (ring) {
+        /* After the stop: the kept records, oldest first, in one gather (every rank holds as many). */
+        long taken = (steps_run + timing[0] - 1) / timing[0];
+        long kept = taken < timing[1] ? taken : timing[1];
+        double *send = (double *)malloc(((size_t)kept * COMMLOOP_REC + 1) * sizeof(double));
+        if (!send) commloop_stage_fail(s, "MemoryError", "out of memory for %ld step records", kept);
+        for (long j = 0; j < kept; j++) memcpy(send + j * COMMLOOP_REC, ring + ((taken - kept + j) % timing[1]) * COMMLOOP_REC, COMMLOOP_REC * sizeof(double));
+        commloop_stage_check(s, MPI_Gather(send, (int)(kept * COMMLOOP_REC), MPI_DOUBLE, NULL, 0, MPI_DOUBLE, 0, s->inter), "step times MPI_Gather");
+        free(send);
+        free(ring);
     }
     free(table);
     free(in);

@@ -26,9 +26,11 @@ import io
 import os
 import socket
 import sys
+import time
 
 MAGIC, VERSION = 0x434C4F50, 2  # the highest protocol version spoken here; the hello picks
 CMD_STOP, CMD_RUN, CMD_EPOCH = 0, 1, 2
+FLAG_TIMES, CLOCK_ROUNDS, REC = 1, 8, 5  # docs/PROTOCOL.md, "Step times"
 
 StageContext = collections.namedtuple('StageContext', 'rank nranks iteration')
 
@@ -149,15 +151,21 @@ def serve(stage, module, fn_name):
     stage.index = int(hello[2])
     # v2: every step's sizes, once: iteration i takes table[i % P], iteration 0's n_in is `first`.
     table, first = [], 0
+    ring = None  # with FLAG_TIMES: the newest `cap` step records of iterations 0, every, 2*every...
     if version == 2:
         sizes = np.empty(3, dtype=np.int32)
         inter.Bcast([sizes, INT], root=0)
-        if sizes[2] != 0:  # flags: none is defined yet, and an unknown one must not be ignored
+        if int(sizes[2]) & ~FLAG_TIMES:  # flags: an unknown one must not be ignored
             raise ProtocolError(f'step table flags {int(sizes[2])} are not known here')
         first = int(sizes[1])
         t = np.empty(2 * int(sizes[0]), dtype=np.int32)
         inter.Bcast([t, INT], root=0)
         table = [(int(t[2 * e]), int(t[2 * e + 1])) for e in range(int(sizes[0]))]
+        if int(sizes[2]) & FLAG_TIMES:
+            spec = np.empty(2, dtype=np.int32)
+            inter.Bcast([spec, INT], root=0)
+            every, cap = int(spec[0]), int(spec[1])
+            ring = np.zeros((cap, REC))
     if hello[3] != nranks or (appnum is not None and appnum - 1 != stage.index):
         raise ProtocolError(f'hello says stage {hello[2]} of {hello[3]} ranks; this is {nranks} ranks' +
                             ('' if appnum is None else f', app number {appnum}'))
@@ -166,13 +174,19 @@ def serve(stage, module, fn_name):
     if fn is None:
         raise ProtocolError(f'{module} has no function "{fn_name}"')
     inter.Gather([np.array([os.getpid(), host_hash()], dtype=np.int32), INT], None, root=0)
+    now_us = lambda: time.monotonic_ns() / 1e3  # CLOCK_MONOTONIC, as every stage process on the host reads it
+    if ring is not None:
+        token = np.zeros(1)
+        for _ in range(CLOCK_ROUNDS):  # the hub's clock rounds: this clock when each broadcast arrives
+            inter.Bcast([token, DOUBLE], root=0)
+            inter.Gather([np.array([now_us()]), DOUBLE], None, root=0)
 
     # Grow-only backing stores; x and out are views that change only when a size does.
     x_store, out_store = np.empty(0), np.empty(0)
     x, out = x_store, out_store
     head = np.empty(4, dtype=np.int32)
     head_buf = [head, INT]
-    def steps():
+    def step_list():
         """(iteration, n_in, n_out) of every step until the stop: one per v1 header, an epoch's per v2 header."""
         while True:
             inter.Bcast(head_buf, root=0)
@@ -188,7 +202,8 @@ def serve(stage, module, fn_name):
             else:
                 raise ProtocolError(f'bad header {head.tolist()} for protocol {version}')
 
-    for iteration, n_in, n_out in steps():
+    steps = 0
+    for iteration, n_in, n_out in step_list():
         if len(x) != n_in:
             if len(x_store) < n_in:
                 x_store = np.empty(n_in)
@@ -197,12 +212,28 @@ def serve(stage, module, fn_name):
             if len(out_store) < n_out:
                 out_store = np.empty(n_out)
             out = out_store[:n_out]
+        rec = ring[(iteration // every) % cap] if ring is not None and iteration % every == 0 else None
+        if rec is not None:
+            rec[1] = now_us()
         inter.Scatter(None, [x, DOUBLE], root=0)
+        if rec is not None:
+            rec[2] = now_us()
         got = fn(x, out, StageContext(rank, nranks, iteration))
         if got is not None:
             # `out = ...` or `return y` computes nothing the hub sees: say so instead of sending garbage.
             raise TypeError(f'{fn_name} returned {type(got).__name__}; it must fill out in place (out[:] = ...) and return None')
+        if rec is not None:
+            rec[3] = now_us()
         inter.Gather([out, DOUBLE], None, root=0)
+        if rec is not None:
+            rec[4], rec[0] = now_us(), iteration
+        steps += 1
+    if ring is not None:
+        # After the stop: the kept records, oldest first, in one gather (every rank holds as many).
+        taken = -(-steps // every)
+        kept = min(taken, cap)
+        send = np.ascontiguousarray(ring[[(taken - kept + j) % cap for j in range(kept)]]).reshape(-1)
+        inter.Gather([send, DOUBLE], None, root=0)
     inter.Disconnect()
     if stage.local is not None:
         stage.local.Free()

@@ -1,6 +1,7 @@
 /** What the scheduler needs from a transport: start the stages, run one stage step, stop. */
 import type { Arena } from './arena.js';
 import type { StageStep } from './pipeline/model.js';
+import type { StepTimes, TimingSpec } from './trace/log.js';
 
 export interface Transport {
   /** Starts every stage's ranks; resolves when all are ready. */
@@ -22,6 +23,8 @@ export interface Transport {
    * failure (`failed`) nothing is asked politely: a stage may be out of step or gone.
    */
   close(failed?: boolean): Promise<void>;
+  /** After a clean close: the step times of the hub and of every rank (undefined without ctx.timing). */
+  stepTimes?(): StepTimes | undefined;
 }
 
 export interface TransportContext {
@@ -30,6 +33,8 @@ export interface TransportContext {
   timeoutMs: number;
   /** The caller's stop: a step in flight gets STOP_GRACE_MS to finish, then the wait gives up. */
   signal?: AbortSignal;
+  /** Keep per-step times (src/trace/log.ts): for a breakdown or a trace. */
+  timing?: TimingSpec;
 }
 
 /** After a stop is asked for, how long the step in flight may still take. */

@@ -10,7 +10,7 @@ import { version } from '../version.js';
 import { HELP, parseArgs, type CliOptions } from './options.js';
 import { demoPipeline, type PipelineSpec } from '../pipeline/model.js';
 import { loadPipelineFile } from '../pipeline/load.js';
-import { breakdown, progressLine, summary, toJson } from './report.js';
+import { breakdown, progressLine, stageBreakdown, summary, toJson } from './report.js';
 import { runPipeline } from '../run.js';
 
 function spawnInfo(opts: CliOptions): Record<string, string> {
@@ -71,6 +71,10 @@ async function main(argv: string[]): Promise<number> {
   else {
     process.stdout.write(summary(result) + '\n');
     if (opts.benchmark) process.stdout.write('\n' + breakdown(result) + '\n');
+    if (result.breakdown) process.stdout.write('\n' + stageBreakdown(result) + '\n');
+  }
+  if (result.breakdown?.dropped) {
+    process.stderr.write(`note: step times of the ${result.breakdown.dropped} oldest kept iterations were dropped (--trace-cap ${opts.traceCap ?? result.breakdown.iterations}); the breakdown and trace hold the newest ${result.breakdown.iterations}\n`);
   }
   if (result.stopped && stop.signal.aborted) {
     process.stderr.write(`commloop: stopped by signal after ${result.iterations} of ${opts.iterations} iterations\n`);

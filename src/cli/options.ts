@@ -5,6 +5,7 @@ import { parseArgs as parseArgv } from 'node:util';
 import { UsageError } from '../errors.js';
 import type { CBackend } from '../pipeline/model.js';
 import type { LaunchMode, TransportName } from '../run.js';
+import { DEFAULT_TIMING, MAX_CAP } from '../trace/log.js';
 
 export interface CliOptions {
   /** Undefined with --pipeline unless -p is given: the pipeline's own ranks apply. */
@@ -29,6 +30,11 @@ export interface CliOptions {
   version: boolean;
   /** Print the compiler flags for a C stage built against the SDK header, and exit. */
   cflags: boolean;
+  /** Per-stage breakdown of each iteration (scatter, compute, gather, hub). */
+  breakdown: boolean;
+  trace?: string;
+  traceEvery?: number;
+  traceCap?: number;
 }
 
 export const TRANSPORTS: readonly TransportName[] = ['mpi', 'threads'];
@@ -68,6 +74,15 @@ Options:
   -g, --benchmark        print the time breakdown (start, first, last, mean and
                          median iteration with min … max, total)
   --json                 print one JSON object with the result and timings
+  --breakdown            also print where each iteration's time goes, per stage:
+                         scatter, compute (the slowest rank), gather, the hub's own
+                         time, as median and p95 (in --json: "breakdown")
+  --trace FILE           write every step of every rank as a Chrome trace (open it in
+                         https://ui.perfetto.dev or chrome://tracing); implies
+                         --breakdown
+  --trace-every N        keep the times of every N-th iteration only (default: 1)
+  --trace-cap N          keep the newest N kept iterations per rank, 1 to ${MAX_CAP}
+                         (default: ${DEFAULT_TIMING.cap}); older ones are dropped and counted
   --verbose              print Open MPI's own messages and full stacks
   --cflags               print the C compiler flags of the stage SDK (its -I) and
                          exit: mpicc my_stage.c $(npx commloop --cflags) -o my_stage
@@ -132,6 +147,10 @@ const OPTIONS = {
   launch: { type: 'string' },
   hostfile: { type: 'string' },
   host: { type: 'string' },
+  trace: { type: 'string' },
+  'trace-every': { type: 'string' },
+  'trace-cap': { type: 'string' },
+  breakdown: { type: 'boolean' },
   benchmark: { type: 'boolean', short: 'g' },
   json: { type: 'boolean' },
   verbose: { type: 'boolean' },
@@ -187,6 +206,7 @@ export function parseArgs(argv: string[]): CliOptions {
     help: false,
     version: false,
     cflags: false,
+    breakdown: false,
   };
   let cBackend: CBackend | undefined;
   let rawSizes: string | undefined;
@@ -246,7 +266,20 @@ export function parseArgs(argv: string[]): CliOptions {
       case 'timeout':
         o.timeoutMs = seconds(flag, value) * 1000;
         break;
+      case 'trace':
+        if (value === '' || value.startsWith('-')) throw new UsageError(`--trace needs a file name (got "${value}")`);
+        o.trace = value;
+        break;
+      case 'trace-every':
+        o.traceEvery = positiveInt(flag, value);
+        break;
+      case 'trace-cap':
+        o.traceCap = positiveInt(flag, value, MAX_CAP);
+        break;
     }
+  }
+  if ((o.traceEvery !== undefined || o.traceCap !== undefined) && !o.trace && !o.breakdown) {
+    throw new UsageError(`${o.traceEvery !== undefined ? '--trace-every' : '--trace-cap'} needs --trace FILE or --breakdown`);
   }
   // The WASM kernel is the threads transport's own (it runs on the shared arena); MPI's C stage is native.
   o.cBackend = cBackend ?? (o.transport === 'threads' ? 'wasm' : 'native');

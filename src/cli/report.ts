@@ -10,6 +10,7 @@ export function summary(r: RunResult): string {
     `ring      ${r.stages.map((s) => s.name).join(' -> ')}, ${ranks}, sizes ${sizes}`,
     `run       ${r.iterations} iterations, transport ${r.transport}${how}, c-backend ${r.cBackend}`,
     `checksum  ${r.checksum}`,
+    ...(r.trace ? [`trace     ${r.trace.file} (${r.trace.events} events; open in https://ui.perfetto.dev or chrome://tracing)`] : []),
   ].join('\n');
 }
 
@@ -51,6 +52,39 @@ export function breakdown(r: RunResult): string {
   const w = [0, 1, 2].map((c) => Math.max(...rows.map((row) => row[c].length)));
   const line = ([a, b, c]: [string, string, string]) => `| ${a.padEnd(w[0])} | ${b.padStart(w[1])} | ${c.padEnd(w[2])} |`;
   return [line(rows[0]), `| ${'-'.repeat(w[0])} | ${'-'.repeat(w[1])} | ${'-'.repeat(w[2])} |`, ...rows.slice(1).map(line)].join('\n');
+}
+
+/**
+ * Where the time goes, per stage (--breakdown): one row per part of each stage's step and
+ * one for the hub's own time, median and p95 per iteration and the median's share of the
+ * median iteration.
+ */
+export function stageBreakdown(r: RunResult): string {
+  const b = r.breakdown;
+  if (!b) return '';
+  const pct = (share: number) => `${(share * 100).toFixed(1)}%`;
+  const rows: string[][] = [['Stage', 'Part', 'Median', 'p95', 'Share', '']];
+  for (const st of b.stages) {
+    rows.push([st.name, 'scatter', formatTime(st.scatter.medianS), formatTime(st.scatter.p95S), pct(st.scatter.share), '']);
+    if (st.compute) {
+      const ranks = st.rankComputeS!.length > 1 ? ` (ranks' medians: ${st.rankComputeS!.map(formatTime).join(', ')})` : '';
+      rows.push([st.name, 'compute', formatTime(st.compute.medianS), formatTime(st.compute.p95S), pct(st.compute.share), `slowest: rank ${st.compute.slowestRank}${ranks}`]);
+    } else {
+      rows.push([st.name, 'compute', '-', '-', '-', 'the stage reports no times: its compute is in its gather']);
+    }
+    rows.push([st.name, 'gather', formatTime(st.gather.medianS), formatTime(st.gather.p95S), pct(st.gather.share), '']);
+  }
+  rows.push(['hub', 'own', formatTime(b.hub.medianS), formatTime(b.hub.p95S), pct(b.hub.share), 'between steps']);
+  const w = rows[0].map((_, c) => Math.max(...rows.map((row) => row[c].length)));
+  const right = [false, false, true, true, true, false];
+  const line = (row: string[]) => `| ${row.map((v, c) => (right[c] ? v.padStart(w[c]) : v.padEnd(w[c]))).join(' | ')} |`;
+  const kept = `${b.iterations} iteration${b.iterations === 1 ? '' : 's'}${b.every > 1 ? `, every ${b.every}th` : ''}${b.dropped ? `, the newest (${b.dropped} older dropped)` : ''}`;
+  return [
+    `Per stage, per iteration (${kept}; median iteration ${formatTime(b.iteration.medianS)}):`,
+    line(rows[0]),
+    `| ${w.map((n) => '-'.repeat(n)).join(' | ')} |`,
+    ...rows.slice(1).map(line),
+  ].join('\n');
 }
 
 /** The result without the final array, with the package's version first. */

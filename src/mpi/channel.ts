@@ -7,6 +7,7 @@
 import type { FailureReason } from '../errors.js';
 import type { RingPlan } from '../pipeline/model.js';
 import type { CBackend } from '../stage/kernel.js';
+import type { StepTimes, TimingSpec } from '../trace/log.js';
 
 export const MARK = '@@commloop ';
 /** "IN,OUT": the hub's channel fds (spawn mode: 3,4; unset under mpirun: stdin, stdout). */
@@ -23,6 +24,8 @@ export interface HubOptions {
   timeoutMs: number;
   /** Send each iteration's Array1 and wait for go/halt: the caller has an onIteration. */
   lockstep: boolean;
+  /** Keep step times (src/trace/log.ts) and send them with the result. */
+  timing?: TimingSpec;
 }
 
 /** Supervisor -> hub. */
@@ -40,7 +43,7 @@ export type FromHub =
   | { t: 'pulse'; host: string }
   | { t: 'it'; i: number; a: string }
   | { t: 'out'; i: number; a: string }
-  | { t: 'done'; startS: number; totalS: number; times: number[]; final: string }
+  | { t: 'done'; startS: number; totalS: number; times: number[]; final: string; steps?: WireStepTimes }
   | { t: 'fail'; stage?: string; rank?: number; host?: string; reason: FailureReason; detail: string };
 
 /** A RingPlan that survives JSON: an initial array as base64. */
@@ -63,4 +66,15 @@ export function toWire(plan: RingPlan): WirePlan {
 
 export function fromWire(plan: WirePlan): RingPlan {
   return { ...plan, initial: typeof plan.initial === 'number' ? plan.initial : decodeArray(plan.initial) };
+}
+
+/** StepTimes with its arrays as base64. */
+export type WireStepTimes = Omit<StepTimes, 'hub' | 'ranks'> & { hub: string[]; ranks: (string[] | null)[] };
+
+export function stepTimesToWire(t: StepTimes): WireStepTimes {
+  return { ...t, hub: t.hub.map(encodeArray), ranks: t.ranks.map((rs) => rs && rs.map(encodeArray)) };
+}
+
+export function stepTimesFromWire(t: WireStepTimes): StepTimes {
+  return { ...t, hub: t.hub.map(decodeArray), ranks: t.ranks.map((rs) => rs && rs.map(decodeArray)) };
 }

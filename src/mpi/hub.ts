@@ -11,7 +11,7 @@ import { createInterface } from 'node:readline';
 import { makeArena } from '../arena.js';
 import { RunError } from '../errors.js';
 import { driveRing } from '../run.js';
-import { HUB_FDS_ENV, MARK, encodeArray, fromWire, type FromHub, type ToHub } from './channel.js';
+import { HUB_FDS_ENV, MARK, encodeArray, fromWire, stepTimesToWire, type FromHub, type ToHub } from './channel.js';
 import { mpi } from './addon.js';
 import { MpiTransport } from './transport.js';
 
@@ -53,7 +53,7 @@ await started;
 const { plan: wire, opts } = run!;
 const plan = fromWire(wire);
 const arena = makeArena(plan, 0);
-const transport = new MpiTransport(plan, { arena, timeoutMs: opts.timeoutMs }, opts);
+const transport = new MpiTransport(plan, { arena, timeoutMs: opts.timeoutMs, timing: opts.timing }, opts);
 try {
   // From the first spawn on, failures the addon's watchdog finds go to the supervisor; in
   // spawn mode this process's parent is the supervisor, its lifeline.
@@ -74,7 +74,8 @@ try {
         }
       : undefined,
   });
-  send({ t: 'done', startS: outcome.startS, totalS: outcome.totalS, times: outcome.times, final: encodeArray(outcome.final) });
+  const steps = outcome.steps && stepTimesToWire(outcome.steps);
+  send({ t: 'done', startS: outcome.startS, totalS: outcome.totalS, times: outcome.times, final: encodeArray(outcome.final), steps });
   process.exit(0); // the channel's socket would otherwise keep this process up
 } catch (err) {
   const e = err instanceof RunError ? err : new RunError({ reason: 'protocol', detail: (err as Error).message.split('\n')[0] });

@@ -14,6 +14,8 @@ export const CMD_STOP = 0;
 export const CMD_RUN = 1;
 /** v2: run `count` steps {CMD_EPOCH, first iteration, count, 0}, sizes from the step table. */
 export const CMD_EPOCH = 2;
+/** v2 step-table flag: keep step times and ship them at the stop (docs/PROTOCOL.md, "Step times"). */
+export const FLAG_TIMES = 1;
 
 /**
  * v2's step table for stage s: iteration i takes n_in = table[2*(i % P)] and n_out =

@@ -17,7 +17,8 @@ import type { RingPlan } from '../pipeline/model.js';
 import type { RingOutcome } from '../run.js';
 import type { CBackend } from '../stage/kernel.js';
 import { setMpiEnvironment } from './addon.js';
-import { HUB_FDS_ENV, MARK, STAGE_FAIL, decodeArray, toWire, type FromHub, type ToHub } from './channel.js';
+import { HUB_FDS_ENV, MARK, STAGE_FAIL, decodeArray, stepTimesFromWire, toWire, type FromHub, type ToHub } from './channel.js';
+import type { TimingSpec } from '../trace/log.js';
 import type { Readable, Writable } from 'node:stream';
 import { mpmdCommand } from './mpmd.js';
 import { failureFromOpenMpi, openMpiLines } from './openmpi-text.js';
@@ -32,6 +33,7 @@ export interface SuperviseOptions {
   spawnInfo: Record<string, string>;
   timeoutMs: number;
   verbose: boolean;
+  timing?: TimingSpec;
 }
 
 export interface SuperviseHooks {
@@ -138,7 +140,14 @@ export function superviseMpiRun(plan: RingPlan, opts: SuperviseOptions, hooks: S
         hooks.onOutput?.(m.i, decodeArray(m.a));
       } else if (m.t === 'done') {
         endedAt = lastWord;
-        outcome = { startS: m.startS, totalS: m.totalS, times: m.times, final: decodeArray(m.final) };
+        outcome = {
+          startS: m.startS,
+          totalS: m.totalS,
+          times: m.times,
+          final: decodeArray(m.final),
+          steps: m.steps && stepTimesFromWire(m.steps),
+          hostName: (hash) => hostNames.get(hash) ?? `host #${(hash >>> 0).toString(16)}`,
+        };
       } else if (m.t === 'fail') {
         endedAt ||= lastWord;
         record();

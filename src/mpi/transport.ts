@@ -9,7 +9,9 @@ import { join } from 'node:path';
 import { addonPath, distDir, howToBuild, nativeWorkerPath, pythonStagePath } from '../assets.js';
 import { RunError } from '../errors.js';
 import type { CBackend } from '../stage/kernel.js';
-import { CMD_EPOCH, CMD_RUN, CMD_STOP, MAGIC, hostHash, stepTable } from './protocol.js';
+import { CMD_EPOCH, CMD_RUN, CMD_STOP, FLAG_TIMES, MAGIC, hostHash, stepTable } from './protocol.js';
+import { monoUs } from '../trace/clock.js';
+import { CLOCK_ROUNDS, REC, chronological, clockOffsets, keptCount, newRing, slotOf, type StepTimes } from '../trace/log.js';
 import { MpiError, mpi, setMpiEnvironment, type MpiAddon } from './addon.js';
 import type { RingPlan, RingStage, StageStep } from '../pipeline/model.js';
 import type { Transport, TransportContext } from '../transport.js';
@@ -69,6 +71,12 @@ export class MpiTransport implements Transport {
   private closed = false;
   /** Set while a step is half done: a stop header now would not match what the ranks expect. */
   private midStep = false;
+  /** With ctx.timing: per stage, the hub's ring of step times; the ranks' come at the stop. */
+  private hubRings: Float64Array[] | undefined;
+  private rankTimes: (Float64Array[] | null)[] = [];
+  private offsets: StepTimes['offsets'] = [];
+  /** Per stage, the steps its ranks ran: what they keep and ship follows from it. */
+  private steps: number[] = [];
 
   constructor(
     private readonly plan: RingPlan,
@@ -102,7 +110,11 @@ export class MpiTransport implements Transport {
     const here = hostHash();
     const connect = this.opts.launch === 'mpmd' ? this.mpmdConnector() : this.spawner();
     this.i32 = new Int32Array(this.ctx.arena.memory.buffer);
+    const timing = this.ctx.timing;
+    if (timing) this.hubRings = this.plan.stages.map(() => newRing(timing));
     this.plan.stages.forEach((st, s) => {
+      this.steps.push(0);
+      const times = timing !== undefined && st.times && st.protocol === 2;
       const comm = connect(st, s);
       this.comms.push(comm);
       m.label(comm, st.name);
@@ -111,9 +123,10 @@ export class MpiTransport implements Transport {
         if (st.protocol === 2) {
           // v2: the sizes of every step, once, so a step needs no header (docs/PROTOCOL.md).
           const { first, table } = stepTable(this.plan, s);
-          // {P, first, flags}: no flag is defined yet; room for what only the project's own stages will be asked.
-          m.bcast(comm, Int32Array.of(table.length / 2, first, 0), m.ROOT);
+          // {P, first, flags}: FLAG_TIMES asks for step times, of stages that said they keep them.
+          m.bcast(comm, Int32Array.of(table.length / 2, first, times ? FLAG_TIMES : 0), m.ROOT);
           m.bcast(comm, table, m.ROOT);
+          if (times) m.bcast(comm, Int32Array.of(timing.every, timing.cap), m.ROOT);
         }
         const ready = new Int32Array(2 * st.ranks);
         m.gather(comm, null, ready, 2, m.ROOT);
@@ -121,8 +134,31 @@ export class MpiTransport implements Transport {
         // Only ranks on this host can be checked by pid; the others rely on the timeout.
         const pids = Int32Array.from({ length: st.ranks }, (_, r) => (ready[2 * r + 1] === here ? ready[2 * r] : 0));
         m.watch(comm, st.name, pids, this.ctx.timeoutMs);
+        if (times) this.syncClocks(s, ready);
       });
+      this.rankTimes.push(null);
     });
+  }
+
+  /** Step times: ping-pong rounds that put each other host's clock on the hub's (log.ts clockOffsets). */
+  private syncClocks(s: number, ready: Int32Array): void {
+    const { m } = this;
+    const st = this.plan.stages[s];
+    const rounds = [];
+    for (let k = 0; k < CLOCK_ROUNDS; k++) {
+      const got = new Float64Array(st.ranks);
+      const t0 = monoUs();
+      m.bcast(this.comms[s], Float64Array.of(t0), m.ROOT);
+      m.gather(this.comms[s], null, got, 1, m.ROOT);
+      rounds.push({ t0, t1: monoUs(), got });
+    }
+    const hosts = Array.from({ length: st.ranks }, (_, r) => ready[2 * r + 1]);
+    const { perHost } = clockOffsets(rounds, hosts, hostHash());
+    for (const o of perHost) {
+      const seen = this.offsets.find((p) => p.host === o.host);
+      if (!seen) this.offsets.push(o);
+      else if (o.rttUs < seen.rttUs) Object.assign(seen, o);
+    }
   }
 
   /** Runs MPI calls for stage s; an MPI error becomes a RunError naming the stage and the step. */
@@ -200,11 +236,20 @@ export class MpiTransport implements Transport {
       i32[at] = SENTINEL_LO;
       i32[at + 1] = SENTINEL_HI;
     }
+    const ring = this.hubRings?.[step.stage];
+    const at = ring ? slotOf(step.iteration, this.ctx.timing!) : -1;
     this.step(step.stage, `iteration ${step.iteration}`, () => {
       if (v1) m.bcast(comm, header, m.ROOT);
+      if (at >= 0) ring![at + 1] = monoUs();
       m.scatter(comm, f64.subarray(a, a + step.nIn * ranks), null, step.nIn, m.ROOT);
+      if (at >= 0) ring![at + 2] = monoUs();
       m.gather(comm, null, f64.subarray(b, b + step.nOut * ranks), step.nOut, m.ROOT);
+      if (at >= 0) {
+        ring![at + 3] = monoUs();
+        ring![at] = step.iteration;
+      }
     });
+    this.steps[step.stage] = step.iteration + 1;
     for (let r = 1; r <= ranks; r++) {
       const at = (b + r * step.nOut - 1) * 2;
       if (i32[at] === SENTINEL_LO && i32[at + 1] === SENTINEL_HI) {
@@ -240,14 +285,63 @@ export class MpiTransport implements Transport {
       return;
     }
     const stop = Int32Array.of(CMD_STOP, 0, 0, 0);
-    this.comms.forEach((comm, s) =>
-      this.step(s, 'shutdown', () => {
+    this.comms.forEach((comm, s) => {
+      const st = this.plan.stages[s];
+      this.step(s, 'the stop', () => {
         m.bcast(comm, stop, m.ROOT);
+        if (this.ctx.timing && st.times && st.protocol === 2) this.rankTimes[s] = this.collectTimes(s);
+      });
+      this.step(s, 'shutdown', () => {
         m.unwatch(comm); // the ranks now exit on purpose
         m.disconnect(comm);
-      }),
-    );
+      });
+    });
     if (this.local !== null) m.free(this.local);
     m.finalize();
+  }
+
+  /** After the stop: every rank of stage s sends its kept records, oldest first, all of the same count. */
+  private collectTimes(s: number): Float64Array[] {
+    const st = this.plan.stages[s];
+    const { kept } = keptCount(this.steps[s], this.ctx.timing!);
+    const all = new Float64Array(st.ranks * kept * REC);
+    this.m.gather(this.comms[s], null, all, kept * REC, this.m.ROOT);
+    const hosts = this.ranks.filter((r) => r.stage === s).map((r) => r.host);
+    return Array.from({ length: st.ranks }, (_, r) => {
+      const rec = all.slice(r * kept * REC, (r + 1) * kept * REC);
+      // On the hub's clock: ranks on other hosts get their host's offset.
+      const offset = this.offsets.find((o) => o.host === hosts[r])?.offsetUs ?? 0;
+      for (let j = 0; j < kept; j++) {
+        if (rec[j * REC] !== this.firstKept(s, kept) + j * this.ctx.timing!.every) {
+          throw new MpiError(`rank ${r} sent step times of iteration ${rec[j * REC]} where ${this.firstKept(s, kept) + j * this.ctx.timing!.every} was due`, 0, 0);
+        }
+        if (offset) for (let c = 1; c < REC; c++) rec[j * REC + c] += offset;
+      }
+      return rec;
+    });
+  }
+
+  /** The iteration of the oldest kept record after stage s's steps. */
+  private firstKept(s: number, kept: number): number {
+    const taken = Math.ceil(this.steps[s] / this.ctx.timing!.every);
+    return (taken - kept) * this.ctx.timing!.every;
+  }
+
+  stepTimes(): StepTimes | undefined {
+    const spec = this.ctx.timing;
+    if (!spec) return undefined;
+    const iterations = this.steps[this.steps.length - 1] ?? 0;
+    const { kept, dropped } = keptCount(iterations, spec);
+    return {
+      spec,
+      iterations,
+      kept,
+      dropped,
+      hub: this.hubRings!.map((ring) => chronological(ring, iterations, spec)),
+      ranks: this.rankTimes,
+      hosts: this.plan.stages.map((_, s) => this.ranks.filter((r) => r.stage === s).map((r) => r.host)),
+      hubHost: hostHash(),
+      offsets: this.offsets,
+    };
   }
 }

@@ -7,7 +7,9 @@
 import { instantiateKernel } from '../stage/kernel.js';
 import { ARENA_BASE } from '../arena.js';
 import { errorLine, loadTransform, mustBeSync } from '../stage/ts-transform.js';
-import { CMD_EPOCH, CMD_RUN, CMD_STOP, MAGIC, hostHash, stageComm } from './protocol.js';
+import { CMD_EPOCH, CMD_RUN, CMD_STOP, FLAG_TIMES, MAGIC, hostHash, stageComm } from './protocol.js';
+import { monoUs } from '../trace/clock.js';
+import { CLOCK_ROUNDS, chronological, newRing, slotOf, type TimingSpec } from '../trace/log.js';
 import { mpi } from './addon.js';
 import { stdoutToStderr } from '../stage/stdout.js';
 
@@ -41,17 +43,25 @@ const version = hello[1];
 // iteration 0's input size is `first`.
 let first = 0;
 let table = new Int32Array(0);
+/** With FLAG_TIMES: which iterations' step times to keep, and how many (docs/PROTOCOL.md, "Step times"). */
+let timing: TimingSpec | undefined;
 if (version === 2) {
   const head = new Int32Array(3);
   m.bcast(parent, head, 0);
-  if (head[2] !== 0) {
+  if ((head[2] & ~FLAG_TIMES) !== 0) {
     process.stderr.write(`commloop-fail: ${hello[2]} ${rank} ProtocolError: step table flags ${head[2]} are not known here\n`);
     m.abort(parent, 1);
   }
   first = head[1];
   table = new Int32Array(2 * head[0]);
   m.bcast(parent, table, 0);
+  if (head[2] & FLAG_TIMES) {
+    const spec = new Int32Array(2);
+    m.bcast(parent, spec, 0);
+    timing = { every: spec[0], cap: spec[1] };
+  }
 }
+const ring = timing ? newRing(timing) : undefined;
 /**
  * The stage's own code failed: one failure report the supervisor turns into its line
  * (docs/PROTOCOL.md), then an abort so the hub hears of it at once.
@@ -65,6 +75,14 @@ function failed(err: unknown): never {
 // Load before saying ready, so start-up time counts it and a bad module fails early.
 const transform = kind === 'ts' ? await loadTransform(what, exportName).catch(failed) : undefined;
 m.gather(parent, Int32Array.of(process.pid, hostHash()), null, 2, 0);
+if (timing) {
+  // The hub's clock rounds: the time this rank's clock reads when each broadcast arrives.
+  const token = new Float64Array(1);
+  for (let k = 0; k < CLOCK_ROUNDS; k++) {
+    m.bcast(parent, token, 0);
+    m.gather(parent, Float64Array.of(monoUs()), null, 1, 0);
+  }
+}
 
 /** Where a step's input and output live: plain arrays for TS, the kernel's memory for WASM. */
 interface Stage {
@@ -114,15 +132,25 @@ function wasmStage(): Stage {
 
 const stage = kind === 'ts' ? tsStage() : wasmStage();
 
+let steps = 0;
 function step(iteration: number, nIn: number, nOut: number): void {
   const [input, output] = stage.buffers(nIn, nOut);
+  const at = ring ? slotOf(iteration, timing!) : -1;
+  if (at >= 0) ring![at + 1] = monoUs();
   m.scatter(parent, null, input, nIn, 0);
+  if (at >= 0) ring![at + 2] = monoUs();
   try {
     stage.run(input, output, iteration);
   } catch (err) {
     failed(err);
   }
+  if (at >= 0) ring![at + 3] = monoUs();
   m.gather(parent, output, null, nOut, 0);
+  if (at >= 0) {
+    ring![at + 4] = monoUs();
+    ring![at] = iteration;
+  }
+  steps++;
 }
 
 const header = new Int32Array(4);
@@ -141,6 +169,11 @@ for (;;) {
     process.stderr.write(`commloop-fail: ${hello[2]} ${rank} ProtocolError: bad header {${header.join(', ')}} for protocol ${version}\n`);
     m.abort(parent, 1);
   }
+}
+// Step times: this rank's kept records, oldest first, in one gather after the stop.
+if (ring) {
+  const kept = chronological(ring, steps, timing!);
+  m.gather(parent, kept, null, kept.length, 0);
 }
 m.disconnect(parent);
 if (local !== null) m.free(local);

@@ -21,7 +21,7 @@ const KINDS = ['ts', 'c', 'exec', 'python'];
 const FIELDS: Record<string, string[]> = {
   ts: ['name', 'kind', 'ranks', 'size', 'module', 'export'],
   c: ['name', 'kind', 'ranks', 'size', 'source', 'function', 'cflags', 'libs'],
-  exec: ['name', 'kind', 'ranks', 'size', 'command', 'cwd', 'env', 'protocol'],
+  exec: ['name', 'kind', 'ranks', 'size', 'command', 'cwd', 'env', 'protocol', 'times'],
   python: ['name', 'kind', 'ranks', 'size', 'module', 'function', 'python', 'cwd', 'env'],
 };
 /** Kinds that run as a separate MPI program, so only over the MPI transport. */
@@ -161,6 +161,11 @@ export function validatePipeline(obj: unknown, baseDir: string): PipelineSpec {
         if (st.protocol !== 1 && st.protocol !== 2) throw new UsageError(`stage "${name}": "protocol" must be 1 or 2 (got ${show(st.protocol)})`);
         out.protocol = st.protocol;
       }
+      if (st.times !== undefined) {
+        if (typeof st.times !== 'boolean') throw new UsageError(`stage "${name}": "times" must be true or false (got ${show(st.times)})`);
+        if (st.times && out.protocol !== 2) throw new UsageError(`stage "${name}": "times": true needs "protocol": 2 (got ${show(out.protocol ?? 1)})`);
+        out.times = st.times;
+      }
     }
     return out;
   });
@@ -218,7 +223,7 @@ export async function preparePlan(spec: PipelineSpec, opts: PrepareOptions): Pro
   const userC: CSource[] = [];
   const stages: RingStage[] = [];
   for (const [s, st] of spec.stages.entries()) {
-    const rs: RingStage = { name: st.name, kind: st.kind, ranks: ranks[s], protocol: 2 };
+    const rs: RingStage = { name: st.name, kind: st.kind, ranks: ranks[s], protocol: 2, times: true };
     if (st.kind === 'ts') {
       rs.export = st.export ?? 'transform';
       rs.module = st.module!.startsWith('builtin:') ? st.module! : await buildTsModule(st.name, st.module!);
@@ -250,6 +255,7 @@ export async function preparePlan(spec: PipelineSpec, opts: PrepareOptions): Pro
       rs.cwd = st.cwd;
       rs.env = st.env;
       rs.protocol = st.protocol ?? 1; // written by others from docs/PROTOCOL.md, v1 unless it says
+      rs.times = st.times ?? false;
     }
     stages.push(rs);
   }

@@ -35,6 +35,11 @@ export interface StageSpec {
   command?: string[];
   /** exec: the protocol version the program speaks (default 1; the C stage SDK speaks both). */
   protocol?: 1 | 2;
+  /**
+   * exec: the program keeps and ships its step times (docs/PROTOCOL.md, "Step times"), as
+   * every stage built with include/commloop_stage.h does; needs protocol 2 (default false).
+   */
+  times?: boolean;
   /** exec, python: the stage's working directory (default: the pipeline file's directory). */
   cwd?: string;
   /** exec, python: variables added to every rank's environment. */
@@ -70,6 +75,8 @@ export interface RingStage {
   command?: string[];
   /** The protocol version the hub speaks with this stage: 2 for the project's own stage processes. */
   protocol: 1 | 2;
+  /** The stage keeps and ships its step times when asked (docs/PROTOCOL.md, "Step times"). */
+  times: boolean;
   cwd?: string;
   /** exec, python: variables added to every rank's environment. */
   env?: Record<string, string>;

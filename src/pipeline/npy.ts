@@ -1,7 +1,7 @@
 // Reading and writing arrays of float64: NumPy .npy files (format 1.0, 2.0 and 3.0, dtype
 // '<f8', C order) and raw little-endian float64 files (any other extension).
 // https://numpy.org/doc/stable/reference/generated/numpy.lib.format.html
-import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { UsageError } from '../errors.js';
 import { endianness } from 'node:os';
 import { dirname } from 'node:path';
@@ -96,7 +96,7 @@ export function writeNpy(path: string, a: Float64Array): void {
   } else {
     for (let i = 0; i < a.length; i++) data.writeDoubleLE(a[i]!, i * 8);
   }
-  mkdirSync(dirname(path), { recursive: true });
+  makeDirs(dirname(path));
   writeFileSync(path, Buffer.concat([header, data]));
 }
 
@@ -180,18 +180,29 @@ function parseHeader(text: string): Map<string, Value> {
 }
 
 /**
+ * mkdir -p, one level at a time: Node's recursive mkdir never returns for a path under /proc
+ * (ENOENT on the child, EEXIST on /proc, and again; Node 20), and a CLI stuck in a
+ * synchronous loop does not even see its SIGTERM.
+ */
+function makeDirs(dir: string): void {
+  if (existsSync(dir)) return;
+  makeDirs(dirname(dir));
+  mkdirSync(dir);
+}
+
+/**
  * Fails before a run, not after it, when `path` cannot be written: its directory is made
  * and a probe file created and removed there (root passes access() checks on /proc, so
  * only a real create tells).
  */
-export function checkWritable(path: string): void {
+export function checkWritable(path: string, what: 'output' | 'trace' = 'output'): void {
   const probe = `${path}.commloop-probe-${process.pid}`;
   try {
-    mkdirSync(dirname(path), { recursive: true });
+    makeDirs(dirname(path));
     closeSync(openSync(probe, 'wx'));
     rmSync(probe, { force: true });
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
-    throw new UsageError(`pipeline: "output" file ${path} cannot be written (${code})`);
+    throw new UsageError(what === 'output' ? `pipeline: "output" file ${path} cannot be written (${code})` : `--trace file ${path} cannot be written (${code})`);
   }
 }

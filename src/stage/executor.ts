@@ -9,6 +9,8 @@ import { RunError } from '../errors.js';
 import type { RingStage, StageStep } from '../pipeline/model.js';
 import { instantiateKernel, type CBackend } from './kernel.js';
 import { errorLine, loadTransform, mustBeSync } from './ts-transform.js';
+import { monoUs } from '../trace/clock.js';
+import { REC, slotOf, type TimingSpec } from '../trace/log.js';
 
 export interface ExecutorInit {
   index: number;
@@ -22,6 +24,13 @@ export interface ExecutorInit {
   /** Top of this executor's WASM stack region in the arena. */
   stackTop: number;
   cBackend: CBackend;
+  /**
+   * Step times (threads transport): every rank's ring, `spec.cap` records of REC doubles, in
+   * one shared buffer; rank r of stage s owns ring number first[s] + r. This side writes when
+   * each rank's compute starts and ends and when the thread's share is done; the hub adds
+   * when the step was published (the rank's scatter-wait starts there).
+   */
+  times?: { spec: TimingSpec; rings: Float64Array; first: number[] };
 }
 
 type Runner = (step: StageStep, rank: number, inAt: number, outAt: number) => void;
@@ -77,13 +86,26 @@ export class Executor {
     const inBase = buffers[step.stage] / 8;
     const outBase = buffers[(step.stage + 1) % stages.length] / 8;
     const run = this.run[step.stage];
+    const times = this.init.times;
+    const slot = times ? slotOf(step.iteration, times.spec) : -1;
+    const ringOf = (r: number) => (times!.first[step.stage] + r) * times!.spec.cap * REC + slot;
     for (let r = index; r < stages[step.stage].ranks; r += executors) {
       this.printing = `${stages[step.stage].name} ${r}`;
       running?.(r);
+      if (slot >= 0) times!.rings[ringOf(r) + 2] = monoUs();
       try {
         run(step, r, inBase + r * step.nIn, outBase + r * step.nOut);
       } catch (err) {
         throw new RunError({ stage: stages[step.stage].name, rank: r, reason: 'user-code', detail: errorLine(err) });
+      }
+      if (slot >= 0) times!.rings[ringOf(r) + 3] = monoUs();
+    }
+    if (slot >= 0) {
+      // The share is done and about to be counted: each rank's "gather" ends here.
+      const done = monoUs();
+      for (let r = index; r < stages[step.stage].ranks; r += executors) {
+        times!.rings[ringOf(r)] = step.iteration;
+        times!.rings[ringOf(r) + 4] = done;
       }
     }
   }

@@ -15,6 +15,9 @@ import type { ExecutorInit } from '../stage/executor.js';
 import type { CBackend } from '../stage/kernel.js';
 import type { RingPlan, StageStep } from '../pipeline/model.js';
 import { STOP_GRACE_MS, stoppedDetail, type Transport, type TransportContext } from '../transport.js';
+import { monoUs } from '../trace/clock.js';
+import { REC, chronological, keptCount, newRing, slotOf, type StepTimes } from '../trace/log.js';
+import { hostHash } from '../mpi/protocol.js';
 
 export interface ThreadsOptions {
   cBackend: CBackend;
@@ -42,6 +45,11 @@ export class ThreadsTransport implements Transport {
    * worker its time slice (measured: 76 µs per iteration instead of a few, 2 workers on 2 cores).
    */
   private hubSpins = 0;
+  /** With ctx.timing: the hub's ring per stage, every rank's in one shared buffer (executor.ts), the slot in flight. */
+  private hubRings: Float64Array[] | undefined;
+  private rankRings: ExecutorInit['times'];
+  private timedAt = -1;
+  private steps: number[];
 
   constructor(
     private readonly plan: RingPlan,
@@ -49,12 +57,20 @@ export class ThreadsTransport implements Transport {
     private readonly opts: ThreadsOptions,
   ) {
     this.hubSpins = opts.executors < availableParallelism() ? opts.spins : 0;
+    this.steps = plan.stages.map(() => 0);
+    const spec = ctx.timing;
+    if (spec) {
+      this.hubRings = plan.stages.map(() => newRing(spec));
+      const first = plan.stages.map((_, s) => plan.stages.slice(0, s).reduce((a, st) => a + st.ranks, 0));
+      const total = plan.stages.reduce((a, st) => a + st.ranks, 0);
+      this.rankRings = { spec, first, rings: new Float64Array(new SharedArrayBuffer(total * spec.cap * REC * 8)) };
+    }
   }
 
   private init(index: number): ExecutorInit {
     const { memory, buffers, stackTops } = this.ctx.arena;
     const { stages, wasmModule } = this.plan;
-    return { index, executors: this.opts.executors, memory, stages, wasmModule, buffers, stackTop: stackTops[index], cBackend: this.opts.cBackend };
+    return { index, executors: this.opts.executors, memory, stages, wasmModule, buffers, stackTop: stackTops[index], cBackend: this.opts.cBackend, times: this.rankRings };
   }
 
   private ranksOf(index: number, stage: number): number[] {
@@ -105,6 +121,13 @@ export class ThreadsTransport implements Transport {
   runStage(step: StageStep): Promise<void> | undefined {
     const ctrl = this.ctrl;
     this.current = step;
+    this.steps[step.stage] = step.iteration + 1;
+    const ring = this.hubRings?.[step.stage];
+    this.timedAt = ring ? slotOf(step.iteration, this.ctx.timing!) : -1;
+    if (this.timedAt >= 0) {
+      ring![this.timedAt] = step.iteration;
+      ring![this.timedAt + 1] = monoUs();
+    }
     Atomics.store(ctrl, DONE, 0);
     Atomics.store(ctrl, STAGE, step.stage);
     Atomics.store(ctrl, ITER, step.iteration);
@@ -113,6 +136,7 @@ export class ThreadsTransport implements Transport {
     Atomics.store(ctrl, CMD, CMD_RUN);
     Atomics.add(ctrl, GO, 1);
     Atomics.notify(ctrl, GO);
+    if (this.timedAt >= 0) ring![this.timedAt + 2] = monoUs();
     return this.awaitWorkers();
   }
 
@@ -172,12 +196,33 @@ export class ThreadsTransport implements Transport {
   }
 
   private checkFailed(): Promise<void> | undefined {
+    if (this.timedAt >= 0) this.hubRings![this.current!.stage][this.timedAt + 3] = monoUs();
     if (Atomics.load(this.ctrl, FAILED) === 0) return undefined;
     // The thread posted its error before it counted itself done; give the message a turn to arrive.
     return (async () => {
       for (let i = 0; i < 100 && !this.failure; i++) await new Promise((resolve) => setTimeout(resolve, 10));
       throw this.failure ?? new RunError({ reason: 'user-code', detail: 'a worker thread failed without a message' });
     })();
+  }
+
+  stepTimes(): StepTimes | undefined {
+    const spec = this.ctx.timing;
+    if (!spec) return undefined;
+    const iterations = this.steps[this.steps.length - 1];
+    const { kept, dropped } = keptCount(iterations, spec);
+    const hub = this.hubRings!.map((ring) => chronological(ring, iterations, spec));
+    const { rings, first } = this.rankRings!;
+    const ranks = this.plan.stages.map((st, s) =>
+      Array.from({ length: st.ranks }, (_, r) => {
+        const at = (first[s] + r) * spec.cap * REC;
+        const rec = chronological(rings.subarray(at, at + spec.cap * REC), iterations, spec);
+        // A rank's wait for its input starts when the hub published the step.
+        for (let j = 0; j < kept; j++) rec[j * REC + 1] = hub[s][j * REC + 1];
+        return rec;
+      }),
+    );
+    const here = hostHash();
+    return { spec, iterations, kept, dropped, hub, ranks, hosts: this.plan.stages.map((st) => new Array<number>(st.ranks).fill(here)), hubHost: here, offsets: [] };
   }
 
   async close(): Promise<void> {
