@@ -91,7 +91,7 @@ fi
 
 # --- the benchmark's C floor: the same ring, every process in C -----------------
 floor=dist/commloop_c_floor
-if newer "$floor" bench/c_floor.c build.sh; then
+if newer "$floor" bench/c_floor.c bench/c_floor.h build.sh; then
   say "mpicc $floor"
   quiet mpicc.log mpicc.openmpi -O3 -ffp-contract=off -Wall -Wextra -o "$floor" bench/c_floor.c -lm
 fi
