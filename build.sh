@@ -91,9 +91,15 @@ fi
 
 # --- the benchmark's C floor: the same ring, every process in C -----------------
 floor=dist/commloop_c_floor
-if newer "$floor" bench/c_floor.c build.sh; then
+if newer "$floor" bench/c_floor.c bench/c_floor.h build.sh; then
   say "mpicc $floor"
   quiet mpicc.log mpicc.openmpi -O3 -ffp-contract=off -Wall -Wextra -o "$floor" bench/c_floor.c -lm
+fi
+# The MPMD floor: master and stages in one program under one mpirun, the stages' kernels linked in.
+floor_mpmd=dist/commloop_c_floor_mpmd
+if newer "$floor_mpmd" bench/c_floor_mpmd.c bench/c_floor.h wasm/commloop_kernel.c wasm/commloop_kernel.h build.sh; then
+  say "mpicc $floor_mpmd"
+  quiet mpicc.log mpicc.openmpi -O3 -ffp-contract=off -Wall -Wextra -o "$floor_mpmd" bench/c_floor_mpmd.c wasm/commloop_kernel.c -lm
 fi
 
 # --- the native addons: the kernel (no MPI) and the MPI transport -------------------

@@ -38,6 +38,10 @@ export const IMPLS = [
   // cost), and with every size told once (a scatter and a gather per step, the original's loop).
   { id: 'c-floor', kind: 'reference' },
   { id: 'c-floor-min', kind: 'reference' },
+  // The MPMD floor: the all-C ring inside one mpirun, each stage an intracommunicator with the
+  // master (MPI_Intercomm_merge) and Scatterv/Gatherv: of the ways bench/c_floor_mpmd.c
+  // measures, the fastest here (an intercommunicator per stage, as the protocol has, is slower).
+  { id: 'c-floor-mpmd', kind: 'reference' },
   { id: 'mpi4py', kind: 'reference' },
 ];
 
