@@ -138,6 +138,14 @@ function targets(cells, kernels) {
       verdict(worst ? worst[1] <= 1.2 : undefined),
     ]);
   }
+  // Step times (--trace) against the same row without, in the cells both ran (issue 13).
+  for (const [impl, limit] of [['mpi/native', 1.1], ['threads/wasm', 1.25]]) {
+    for (const c of cells.filter((c) => c.by[`${impl}+trace`])) {
+      const r = ratio(median(c.by[`${impl}+trace`]), median(c.by[impl]));
+      const sp = ratioSpread(c.by[`${impl}+trace`], c.by[impl]);
+      rows.push([`${impl} with --trace within ${limit}x of without (N=${c.ranks}, ${c.label})`, withSpread(r, sp), judge(r, limit, [[r, sp]])]);
+    }
+  }
   const k = kernels.find((k) => k.n === 1_000_000);
   rows.push(['WASM kernel within 1.25x of native at 1e6 doubles', k ? x(k.ratio) : '–', verdict(k ? k.ratio <= 1.25 : undefined)]);
   for (const [impl, limit] of [['mpi/native', 1.5], ['mpi/wasm', 1.5], ['mpmd/native', 1.5], ['threads/wasm', 0.3], ['threads/native', 0.3]]) {
@@ -259,6 +267,9 @@ export function writeReport(results, root) {
     '  and a gather per step and nothing else, each stage an intracommunicator with the master',
     '  (`MPI_Intercomm_merge`) and `MPI_Scatterv`/`MPI_Gatherv`: faster here than the intercommunicators',
     '  the protocol uses (`--comm inter` measures those). What mpmd/native is judged by.',
+    '- **mpi/native+trace**, **threads/wasm+trace**: those rows with `--trace FILE` (every rank keeps its',
+    '  step times and ships them at the stop; the file is written after the timed loop), in the N=2 8 B',
+    '  and 1 KiB cells only: against the same row without, what step times cost.',
     '- **mpmd/native** is the project under `--launch mpmd` (one mpirun, shared memory); the minimal floor',
     '  and the other mpi rows are spawn mode (separate jobs over TCP loopback). Its start, like the MPMD',
     '  floor\'s, is measured inside mpirun (from `MPI_Init` to every stage ready), so it excludes mpirun\'s',

@@ -2,6 +2,12 @@
 // Every implementation runs the same ring with the same parameters, so checksums
 // must agree within a cell (bench/run.mjs asserts it).
 
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+/** Where the +trace rows write their trace (overwritten every trial; the bench keeps only the times). */
+const TRACE_FILE = join(tmpdir(), 'commloop-bench-trace.json');
+
 /** Uniform shapes: every stage moves `n` doubles per rank. */
 const uniform = (label, n) => ({ label, bytesPerRank: n * 8, sizes: [[n, n, n]] });
 
@@ -36,6 +42,10 @@ export const IMPLS = [
   { id: 'mpi/python-stages', kind: 'project', args: ['--transport', 'mpi', '--pipeline', 'bench/python-stages.json'] },
   // The same all-C ring twice: over protocol v1 (a header broadcast per step: what v1 stages
   // cost), and with every size told once (a scatter and a gather per step, the original's loop).
+  // Step times on (issue 13): the same rows with --trace, in the cells of COST_CELLS only, to
+  // measure what keeping and writing them costs against the row without.
+  { id: 'mpi/native+trace', kind: 'project', args: ['--transport', 'mpi', '--c-backend', 'native', '--trace', TRACE_FILE], cells: ['2/8B', '2/1KiB'] },
+  { id: 'threads/wasm+trace', kind: 'project', args: ['--transport', 'threads', '--c-backend', 'wasm', '--trace', TRACE_FILE], cells: ['2/8B', '2/1KiB'] },
   { id: 'c-floor', kind: 'reference' },
   { id: 'c-floor-min', kind: 'reference' },
   // The MPMD floor: the all-C ring inside one mpirun, each stage an intracommunicator with the
