@@ -160,7 +160,7 @@ function targets(cells, kernels) {
 function plot(cells) {
   const W = 720, H = 460, L = 70, R = 170, T = 20, B = 50;
   const series = IMPLS.map((i) => i.id);
-  const colors = ['#1f77b4', '#17becf', '#d62728', '#ff7f0e', '#8c564b', '#7f7f7f', '#bcbd22', '#2ca02c', '#9467bd', '#e377c2', '#000000'];
+  const colors = ['#1f77b4', '#17becf', '#d62728', '#ff7f0e', '#8c564b', '#7f7f7f', '#bcbd22', '#2ca02c', '#9467bd', '#e377c2', '#000000', '#aec7e8'];
   const pts = series.map((id) =>
     cells
       .filter((c) => c.ranks === 2 && c.by[id]?.ok && /^[0-9]/.test(c.label))
@@ -257,8 +257,10 @@ export function writeReport(results, root) {
     '- **c-floor-mpmd** (the MPMD floor): the same ring all in C inside one mpirun (`bench/c_floor_mpmd.c`,',
     '  master and stages one program, the app contexts the project\'s `--launch mpmd` uses), a scatter',
     '  and a gather per step and nothing else, each stage an intracommunicator with the master',
-    '  (`MPI_Intercomm_merge`) and `MPI_Scatterv`/`MPI_Gatherv`: faster here than the intercommunicators',
-    '  the protocol uses (`--comm inter` measures those). What mpmd/native is judged by.',
+    '  (`MPI_Intercomm_merge`) and `MPI_Scatterv`/`MPI_Gatherv`. What mpmd/native is judged by.',
+    '- **c-floor-mpmd-inter**: the same over an intercommunicator per stage (`MPI_Intercomm_create`, root',
+    '  `MPI_ROOT`), as the protocol connects master and stage: against the MPMD floor, what those',
+    '  communicators cost.',
     '- **mpmd/native** is the project under `--launch mpmd` (one mpirun, shared memory); the minimal floor',
     '  and the other mpi rows are spawn mode (separate jobs over TCP loopback). Its start, like the MPMD',
     '  floor\'s, is measured inside mpirun (from `MPI_Init` to every stage ready), so it excludes mpirun\'s',
