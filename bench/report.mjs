@@ -264,7 +264,8 @@ export function writeReport(results, root) {
     '- **mpmd/native** is the project under `--launch mpmd` (one mpirun, shared memory); the minimal floor',
     '  and the other mpi rows are spawn mode (separate jobs over TCP loopback). Its start, like the MPMD',
     '  floor\'s, is measured inside mpirun (from `MPI_Init` to every stage ready), so it excludes mpirun\'s',
-    '  own start-up.',
+    '  own start-up. `MPI_Init` there waits for every rank to start, so a master that starts late (the',
+    '  Node hub, after its own Node start) finds the stages partly up: its start hides part of theirs.',
     '',
   );
   md.push('## Targets', '', '| target | measured | verdict |', '|---|---|---|');
