@@ -68,7 +68,9 @@ function command(impl, ranks, sizes, iterations) {
     const args = impl.args.map((a) => (a.startsWith('bench/') ? join(root, a) : a));
     return [process.execPath, [join(root, 'dist', 'master.js'), ...common, ...args, '--json']];
   }
-  if (impl.id === 'c-floor-mpmd') return [join(root, 'dist', 'commloop_c_floor_mpmd'), [...common, '--comm', 'merged']];
+  if (impl.id.startsWith('c-floor-mpmd')) {
+    return [join(root, 'dist', 'commloop_c_floor_mpmd'), [...common, '--comm', impl.id.endsWith('-inter') ? 'inter' : 'merged']];
+  }
   if (impl.id.startsWith('c-floor')) {
     const protocol = impl.id === 'c-floor-min' ? '2' : '1';
     return [join(root, 'dist', 'commloop_c_floor'), [...common, '--worker', join(root, 'dist', 'commloop_c_worker'), '--protocol', protocol]];
@@ -122,7 +124,7 @@ for (const { ranks, shape } of cells) {
 if (partial) {
   // The committed report stays the last full run's; a partial run only prints and records.
   const trials = readFileSync(out, 'utf8').trim().split('\n').map((l) => JSON.parse(l)).filter((t) => t.kind === 'trial' && t.ok);
-  const refs = ['mpi4py', 'c-floor', 'c-floor-min', 'c-floor-mpmd'];
+  const refs = ['mpi4py', 'c-floor', 'c-floor-min', 'c-floor-mpmd', 'c-floor-mpmd-inter'];
   for (const ref of trials.filter((t) => refs.includes(t.impl))) {
     for (const t of trials.filter((t) => t.ranks === ref.ranks && t.shape === ref.shape && t.round === ref.round && !refs.includes(t.impl))) {
       process.stderr.write(`N=${t.ranks} ${t.label}: ${t.impl} / ${ref.impl} = ${(t.result.medianIterS / ref.result.medianIterS).toFixed(2)}x\n`);
