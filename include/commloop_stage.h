@@ -44,6 +44,9 @@ typedef void commloop_kernel_fn(const double *in, size_t n_in, double *out, size
 #define COMMLOOP_VERSION 2
 /* v2 step-table flag: keep step times, ship them after the stop (docs/PROTOCOL.md, "Step times"). */
 #define COMMLOOP_FLAG_TIMES 1
+/* v2 step-table flag, MPMD only: the steps run on the intercommunicator merged with the hub
+ * (MPI_Intercomm_merge, the hub rank 0) with MPI_Scatterv/MPI_Gatherv. */
+#define COMMLOOP_FLAG_MERGED 2
 #define COMMLOOP_CLOCK_ROUNDS 8
 /* Doubles per step record: iteration, scatter start, scatter end, compute end, gather end. */
 #define COMMLOOP_REC 5
@@ -166,7 +169,7 @@ static inline int commloop_stage_run(int argc, char **argv, commloop_kernel_fn *
     if (version == 2) {
         commloop_stage_check(s, MPI_Bcast(sizes, 3, MPI_INT, 0, s->inter), "step table MPI_Bcast");
         /* sizes[2]: flags; an unknown one must not be ignored. */
-        if (sizes[0] < 1 || sizes[1] < 1 || (sizes[2] & ~COMMLOOP_FLAG_TIMES) != 0) commloop_stage_fail(s, "ProtocolError", "bad step table {%d, %d, %d}", sizes[0], sizes[1], sizes[2]);
+        if (sizes[0] < 1 || sizes[1] < 1 || (sizes[2] & ~(COMMLOOP_FLAG_TIMES | COMMLOOP_FLAG_MERGED)) != 0) commloop_stage_fail(s, "ProtocolError", "bad step table {%d, %d, %d}", sizes[0], sizes[1], sizes[2]);
         table = (int *)malloc(2 * (size_t)sizes[0] * sizeof(int));
         if (!table) commloop_stage_fail(s, "MemoryError", "out of memory for a step table of %d", sizes[0]);
         commloop_stage_check(s, MPI_Bcast(table, 2 * sizes[0], MPI_INT, 0, s->inter), "step table MPI_Bcast");
@@ -179,6 +182,11 @@ static inline int commloop_stage_run(int argc, char **argv, commloop_kernel_fn *
         if (timing[0] < 1 || timing[1] < 1) commloop_stage_fail(s, "ProtocolError", "bad step times {%d, %d}", timing[0], timing[1]);
         ring = (double *)calloc((size_t)timing[1] * COMMLOOP_REC, sizeof(double));
         if (!ring) commloop_stage_fail(s, "MemoryError", "out of memory for %d step records", timing[1]);
+    }
+    MPI_Comm merged = MPI_COMM_NULL;
+    if (sizes[2] & COMMLOOP_FLAG_MERGED) {
+        commloop_stage_check(s, MPI_Intercomm_merge(s->inter, 1, &merged), "MPI_Intercomm_merge");
+        MPI_Comm_set_errhandler(merged, MPI_ERRORS_RETURN);
     }
     int ready[2] = {(int)getpid(), commloop_host_hash()};
     commloop_stage_check(s, MPI_Gather(ready, 2, MPI_INT, NULL, 0, MPI_INT, 0, s->inter), "ready MPI_Gather");
@@ -215,11 +223,13 @@ static inline int commloop_stage_run(int argc, char **argv, commloop_kernel_fn *
             out = commloop_reserve(s, out, &out_cap, (size_t)n_out);
             double *rec = ring && it % timing[0] == 0 ? ring + (size_t)((it / timing[0]) % timing[1]) * COMMLOOP_REC : NULL;
             if (rec) rec[1] = commloop_now_us();
-            commloop_stage_check(s, MPI_Scatter(NULL, 0, MPI_DOUBLE, in, n_in, MPI_DOUBLE, 0, s->inter), "MPI_Scatter");
+            if (merged != MPI_COMM_NULL) commloop_stage_check(s, MPI_Scatterv(NULL, NULL, NULL, MPI_DOUBLE, in, n_in, MPI_DOUBLE, 0, merged), "MPI_Scatterv");
+            else commloop_stage_check(s, MPI_Scatter(NULL, 0, MPI_DOUBLE, in, n_in, MPI_DOUBLE, 0, s->inter), "MPI_Scatter");
             if (rec) rec[2] = commloop_now_us();
             fn(in, (size_t)n_in, out, (size_t)n_out, s->rank, s->nranks, it);
             if (rec) rec[3] = commloop_now_us();
-            commloop_stage_check(s, MPI_Gather(out, n_out, MPI_DOUBLE, NULL, 0, MPI_DOUBLE, 0, s->inter), "MPI_Gather");
+            if (merged != MPI_COMM_NULL) commloop_stage_check(s, MPI_Gatherv(out, n_out, MPI_DOUBLE, NULL, NULL, NULL, MPI_DOUBLE, 0, merged), "MPI_Gatherv");
+            else commloop_stage_check(s, MPI_Gather(out, n_out, MPI_DOUBLE, NULL, 0, MPI_DOUBLE, 0, s->inter), "MPI_Gather");
             if (rec) {
                 rec[4] = commloop_now_us();
                 rec[0] = it;
@@ -241,6 +251,7 @@ static inline int commloop_stage_run(int argc, char **argv, commloop_kernel_fn *
     free(table);
     free(in);
     free(out);
+    if (merged != MPI_COMM_NULL) MPI_Comm_free(&merged);
     commloop_stage_check(s, MPI_Comm_disconnect(&s->inter), "MPI_Comm_disconnect");
     if (s->local != MPI_COMM_NULL) MPI_Comm_free(&s->local);
     MPI_Finalize();

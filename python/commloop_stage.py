@@ -30,7 +30,7 @@ import time
 
 MAGIC, VERSION = 0x434C4F50, 2  # the highest protocol version spoken here; the hello picks
 CMD_STOP, CMD_RUN, CMD_EPOCH = 0, 1, 2
-FLAG_TIMES, CLOCK_ROUNDS, REC = 1, 8, 5  # docs/PROTOCOL.md, "Step times"
+FLAG_TIMES, FLAG_MERGED, CLOCK_ROUNDS, REC = 1, 2, 8, 5  # docs/PROTOCOL.md, section 4 and "MPMD"
 
 StageContext = collections.namedtuple('StageContext', 'rank nranks iteration')
 
@@ -151,11 +151,12 @@ def serve(stage, module, fn_name):
     stage.index = int(hello[2])
     # v2: every step's sizes, once: iteration i takes table[i % P], iteration 0's n_in is `first`.
     table, first = [], 0
+    merged = None  # with FLAG_MERGED: the intracommunicator the steps run on
     ring = None  # with FLAG_TIMES: the newest `cap` step records of iterations 0, every, 2*every...
     if version == 2:
         sizes = np.empty(3, dtype=np.int32)
         inter.Bcast([sizes, INT], root=0)
-        if int(sizes[2]) & ~FLAG_TIMES:  # flags: an unknown one must not be ignored
+        if int(sizes[2]) & ~(FLAG_TIMES | FLAG_MERGED):  # flags: an unknown one must not be ignored
             raise ProtocolError(f'step table flags {int(sizes[2])} are not known here')
         first = int(sizes[1])
         t = np.empty(2 * int(sizes[0]), dtype=np.int32)
@@ -166,6 +167,9 @@ def serve(stage, module, fn_name):
             inter.Bcast([spec, INT], root=0)
             every, cap = int(spec[0]), int(spec[1])
             ring = np.zeros((cap, REC))
+        if int(sizes[2]) & FLAG_MERGED:  # MPMD: steps on the intercommunicator merged with the hub (rank 0)
+            merged = inter.Merge(high=True)
+            merged.Set_errhandler(MPI.ERRORS_RETURN)
     if hello[3] != nranks or (appnum is not None and appnum - 1 != stage.index):
         raise ProtocolError(f'hello says stage {hello[2]} of {hello[3]} ranks; this is {nranks} ranks' +
                             ('' if appnum is None else f', app number {appnum}'))
@@ -215,7 +219,10 @@ def serve(stage, module, fn_name):
         rec = ring[(iteration // every) % cap] if ring is not None and iteration % every == 0 else None
         if rec is not None:
             rec[1] = now_us()
-        inter.Scatter(None, [x, DOUBLE], root=0)
+        if merged is not None:
+            merged.Scatterv(None, [x, DOUBLE], root=0)
+        else:
+            inter.Scatter(None, [x, DOUBLE], root=0)
         if rec is not None:
             rec[2] = now_us()
         got = fn(x, out, StageContext(rank, nranks, iteration))
@@ -224,7 +231,10 @@ def serve(stage, module, fn_name):
             raise TypeError(f'{fn_name} returned {type(got).__name__}; it must fill out in place (out[:] = ...) and return None')
         if rec is not None:
             rec[3] = now_us()
-        inter.Gather([out, DOUBLE], None, root=0)
+        if merged is not None:
+            merged.Gatherv([out, DOUBLE], None, root=0)
+        else:
+            inter.Gather([out, DOUBLE], None, root=0)
         if rec is not None:
             rec[4], rec[0] = now_us(), iteration
         steps += 1
@@ -234,6 +244,8 @@ def serve(stage, module, fn_name):
         kept = min(taken, cap)
         send = np.ascontiguousarray(ring[[(taken - kept + j) % cap for j in range(kept)]]).reshape(-1)
         inter.Gather([send, DOUBLE], None, root=0)
+    if merged is not None:
+        merged.Free()
     inter.Disconnect()
     if stage.local is not None:
         stage.local.Free()

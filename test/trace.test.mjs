@@ -191,6 +191,18 @@ options('bad values exit 2 naming the flag, the value and what is allowed', () =
   }
 });
 
+options('an exec stage\'s "times" must be a boolean and needs protocol 2 (exit 2, before anything starts)', () => {
+  const exec = { name: 'x', kind: 'exec', ranks: 1, size: 2, command: ['/bin/true'] };
+  for (const [extra, line] of [
+    [{ times: 'yes', protocol: 2 }, 'commloop: stage "x": "times" must be true or false (got "yes")'],
+    [{ times: true }, 'commloop: stage "x": "times": true needs "protocol": 2 (got 1)'],
+  ]) {
+    const r = cli(['--pipeline', file('bad-times', { stages: [{ ...exec, ...extra }] }), '-i', '1']);
+    assert.is(r.status, 2);
+    assert.is(r.stderr, line + '\n');
+  }
+});
+
 options('the library: trace and breakdown options, checked like the rest', async () => {
   const { runPipeline } = await import(join(root, 'dist', 'index.js'));
   const path = join(dir, 'lib.json');

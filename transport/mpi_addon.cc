@@ -565,6 +565,19 @@ Napi::Value IntercommCreate(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), AddComm(inter));
 }
 
+// merge(inter, high): MPI_Intercomm_merge; the group that passes high = false comes first.
+Napi::Value Merge(const Napi::CallbackInfo& info) {
+  MPI_Comm inter = CommArg(info, 0);
+  if (info.Length() <= 1 || !info[1].IsBoolean()) ThrowType(info.Env(), "high must be a boolean");
+  int flag = 0;
+  MPI_Comm_test_inter(inter, &flag);
+  if (!flag) ThrowType(info.Env(), "merge needs an intercommunicator");
+  MPI_Comm out = MPI_COMM_NULL;
+  InFlight f(Handle(info, 0), "an intercomm merge");
+  Check(info.Env(), MPI_Intercomm_merge(inter, info[1].As<Napi::Boolean>().Value() ? 1 : 0, &out), "MPI_Intercomm_merge");
+  return Napi::Number::New(info.Env(), AddComm(out));
+}
+
 // appnum(): MPI_APPNUM of this process (its app context under an MPMD mpirun), or null.
 Napi::Value AppNum(const Napi::CallbackInfo& info) {
   RequireInit(info.Env());
@@ -614,7 +627,10 @@ Napi::Value Bcast(const Napi::CallbackInfo& info) {
 
 // scatter(comm, send, recv, count, root) and gather(comm, send, recv, count, root):
 // count is per rank; the root's buffer holds count * ranks elements.
-Napi::Value Collective(const Napi::CallbackInfo& info, bool scatter) {
+// scatterOthers/gatherOthers: the same on an intracommunicator whose root moves nothing of
+// its own (a hub merged with a stage, docs/PROTOCOL.md): its buffer holds count elements of
+// every other rank, in rank order, and it goes through MPI_Scatterv/MPI_Gatherv with 0 for itself.
+Napi::Value Collective(const Napi::CallbackInfo& info, bool scatter, bool others = false) {
   Napi::Env env = info.Env();
   MPI_Comm comm = CommArg(info, 0);
   Buf send = BufArg(info, 1, "send", true);
@@ -622,12 +638,14 @@ Napi::Value Collective(const Napi::CallbackInfo& info, bool scatter) {
   int32_t count = IntArg(info, 3, "count", 0, 2147483647);
   int32_t root = IntArg(info, 4, "root", MPI_ROOT < MPI_PROC_NULL ? MPI_ROOT : MPI_PROC_NULL, 2147483647);
   Role role = RoleOf(env, comm, root);
+  if (others && role.inter) ThrowType(env, std::string(scatter ? "scatterOthers" : "gatherOthers") + " needs an intracommunicator");
+  if (others) role.ranks -= 1;  // the root's own share is not in its buffer
   Buf& all = scatter ? send : recv;    // the root's whole array
   Buf& part = scatter ? recv : send;   // one rank's chunk
   const char* allName = scatter ? "send" : "recv";
   const char* partName = scatter ? "recv" : "send";
   bool needAll = role.sends_all;
-  bool needPart = role.takes_part && !(role.inter && role.sends_all);
+  bool needPart = role.takes_part && !(role.inter && role.sends_all) && !(others && role.sends_all);
   if (needAll) {
     if (!all.data) ThrowType(env, std::string(allName) + " must be a Float64Array or an Int32Array at the root");
     NeedFits(env, all, allName, count, role.ranks);
@@ -642,6 +660,25 @@ Napi::Value Collective(const Napi::CallbackInfo& info, bool scatter) {
   void* partPtr = needPart ? part.data : nullptr;
   InFlight f(Handle(info, 0), scatter ? "a scatter" : "a gather");
   int rc;
+  if (others) {
+    // Counts and offsets of every rank; the root's count is 0 and it passes MPI_IN_PLACE.
+    static thread_local std::vector<int> counts, displs;
+    if (role.sends_all) {
+      counts.assign(role.ranks + 1, count);
+      displs.resize(role.ranks + 1);
+      counts[root] = 0;
+      for (int r = 0, at = 0; r <= role.ranks; r++) {
+        displs[r] = at;
+        at += counts[r];
+      }
+    }
+    int* c = role.sends_all ? counts.data() : nullptr;
+    int* d = role.sends_all ? displs.data() : nullptr;
+    if (scatter) rc = MPI_Scatterv(allPtr, c, d, type, role.sends_all ? MPI_IN_PLACE : partPtr, count, type, root, comm);
+    else rc = MPI_Gatherv(role.sends_all ? MPI_IN_PLACE : partPtr, count, type, allPtr, c, d, type, root, comm);
+    Check(env, rc, scatter ? "MPI_Scatterv" : "MPI_Gatherv");
+    return env.Undefined();
+  }
   if (scatter) rc = MPI_Scatter(allPtr, count, type, partPtr, count, type, root, comm);
   else rc = MPI_Gather(partPtr, count, type, allPtr, count, type, root, comm);
   Check(env, rc, scatter ? "MPI_Scatter" : "MPI_Gather");
@@ -650,6 +687,8 @@ Napi::Value Collective(const Napi::CallbackInfo& info, bool scatter) {
 
 Napi::Value Scatter(const Napi::CallbackInfo& info) { return Collective(info, true); }
 Napi::Value Gather(const Napi::CallbackInfo& info) { return Collective(info, false); }
+Napi::Value ScatterOthers(const Napi::CallbackInfo& info) { return Collective(info, true, true); }
+Napi::Value GatherOthers(const Napi::CallbackInfo& info) { return Collective(info, false, true); }
 
 Napi::Value Send(const Napi::CallbackInfo& info) {
   MPI_Comm comm = CommArg(info, 0);
@@ -808,6 +847,9 @@ Napi::Object Module(Napi::Env env, Napi::Object exports) {
   exports.Set("bcast", Napi::Function::New(env, Bcast, "bcast"));
   exports.Set("scatter", Napi::Function::New(env, Scatter, "scatter"));
   exports.Set("gather", Napi::Function::New(env, Gather, "gather"));
+  exports.Set("scatterOthers", Napi::Function::New(env, ScatterOthers, "scatterOthers"));
+  exports.Set("gatherOthers", Napi::Function::New(env, GatherOthers, "gatherOthers"));
+  exports.Set("merge", Napi::Function::New(env, Merge, "merge"));
   exports.Set("send", Napi::Function::New(env, Send, "send"));
   exports.Set("recv", Napi::Function::New(env, Recv, "recv"));
   exports.Set("barrier", Napi::Function::New(env, Barrier, "barrier"));

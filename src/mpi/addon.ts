@@ -37,6 +37,14 @@ export interface MpiAddon {
   bcast(comm: number, buffer: MpiBuffer, root: number): void;
   scatter(comm: number, send: MpiBuffer | null, recv: MpiBuffer | null, count: number, root: number): void;
   gather(comm: number, send: MpiBuffer | null, recv: MpiBuffer | null, count: number, root: number): void;
+  /**
+   * On an intracommunicator whose root holds no share of its own (a hub merged with a stage):
+   * the root's buffer is every other rank's `count` elements in rank order (MPI_Scatterv/Gatherv).
+   */
+  scatterOthers(comm: number, send: MpiBuffer | null, recv: MpiBuffer | null, count: number, root: number): void;
+  gatherOthers(comm: number, send: MpiBuffer | null, recv: MpiBuffer | null, count: number, root: number): void;
+  /** MPI_Intercomm_merge: the side passing high = false gets the low ranks. */
+  merge(inter: number, high: boolean): number;
   send(comm: number, buffer: MpiBuffer, dest: number, tag: number): void;
   recv(comm: number, buffer: MpiBuffer, source: number, tag: number): number;
   barrier(comm: number): void;

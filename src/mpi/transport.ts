@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { addonPath, distDir, howToBuild, nativeWorkerPath, pythonStagePath } from '../assets.js';
 import { RunError } from '../errors.js';
 import type { CBackend } from '../stage/kernel.js';
-import { CMD_EPOCH, CMD_RUN, CMD_STOP, FLAG_TIMES, MAGIC, hostHash, stepTable } from './protocol.js';
+import { CMD_EPOCH, CMD_RUN, CMD_STOP, FLAG_MERGED, FLAG_TIMES, MAGIC, hostHash, stepTable } from './protocol.js';
 import { monoUs } from '../trace/clock.js';
 import { CLOCK_ROUNDS, REC, chronological, clockOffsets, keptCount, newRing, slotOf, type StepTimes } from '../trace/log.js';
 import { MpiError, mpi, setMpiEnvironment, type MpiAddon } from './addon.js';
@@ -64,6 +64,9 @@ const SENTINEL_HI = 0x7ff4c10f | 0;
 export class MpiTransport implements Transport {
   private m!: MpiAddon;
   private comms: number[] = [];
+  /** Per stage: the communicator its steps run on (the merged one under FLAG_MERGED), and whether merged. */
+  private stepComms: number[] = [];
+  private merged: boolean[] = [];
   readonly ranks: RankInfo[] = [];
   private i32!: Int32Array;
   private local: number | null = null;
@@ -115,6 +118,8 @@ export class MpiTransport implements Transport {
     this.plan.stages.forEach((st, s) => {
       this.steps.push(0);
       const times = timing !== undefined && st.times && st.protocol === 2;
+      // The project's own stage processes speak FLAG_MERGED; exec stages keep the intercommunicator.
+      const merge = this.opts.launch === 'mpmd' && st.protocol === 2 && st.kind !== 'exec';
       const comm = connect(st, s);
       this.comms.push(comm);
       m.label(comm, st.name);
@@ -124,16 +129,20 @@ export class MpiTransport implements Transport {
           // v2: the sizes of every step, once, so a step needs no header (docs/PROTOCOL.md).
           const { first, table } = stepTable(this.plan, s);
           // {P, first, flags}: FLAG_TIMES asks for step times, of stages that said they keep them.
-          m.bcast(comm, Int32Array.of(table.length / 2, first, times ? FLAG_TIMES : 0), m.ROOT);
+          m.bcast(comm, Int32Array.of(table.length / 2, first, (times ? FLAG_TIMES : 0) | (merge ? FLAG_MERGED : 0)), m.ROOT);
           m.bcast(comm, table, m.ROOT);
           if (times) m.bcast(comm, Int32Array.of(timing.every, timing.cap), m.ROOT);
         }
+        this.stepComms.push(merge ? m.merge(comm, false) : comm);
+        this.merged.push(merge);
+        if (merge) m.label(this.stepComms[s], st.name);
         const ready = new Int32Array(2 * st.ranks);
         m.gather(comm, null, ready, 2, m.ROOT);
         for (let r = 0; r < st.ranks; r++) this.ranks.push({ stage: s, rank: r, pid: ready[2 * r], host: ready[2 * r + 1] });
         // Only ranks on this host can be checked by pid; the others rely on the timeout.
         const pids = Int32Array.from({ length: st.ranks }, (_, r) => (ready[2 * r + 1] === here ? ready[2 * r] : 0));
         m.watch(comm, st.name, pids, this.ctx.timeoutMs);
+        if (merge) m.watch(this.stepComms[s], st.name, pids, this.ctx.timeoutMs);
         if (times) this.syncClocks(s, ready);
       });
       this.rankTimes.push(null);
@@ -220,6 +229,8 @@ export class MpiTransport implements Transport {
     const S = this.plan.stages.length;
     const ranks = this.plan.stages[step.stage].ranks;
     const comm = this.comms[step.stage];
+    const stepComm = this.stepComms[step.stage];
+    const merged = this.merged[step.stage];
     const v1 = this.plan.stages[step.stage].protocol === 1;
     if (v1) {
       header[0] = CMD_RUN;
@@ -241,9 +252,11 @@ export class MpiTransport implements Transport {
     this.step(step.stage, `iteration ${step.iteration}`, () => {
       if (v1) m.bcast(comm, header, m.ROOT);
       if (at >= 0) ring![at + 1] = monoUs();
-      m.scatter(comm, f64.subarray(a, a + step.nIn * ranks), null, step.nIn, m.ROOT);
+      if (merged) m.scatterOthers(stepComm, f64.subarray(a, a + step.nIn * ranks), null, step.nIn, 0);
+      else m.scatter(comm, f64.subarray(a, a + step.nIn * ranks), null, step.nIn, m.ROOT);
       if (at >= 0) ring![at + 2] = monoUs();
-      m.gather(comm, null, f64.subarray(b, b + step.nOut * ranks), step.nOut, m.ROOT);
+      if (merged) m.gatherOthers(stepComm, null, f64.subarray(b, b + step.nOut * ranks), step.nOut, 0);
+      else m.gather(comm, null, f64.subarray(b, b + step.nOut * ranks), step.nOut, m.ROOT);
       if (at >= 0) {
         ring![at + 3] = monoUs();
         ring![at] = step.iteration;
@@ -292,6 +305,10 @@ export class MpiTransport implements Transport {
         if (this.ctx.timing && st.times && st.protocol === 2) this.rankTimes[s] = this.collectTimes(s);
       });
       this.step(s, 'shutdown', () => {
+        if (this.merged[s]) {
+          m.unwatch(this.stepComms[s]);
+          m.free(this.stepComms[s]);
+        }
         m.unwatch(comm); // the ranks now exit on purpose
         m.disconnect(comm);
       });

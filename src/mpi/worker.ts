@@ -7,7 +7,7 @@
 import { instantiateKernel } from '../stage/kernel.js';
 import { ARENA_BASE } from '../arena.js';
 import { errorLine, loadTransform, mustBeSync } from '../stage/ts-transform.js';
-import { CMD_EPOCH, CMD_RUN, CMD_STOP, FLAG_TIMES, MAGIC, hostHash, stageComm } from './protocol.js';
+import { CMD_EPOCH, CMD_RUN, CMD_STOP, FLAG_MERGED, FLAG_TIMES, MAGIC, hostHash, stageComm } from './protocol.js';
 import { monoUs } from '../trace/clock.js';
 import { CLOCK_ROUNDS, chronological, newRing, slotOf, type TimingSpec } from '../trace/log.js';
 import { mpi } from './addon.js';
@@ -45,10 +45,12 @@ let first = 0;
 let table = new Int32Array(0);
 /** With FLAG_TIMES: which iterations' step times to keep, and how many (docs/PROTOCOL.md, "Step times"). */
 let timing: TimingSpec | undefined;
+/** With FLAG_MERGED: the intracommunicator the steps run on. */
+let merged: number | null = null;
 if (version === 2) {
   const head = new Int32Array(3);
   m.bcast(parent, head, 0);
-  if ((head[2] & ~FLAG_TIMES) !== 0) {
+  if ((head[2] & ~(FLAG_TIMES | FLAG_MERGED)) !== 0) {
     process.stderr.write(`commloop-fail: ${hello[2]} ${rank} ProtocolError: step table flags ${head[2]} are not known here\n`);
     m.abort(parent, 1);
   }
@@ -60,6 +62,8 @@ if (version === 2) {
     m.bcast(parent, spec, 0);
     timing = { every: spec[0], cap: spec[1] };
   }
+  // MPMD: steps on the intercommunicator merged with the hub's side (the hub is rank 0).
+  if (head[2] & FLAG_MERGED) merged = m.merge(parent, true);
 }
 const ring = timing ? newRing(timing) : undefined;
 /**
@@ -137,7 +141,8 @@ function step(iteration: number, nIn: number, nOut: number): void {
   const [input, output] = stage.buffers(nIn, nOut);
   const at = ring ? slotOf(iteration, timing!) : -1;
   if (at >= 0) ring![at + 1] = monoUs();
-  m.scatter(parent, null, input, nIn, 0);
+  if (merged !== null) m.scatterOthers(merged, null, input, nIn, 0);
+  else m.scatter(parent, null, input, nIn, 0);
   if (at >= 0) ring![at + 2] = monoUs();
   try {
     stage.run(input, output, iteration);
@@ -145,7 +150,8 @@ function step(iteration: number, nIn: number, nOut: number): void {
     failed(err);
   }
   if (at >= 0) ring![at + 3] = monoUs();
-  m.gather(parent, output, null, nOut, 0);
+  if (merged !== null) m.gatherOthers(merged, output, null, nOut, 0);
+  else m.gather(parent, output, null, nOut, 0);
   if (at >= 0) {
     ring![at + 4] = monoUs();
     ring![at] = iteration;
@@ -175,6 +181,7 @@ if (ring) {
   const kept = chronological(ring, steps, timing!);
   m.gather(parent, kept, null, kept.length, 0);
 }
+if (merged !== null) m.free(merged);
 m.disconnect(parent);
 if (local !== null) m.free(local);
 m.finalize();
