@@ -128,7 +128,8 @@ export class MpiTransport implements Transport {
         if (st.protocol === 2) {
           // v2: the sizes of every step, once, so a step needs no header (docs/PROTOCOL.md).
           const { first, table } = stepTable(this.plan, s);
-          // {P, first, flags}: FLAG_TIMES asks for step times, of stages that said they keep them.
+          // {P, first, flags}: FLAG_TIMES asks for step times (of stages that keep them), FLAG_MERGED
+          // for steps on a merged intracommunicator (MPMD, the project's own stages).
           m.bcast(comm, Int32Array.of(table.length / 2, first, (times ? FLAG_TIMES : 0) | (merge ? FLAG_MERGED : 0)), m.ROOT);
           m.bcast(comm, table, m.ROOT);
           if (times) m.bcast(comm, Int32Array.of(timing.every, timing.cap), m.ROOT);
@@ -248,18 +249,18 @@ export class MpiTransport implements Transport {
       i32[at + 1] = SENTINEL_HI;
     }
     const ring = this.hubRings?.[step.stage];
-    const at = ring ? slotOf(step.iteration, this.ctx.timing!) : -1;
+    const slot = ring ? slotOf(step.iteration, this.ctx.timing!) : -1;
     this.step(step.stage, `iteration ${step.iteration}`, () => {
       if (v1) m.bcast(comm, header, m.ROOT);
-      if (at >= 0) ring![at + 1] = monoUs();
+      if (slot >= 0) ring![slot + 1] = monoUs();
       if (merged) m.scatterOthers(stepComm, f64.subarray(a, a + step.nIn * ranks), null, step.nIn, 0);
       else m.scatter(comm, f64.subarray(a, a + step.nIn * ranks), null, step.nIn, m.ROOT);
-      if (at >= 0) ring![at + 2] = monoUs();
+      if (slot >= 0) ring![slot + 2] = monoUs();
       if (merged) m.gatherOthers(stepComm, null, f64.subarray(b, b + step.nOut * ranks), step.nOut, 0);
       else m.gather(comm, null, f64.subarray(b, b + step.nOut * ranks), step.nOut, m.ROOT);
-      if (at >= 0) {
-        ring![at + 3] = monoUs();
-        ring![at] = step.iteration;
+      if (slot >= 0) {
+        ring![slot + 3] = monoUs();
+        ring![slot] = step.iteration;
       }
     });
     this.steps[step.stage] = step.iteration + 1;
