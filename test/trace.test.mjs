@@ -86,7 +86,10 @@ function checkRing(r, path, { iterations = ITER, kept = iterations } = {}) {
   // Relative bounds: on a loaded machine a fast rank's median can stretch, not to a quarter of 2 ms spinning.
   assert.ok(sl.rankComputeS[0] < sl.rankComputeS[1] / 4, `rank 0 of slow computes ${sl.rankComputeS[0]} s`);
   for (const s of [b.stages[0], b.stages[2]]) assert.ok(s.compute.medianS < sl.compute.medianS / 4, `${s.name} computes ${s.compute.medianS} s`);
-  assert.ok(sl.compute.share > 0.2, `slow's compute share ${sl.compute.share}`);
+  // Its share of the iteration depends on how loaded the machine is (spawn mode over TCP on 2 shared
+  // cores: 0.19 to 0.9 seen); that it is the largest compute share does not.
+  for (const s of [b.stages[0], b.stages[2]]) assert.ok(sl.compute.share > s.compute.share, `slow's compute share ${sl.compute.share} against ${s.name}'s ${s.compute.share}`);
+  assert.ok(sl.compute.share > 0 && sl.compute.share < 1, `slow's compute share ${sl.compute.share}`);
   return t;
 }
 
