@@ -19,7 +19,7 @@ import { hostname } from 'node:os';
 import { DEFAULT_TIMING, MAX_CAP, type StepTimes, type TimingSpec } from './trace/log.js';
 import { computeBreakdown, type Breakdown } from './trace/breakdown.js';
 import { writeChromeTrace } from './trace/chrome.js';
-import { hostHash } from './mpi/protocol.js';
+import { hostHash, hostLabel } from './mpi/protocol.js';
 import { version } from './version.js';
 
 export type TransportName = 'mpi' | 'threads';
@@ -210,8 +210,8 @@ export async function runPipeline(pipeline: PipelineSpec | string, opts: RunOpti
   const { times, final, steps } = outcome;
   let trace: RunResult['trace'];
   if (opts.trace && steps) {
-    const here = hostHash();
-    const hostName = outcome.hostName ?? ((h: number) => (h === here ? hostname() : `host #${(h >>> 0).toString(16)}`));
+    const here = new Map([[hostHash(), hostname()]]);
+    const hostName = outcome.hostName ?? ((h: number) => hostLabel(h, here));
     const about = { commloop: version, transport, launch, cBackend, iterations: times.length };
     trace = { file: opts.trace, ...writeChromeTrace(opts.trace, steps, { stages: plan.stages, hostName, about }) };
   }

@@ -63,3 +63,8 @@ export function hostHash(name = hostname()): number {
   for (const b of Buffer.from(name)) h = Math.imul(h ^ b, 16777619) >>> 0;
   return h | 0;
 }
+
+/** A host hash as a name: `names`' own, else `host #` and its hex (a host the caller cannot name). */
+export function hostLabel(hash: number, names: ReadonlyMap<number, string>): string {
+  return names.get(hash) ?? `host #${(hash >>> 0).toString(16)}`;
+}

@@ -23,7 +23,7 @@ import type { Readable, Writable } from 'node:stream';
 import { mpmdCommand } from './mpmd.js';
 import { failureFromOpenMpi, openMpiLines } from './openmpi-text.js';
 import { cmdline, descendants, killRecorded, type Proc } from './procs.js';
-import { hostHash } from './protocol.js';
+import { hostHash, hostLabel } from './protocol.js';
 import { STOP_GRACE_MS } from '../transport.js';
 
 export interface SuperviseOptions {
@@ -101,7 +101,7 @@ export function superviseMpiRun(plan: RingPlan, opts: SuperviseOptions, hooks: S
     const hostOf = (stage?: string, rank?: number) => {
       const s = plan.stages.findIndex((st) => st.name === stage);
       const r = ranks.get(`${s}/${rank}`);
-      return r ? (hostNames.get(r.host) ?? `host #${(r.host >>> 0).toString(16)}`) : undefined;
+      return r ? hostLabel(r.host, hostNames) : undefined;
     };
 
     toHub.on('error', () => {}); // the hub may be gone; its exit says why
@@ -146,7 +146,7 @@ export function superviseMpiRun(plan: RingPlan, opts: SuperviseOptions, hooks: S
           times: m.times,
           final: decodeArray(m.final),
           steps: m.steps && stepTimesFromWire(m.steps),
-          hostName: (hash) => hostNames.get(hash) ?? `host #${(hash >>> 0).toString(16)}`,
+          hostName: (hash) => hostLabel(hash, hostNames),
         };
       } else if (m.t === 'fail') {
         endedAt ||= lastWord;

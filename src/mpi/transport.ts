@@ -144,14 +144,14 @@ export class MpiTransport implements Transport {
         const pids = Int32Array.from({ length: st.ranks }, (_, r) => (ready[2 * r + 1] === here ? ready[2 * r] : 0));
         m.watch(comm, st.name, pids, this.ctx.timeoutMs);
         if (merge) m.watch(this.stepComms[s], st.name, pids, this.ctx.timeoutMs);
-        if (times) this.syncClocks(s, ready);
+        if (times) this.syncClocks(s);
       });
       this.rankTimes.push(null);
     });
   }
 
   /** Step times: ping-pong rounds that put each other host's clock on the hub's (log.ts clockOffsets). */
-  private syncClocks(s: number, ready: Int32Array): void {
+  private syncClocks(s: number): void {
     const { m } = this;
     const st = this.plan.stages[s];
     const rounds = [];
@@ -162,8 +162,7 @@ export class MpiTransport implements Transport {
       m.gather(this.comms[s], null, got, 1, m.ROOT);
       rounds.push({ t0, t1: monoUs(), got });
     }
-    const hosts = Array.from({ length: st.ranks }, (_, r) => ready[2 * r + 1]);
-    const { perHost } = clockOffsets(rounds, hosts, hostHash());
+    const { perHost } = clockOffsets(rounds, this.hostsOf(s), hostHash());
     for (const o of perHost) {
       const seen = this.offsets.find((p) => p.host === o.host);
       if (!seen) this.offsets.push(o);
@@ -321,28 +320,27 @@ export class MpiTransport implements Transport {
   /** After the stop: every rank of stage s sends its kept records, oldest first, all of the same count. */
   private collectTimes(s: number): Float64Array[] {
     const st = this.plan.stages[s];
-    const { kept } = keptCount(this.steps[s], this.ctx.timing!);
+    const spec = this.ctx.timing!;
+    const { kept, first } = keptCount(this.steps[s], spec);
     const all = new Float64Array(st.ranks * kept * REC);
     this.m.gather(this.comms[s], null, all, kept * REC, this.m.ROOT);
-    const hosts = this.ranks.filter((r) => r.stage === s).map((r) => r.host);
+    const hosts = this.hostsOf(s);
     return Array.from({ length: st.ranks }, (_, r) => {
       const rec = all.slice(r * kept * REC, (r + 1) * kept * REC);
       // On the hub's clock: ranks on other hosts get their host's offset.
       const offset = this.offsets.find((o) => o.host === hosts[r])?.offsetUs ?? 0;
       for (let j = 0; j < kept; j++) {
-        if (rec[j * REC] !== this.firstKept(s, kept) + j * this.ctx.timing!.every) {
-          throw new MpiError(`rank ${r} sent step times of iteration ${rec[j * REC]} where ${this.firstKept(s, kept) + j * this.ctx.timing!.every} was due`, 0, 0);
-        }
+        const due = first + j * spec.every;
+        if (rec[j * REC] !== due) throw new MpiError(`rank ${r} sent step times of iteration ${rec[j * REC]} where ${due} was due`, 0, 0);
         if (offset) for (let c = 1; c < REC; c++) rec[j * REC + c] += offset;
       }
       return rec;
     });
   }
 
-  /** The iteration of the oldest kept record after stage s's steps. */
-  private firstKept(s: number, kept: number): number {
-    const taken = Math.ceil(this.steps[s] / this.ctx.timing!.every);
-    return (taken - kept) * this.ctx.timing!.every;
+  /** Per rank of stage s, its host hash from the Ready gather. */
+  private hostsOf(s: number): number[] {
+    return this.ranks.filter((r) => r.stage === s).map((r) => r.host);
   }
 
   stepTimes(): StepTimes | undefined {
@@ -357,7 +355,7 @@ export class MpiTransport implements Transport {
       dropped,
       hub: this.hubRings!.map((ring) => chronological(ring, iterations, spec)),
       ranks: this.rankTimes,
-      hosts: this.plan.stages.map((_, s) => this.ranks.filter((r) => r.stage === s).map((r) => r.host)),
+      hosts: this.plan.stages.map((_, s) => this.hostsOf(s)),
       hubHost: hostHash(),
       offsets: this.offsets,
     };

@@ -55,7 +55,8 @@ export function writeChromeTrace(file: string, t: StepTimes, meta: TraceMeta): {
       });
     });
     let flow = 0;
-    // Where each step's arrow leaves: the gather of its slowest rank (or the hub's, for a stage without times).
+    // Where each step's arrow leaves: the gather of the rank that finished computing last, the one the
+    // hub waited for (or the hub's gather, for a stage without times).
     let from: { pid: number; tid: number; ts: number; iteration: number } | undefined;
     for (let j = 0; j < n; j++) {
       const k = j * REC;

@@ -23,11 +23,14 @@ export function slotOf(i: number, spec: TimingSpec): number {
   return i % spec.every === 0 ? ((i / spec.every) % spec.cap) * REC : -1;
 }
 
-/** After `iterations` iterations: records kept per rank, and how many older ones the cap dropped. */
-export function keptCount(iterations: number, spec: TimingSpec): { kept: number; dropped: number } {
+/**
+ * After `iterations` iterations: records kept per rank, how many older ones the cap dropped,
+ * and the iteration of the oldest kept one (the kept records are first, first + every, ...).
+ */
+export function keptCount(iterations: number, spec: TimingSpec): { kept: number; dropped: number; first: number } {
   const taken = Math.ceil(iterations / spec.every);
   const kept = Math.min(taken, spec.cap);
-  return { kept, dropped: taken - kept };
+  return { kept, dropped: taken - kept, first: (taken - kept) * spec.every };
 }
 
 export function newRing(spec: TimingSpec, buffer?: ArrayBufferLike, offset = 0): Float64Array {
@@ -36,11 +39,10 @@ export function newRing(spec: TimingSpec, buffer?: ArrayBufferLike, offset = 0):
 
 /** A ring's kept records, oldest first (what a rank ships at the stop). */
 export function chronological(ring: Float64Array, iterations: number, spec: TimingSpec): Float64Array {
-  const taken = Math.ceil(iterations / spec.every);
-  const { kept } = keptCount(iterations, spec);
+  const { kept, first } = keptCount(iterations, spec);
   const out = new Float64Array(kept * REC);
   for (let j = 0; j < kept; j++) {
-    const at = ((taken - kept + j) % spec.cap) * REC;
+    const at = slotOf(first + j * spec.every, spec);
     out.set(ring.subarray(at, at + REC), j * REC);
   }
   return out;
