@@ -7,8 +7,19 @@
 import { constants } from 'node:os';
 import type { Failure } from '../errors.js';
 
-const signalName = (n: number) => Object.entries(constants.signals).find(([, v]) => v === n)?.[0] ?? `signal ${n}`;
 import type { RingPlan } from '../pipeline/model.js';
+
+export const signalName = (n: number) => Object.entries(constants.signals).find(([, v]) => v === n)?.[0] ?? `signal ${n}`;
+
+/** Under MPMD, world rank `world` (1 and up: 0 is the hub) as a stage index and its rank there. */
+export function mpmdPlace(plan: RingPlan, world: number): { stage: number; rank: number } | undefined {
+  let first = 1;
+  for (const [s, st] of plan.stages.entries()) {
+    if (world >= first && world < first + st.ranks) return { stage: s, rank: world - first };
+    first += st.ranks;
+  }
+  return undefined;
+}
 
 /** A line-by-line classifier: true for Open MPI's own lines (it remembers open boxes). */
 export function openMpiLines(): (line: string) => boolean {
@@ -44,15 +55,7 @@ export function failureFromOpenMpi(lines: string[], plan: RingPlan, launch: 'spa
   let rank = Number(m[1]);
   if (launch === 'mpmd') {
     if (rank === 0) return { reason: 'killed', host: m[2], detail: `the hub was killed by ${signalName(Number(m[3]))} (reported by Open MPI)` };
-    let first = 1;
-    for (const [s, st] of plan.stages.entries()) {
-      if (rank < first + st.ranks) {
-        stage = s;
-        rank -= first;
-        break;
-      }
-      first += st.ranks;
-    }
+    ({ stage, rank } = mpmdPlace(plan, rank) ?? { rank });
   } else {
     const job = /Child job (\d+) terminated/.exec(text);
     if (job) stage = Number(job[1]) - 2;

@@ -24,6 +24,7 @@ import { mpmdCommand } from './mpmd.js';
 import { failureFromOpenMpi, openMpiLines } from './openmpi-text.js';
 import { cmdline, descendants, killRecorded, type Proc } from './procs.js';
 import { hostHash, hostLabel } from './protocol.js';
+import { DEATH_GRACE_MS, STARTUP_LOOK_MS, StartupWatch } from './startup-watch.js';
 import { STOP_GRACE_MS } from '../transport.js';
 
 export interface SuperviseOptions {
@@ -177,6 +178,15 @@ export function superviseMpiRun(plan: RingPlan, opts: SuperviseOptions, hooks: S
     hooks.signal?.addEventListener('abort', onAbort);
     if (hooks.signal?.aborted) onAbort();
 
+    // A local MPMD job: its ranks are mpirun's children here, watched until Ready (startup-watch.ts).
+    const startup = opts.launch === 'mpmd' && !launchHosts.length ? new StartupWatch(plan) : undefined;
+    const startupLooks =
+      startup &&
+      setInterval(() => {
+        if (readyAt || endedAt) clearInterval(startupLooks);
+        else if (child.pid) startup.look(child.pid, Date.now());
+      }, STARTUP_LOOK_MS);
+
     const S = plan.stages.length;
     const watch = setInterval(() => {
       const now = Date.now();
@@ -198,7 +208,10 @@ export function superviseMpiRun(plan: RingPlan, opts: SuperviseOptions, hooks: S
           detail: `the hub on ${hubHost} fell silent for ${now - lastPulse} ms: the host or the network to it is down`,
         };
       } else if (!readyAt) {
-        if (now - t0 > opts.timeoutMs + START_SLACK_MS) {
+        if (startup?.first && now - startup.first.at > DEATH_GRACE_MS) {
+          // A rank died and mpirun has not ended the job: the hub would wait for it until its deadline.
+          late = startup.failure();
+        } else if (now - t0 > opts.timeoutMs + START_SLACK_MS) {
           late = unreachable(noise, launching, opts.timeoutMs);
           if (!late) {
             const where = launchHosts.length ? ` on ${launchHosts.join(', ')} (is every host reachable, by ssh too?)` : '';
@@ -231,6 +244,7 @@ export function superviseMpiRun(plan: RingPlan, opts: SuperviseOptions, hooks: S
 
     child.on('close', (code, signal) => {
       clearInterval(watch);
+      clearInterval(startupLooks);
       hooks.signal?.removeEventListener('abort', onAbort);
       // Whatever of the run is still there (an orted that outlived its hub) goes now.
       killRecorded(recorded.values());
@@ -247,7 +261,8 @@ export function superviseMpiRun(plan: RingPlan, opts: SuperviseOptions, hooks: S
         lostHost ??
         (collateral ? ompi : undefined) ??
         hubFailure ??
-        ompi ?? {
+        ompi ??
+        startup?.failure(code) ?? {
           reason: signal ? 'killed' : 'exited',
           detail: `${cmd === mpirun ? 'mpirun' : 'the MPI hub'} ${signal ? `was killed by ${signal}` : `exited with code ${code}`} before the run ended`,
         };
