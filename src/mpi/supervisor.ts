@@ -178,8 +178,8 @@ export function superviseMpiRun(plan: RingPlan, opts: SuperviseOptions, hooks: S
     hooks.signal?.addEventListener('abort', onAbort);
     if (hooks.signal?.aborted) onAbort();
 
-    // A local MPMD job: its ranks are mpirun's children here, watched until Ready (startup-watch.ts).
-    const startup = opts.launch === 'mpmd' && !launchHosts.length ? new StartupWatch(plan) : undefined;
+    // A local job: its ranks are mpirun's (or the hub's orted's) children here, watched until Ready.
+    const startup = launchHosts.length ? undefined : new StartupWatch(plan, opts.launch);
     const startupLooks =
       startup &&
       setInterval(() => {
@@ -256,13 +256,18 @@ export function superviseMpiRun(plan: RingPlan, opts: SuperviseOptions, hooks: S
       // real cause (mpirun ends local ranks so): Open MPI's own account names the origin.
       const ompi = failureFromOpenMpi(noise, plan, opts.launch);
       const collateral = hubFailure?.reason === 'killed' && /killed by SIGTERM/.test(hubFailure.detail) && ompi !== undefined;
+      // A rank that died while the run started, before the hub knew its pid: the ranks the
+      // hub then saw killed (SIGTERM, SIGKILL) are the job being torn down after it.
+      const died = startup?.failure(code);
+      const torn = hubFailure?.reason === 'killed' && (hubFailure.stage !== died?.stage || hubFailure.rank !== died?.rank);
       const failure =
         stageFailures[0] ??
         lostHost ??
         (collateral ? ompi : undefined) ??
+        (torn ? died : undefined) ??
         hubFailure ??
         ompi ??
-        startup?.failure(code) ?? {
+        died ?? {
           reason: signal ? 'killed' : 'exited',
           detail: `${cmd === mpirun ? 'mpirun' : 'the MPI hub'} ${signal ? `was killed by ${signal}` : `exited with code ${code}`} before the run ended`,
         };
