@@ -125,8 +125,9 @@ export class ThreadsTransport implements Transport {
     const ring = this.hubRings?.[step.stage];
     this.timedAt = ring ? slotOf(step.iteration, this.ctx.timing!) : -1;
     if (this.timedAt >= 0) {
+      // Publishing a step is a few stores: its "scatter" is not timed apart (ends where it starts).
       ring![this.timedAt] = step.iteration;
-      ring![this.timedAt + 1] = monoUs();
+      ring![this.timedAt + 1] = ring![this.timedAt + 2] = monoUs();
     }
     Atomics.store(ctrl, DONE, 0);
     Atomics.store(ctrl, STAGE, step.stage);
@@ -136,7 +137,6 @@ export class ThreadsTransport implements Transport {
     Atomics.store(ctrl, CMD, CMD_RUN);
     Atomics.add(ctrl, GO, 1);
     Atomics.notify(ctrl, GO);
-    if (this.timedAt >= 0) ring![this.timedAt + 2] = monoUs();
     return this.awaitWorkers();
   }
 
