@@ -80,21 +80,20 @@ function command(impl, ranks, sizes, iterations) {
 
 const cells = cell ? [{ ranks: Number(cell.split('/')[0]), shape: cell.split('/')[1] }] : quick ? QUICK : FULL;
 /**
- * Cells whose median rests on few iterations or on 31 processes sharing 2 cores vary 2x
- * between runs: they run ROUNDS times, implementations interleaved round by round, and
- * the report gives the median of the rounds' medians with their spread.
+ * Every cell of a full run runs ROUNDS times, implementations interleaved round by round:
+ * the shared machine's pace drifts up to 2x over minutes (seen at N=2, 1 MiB: one row 5.5 ms
+ * in one round, 9.9 ms in the next), so the report pairs rows within a round and gives the
+ * median of the rounds' ratios with their spread.
  */
 const ROUNDS = 3;
-const roundsFor = (ranks, shape, iterations) =>
-  quick ? 1 : ranks >= 10 || iterations < 100 || IMPLS.some((i) => i.cells?.includes(`${ranks}/${shape}`)) ? ROUNDS : 1;
+const roundsFor = () => (quick ? 1 : ROUNDS);
 const seconds = quick ? 0.4 : 1.0;
 let failures = 0;
 for (const { ranks, shape } of cells) {
   const { sizes, label } = SHAPES[shape];
   const iterations = iterationsFor(ranks, sizes, seconds);
   const expected = referenceRing(ranks, sizes, iterations).checksum;
-  // Cells where a cost row (+trace) runs also get rounds: its target is a 10% difference.
-  const rounds = roundsFor(ranks, shape, iterations);
+  const rounds = roundsFor();
   for (let round = 0; round < rounds; round++)
   for (const impl of IMPLS) {
     if (only && !impl.id.includes(only)) continue;
