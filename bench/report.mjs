@@ -249,6 +249,41 @@ other year. Shown for orientation only; no ratio is taken against it.
 | Avg iteration | 0.40219643116 |
 | Total Code | 43.7606859207 |`;
 
+/** Node stage processes per rank of a row (a stage not in C runs in a Node process of its own). */
+const NODE_STAGES = { 'mpi/native': 2, 'mpi/wasm': 3, 'mpmd/native': 2, 'mpi/c-stages': 0 };
+
+/**
+ * Start-up against the floors, set against what starting Node costs here (`node -e 0`, timed
+ * by the bench): a row's gap to its floor next to its Node stage processes' boot spread over
+ * the cores (mpi/c-stages, a Node hub with C stages, shows what the hub itself adds).
+ */
+function startupSection(cells, machine) {
+  if (!machine.nodeBootS) return [];
+  const out = [
+    '## Start-up against the floors, and what Node\'s own boot accounts for',
+    '',
+    `Starting one Node process (\`node -e 0\`) took ${(machine.nodeBootS * 1e3).toFixed(0)} ms here (median of 15, timed by the`,
+    'bench before the trials); a C stage rank starts in a few. "Node boot / cores" is the row\'s Node stage',
+    `processes times that, over the machine's ${machine.cores} cores: what their start-up alone adds when they all start`,
+    'at once. Start is the median over the rank count\'s cells.',
+    '',
+    '| row | N | start s | floor s | gap s | Node stage processes | Node boot / cores, s |',
+    '|---|---:|---:|---:|---:|---:|---:|',
+  ];
+  for (const [impl, floor] of [['mpi/c-stages', 'c-floor-min'], ['mpi/native', 'c-floor-min'], ['mpi/wasm', 'c-floor-min'], ['mpmd/native', 'c-floor-mpmd']]) {
+    for (const ranks of [2, 10]) {
+      const both = cells.filter((c) => c.ranks === ranks && c.by[impl]?.ok && c.by[floor]?.ok);
+      if (!both.length) continue;
+      const a = mid(both.map((c) => c.by[impl].result.startS));
+      const f = mid(both.map((c) => c.by[floor].result.startS));
+      const n = NODE_STAGES[impl] * ranks;
+      out.push(`| ${impl} | ${ranks} | ${a.toFixed(3)} | ${f.toFixed(3)} | ${(a - f).toFixed(3)} | ${n} | ${((n * machine.nodeBootS) / machine.cores).toFixed(3)} |`);
+    }
+  }
+  out.push('');
+  return out;
+}
+
 export function writeReport(results, root) {
   const machine = results.find((r) => r.kind === 'machine') ?? {};
   const trials = results.filter((r) => r.kind === 'trial');
@@ -356,6 +391,7 @@ export function writeReport(results, root) {
     '5000 steps, and the step\'s own JS is about 3 µs.',
     '',
   );
+  md.push(...startupSection(cells, machine));
   md.push('## Per-iteration time', '', '![per-iteration time against array size](bench-plot.svg)', '');
   for (const c of cells) {
     const rounds = Math.max(...Object.values(c.by).map((t) => t.rounds ?? 1));

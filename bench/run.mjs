@@ -50,8 +50,23 @@ function version(cmd, args, pick = (s) => s.split('\n')[0]) {
   }
 }
 
+/**
+ * What starting one Node process costs here (`node -e 0`, median of 15, seconds): the report
+ * sets the start-up rows' gap to their floors against it, times their Node stage processes.
+ */
+function nodeBootS() {
+  const each = [];
+  for (let k = 0; k < 15; k++) {
+    const t0 = performance.now();
+    spawnSync(process.execPath, ['-e', '0']);
+    each.push((performance.now() - t0) / 1000);
+  }
+  return each.sort((a, b) => a - b)[7];
+}
+
 record({
   kind: 'machine',
+  nodeBootS: nodeBootS(),
   date: new Date().toISOString(),
   mode: quick ? 'quick' : 'full',
   cpu: cpus()[0]?.model ?? 'unknown',
