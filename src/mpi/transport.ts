@@ -175,17 +175,22 @@ export class MpiTransport implements Transport {
     try {
       calls();
     } catch (err) {
-      if (!(err instanceof MpiError)) throw err;
-      const truncated = /MPI_ERR_TRUNCATE/.test(err.message);
-      // After the last iteration a stage must disconnect before it finalizes: one that does
-      // not breaks the hub's disconnect. Its results are in, but the run did not end cleanly.
-      const detail = truncated
-        ? `a rank sent more elements than ${what} asked (${err.message})`
-        : what === 'shutdown'
-          ? `did not disconnect after the stop (every rank must MPI_Comm_disconnect before MPI_Finalize): ${err.message}`
-          : `${err.message} in ${what}`;
-      throw new RunError({ stage: this.plan.stages[s].name, reason: truncated ? 'count' : 'protocol', detail });
+      this.stepFailed(s, what, err);
     }
+  }
+
+  /** An MPI call of stage `s` threw: an MpiError becomes the stage's RunError, anything else goes on. */
+  private stepFailed(s: number, what: string, err: unknown): never {
+    if (!(err instanceof MpiError)) throw err;
+    const truncated = /MPI_ERR_TRUNCATE/.test(err.message);
+    // After the last iteration a stage must disconnect before it finalizes: one that does
+    // not breaks the hub's disconnect. Its results are in, but the run did not end cleanly.
+    const detail = truncated
+      ? `a rank sent more elements than ${what} asked (${err.message})`
+      : what === 'shutdown'
+        ? `did not disconnect after the stop (every rank must MPI_Comm_disconnect before MPI_Finalize): ${err.message}`
+        : `${err.message} in ${what}`;
+    throw new RunError({ stage: this.plan.stages[s].name, reason: truncated ? 'count' : 'protocol', detail });
   }
 
   private spawner(): (st: RingStage, s: number) => number {
@@ -249,7 +254,8 @@ export class MpiTransport implements Transport {
     }
     const ring = this.hubRings?.[step.stage];
     const slot = ring ? slotOf(step.iteration, this.ctx.timing!) : -1;
-    this.step(step.stage, `iteration ${step.iteration}`, () => {
+    // Inline rather than through step(): no closure and no message string on the hot path.
+    try {
       if (v1) m.bcast(comm, header, m.ROOT);
       if (slot >= 0) ring![slot + 1] = monoUs();
       if (merged) m.scatterOthers(stepComm, f64.subarray(a, a + step.nIn * ranks), null, step.nIn, 0);
@@ -261,7 +267,9 @@ export class MpiTransport implements Transport {
         ring![slot + 3] = monoUs();
         ring![slot] = step.iteration;
       }
-    });
+    } catch (err) {
+      this.stepFailed(step.stage, `iteration ${step.iteration}`, err);
+    }
     this.steps[step.stage] = step.iteration + 1;
     for (let r = 1; r <= ranks; r++) {
       const at = (b + r * step.nOut - 1) * 2;

@@ -123,12 +123,16 @@ function wasmStage(): Stage {
   const kernel = instantiateKernel(memory, what)[exportName];
   if (typeof kernel !== 'function') throw new Error(`${what} has no export ${exportName}`);
   // The MPI buffers are views into the kernel's memory: scatter and gather touch it directly.
+  // Made again only when the sizes change (views of a shared memory stay valid as it grows).
+  let views: [Float64Array, Float64Array] = [new Float64Array(0), new Float64Array(0)];
   return {
     buffers(nIn, nOut) {
+      if (views[0].length === nIn && views[1].length === nOut && views[0].byteOffset === ARENA_BASE) return views;
       const need = ARENA_BASE + (nIn + nOut) * 8;
       const have = memory.buffer.byteLength;
       if (need > have) memory.grow(Math.ceil((need - have) / PAGE));
-      return [new Float64Array(memory.buffer, ARENA_BASE, nIn), new Float64Array(memory.buffer, ARENA_BASE + nIn * 8, nOut)];
+      views = [new Float64Array(memory.buffer, ARENA_BASE, nIn), new Float64Array(memory.buffer, ARENA_BASE + nIn * 8, nOut)];
+      return views;
     },
     run: (i, o, iteration) => kernel(i.byteOffset, i.length, o.byteOffset, o.length, rank, nranks, iteration),
   };
