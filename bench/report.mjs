@@ -250,7 +250,7 @@ other year. Shown for orientation only; no ratio is taken against it.
 | Total Code | 43.7606859207 |`;
 
 /** Node stage processes per rank of a row (a stage not in C runs in a Node process of its own). */
-const NODE_STAGES = { 'mpi/native': 2, 'mpi/wasm': 3, 'mpmd/native': 2, 'mpi/c-stages': 0 };
+const NODE_STAGES = { 'mpi/native': 2, 'mpi/wasm': 3, 'mpmd/native': 2, 'mpi/c-stages': 0, 'mpmd/c-stages': 0 };
 
 /**
  * Start-up against the floors, set against what starting Node costs here (`node -e 0`, timed
@@ -270,7 +270,7 @@ function startupSection(cells, machine) {
     '| row | N | start s | floor s | gap s | Node stage processes | Node boot / cores, s |',
     '|---|---:|---:|---:|---:|---:|---:|',
   ];
-  for (const [impl, floor] of [['mpi/c-stages', 'c-floor-min'], ['mpi/native', 'c-floor-min'], ['mpi/wasm', 'c-floor-min'], ['mpmd/native', 'c-floor-mpmd']]) {
+  for (const [impl, floor] of [['mpi/c-stages', 'c-floor-min'], ['mpi/native', 'c-floor-min'], ['mpi/wasm', 'c-floor-min'], ['mpmd/c-stages', 'c-floor-mpmd'], ['mpmd/native', 'c-floor-mpmd']]) {
     for (const ranks of [2, 10]) {
       const both = cells.filter((c) => c.ranks === ranks && c.by[impl]?.ok && c.by[floor]?.ok);
       if (!both.length) continue;
@@ -329,6 +329,9 @@ export function writeReport(results, root) {
     '- **mpi/native+trace**, **threads/wasm+trace**: those rows with `--trace FILE` (every rank keeps its',
     '  step times and ships them at the stop; the file is written after the timed loop), in the N=2 8 B',
     '  and 1 KiB cells only: against the same row without, what step times cost.',
+    '- **mpi/c-stages**, **mpmd/c-stages**: the project\'s Node hub with every stage the native C worker',
+    '  (`bench/all-c.json`, the same arithmetic), in each launch mode: against the floor, what the hub and',
+    '  the addon cost; against mpi/native or mpmd/native, what the Node stage processes cost.',
     '- **mpmd/native** is the project under `--launch mpmd` (one mpirun, shared memory); the minimal floor',
     '  and the other mpi rows are spawn mode (separate jobs over TCP loopback). Its start, like the MPMD',
     '  floor\'s, is measured inside mpirun (from `MPI_Init` to every stage ready), so it excludes mpirun\'s',
@@ -365,14 +368,16 @@ export function writeReport(results, root) {
     md.push(
       'The project\'s own stages step on merged intracommunicators under MPMD, as the MPMD floor does',
       '(docs/PROTOCOL.md, "Merged"), so what `mpmd/native` has beyond the floor is the Node hub, the',
-      'addon and the Node stage processes. `c-floor-mpmd-inter` runs the floor\'s ring over an',
+      'addon and the Node stage processes. `mpmd/c-stages` (the Node hub with every stage the C worker)',
+      'splits the two: over the floor it is the hub and the addon, and `mpmd/native` over it is the two',
+      'Node stage processes per rank. `c-floor-mpmd-inter` runs the floor\'s ring over an',
       'intercommunicator per stage, what an `exec` stage or protocol v1 gets: its ratio is what merging saves.',
       '',
-      '| cell | mpmd/native / MPMD floor | c-floor-mpmd-inter / MPMD floor | mpmd/native / c-floor-mpmd-inter |',
-      '|---|---:|---:|---:|',
+      '| cell | mpmd/native / MPMD floor | mpmd/c-stages / MPMD floor | mpmd/native / mpmd/c-stages | c-floor-mpmd-inter / MPMD floor |',
+      '|---|---:|---:|---:|---:|',
     );
     for (const c of mpmdOver) {
-      const cols = [['mpmd/native', 'c-floor-mpmd'], ['c-floor-mpmd-inter', 'c-floor-mpmd'], ['mpmd/native', 'c-floor-mpmd-inter']];
+      const cols = [['mpmd/native', 'c-floor-mpmd'], ['mpmd/c-stages', 'c-floor-mpmd'], ['mpmd/native', 'mpmd/c-stages'], ['c-floor-mpmd-inter', 'c-floor-mpmd']];
       md.push(`| N=${c.ranks}, ${c.label} | ${cols.map(([a, b]) => withSpread(...Object.values(pair(c, a, b)))).join(' | ')} |`);
     }
     md.push('');

@@ -37,6 +37,9 @@ export const IMPLS = [
   // Diagnostic: the project's Node master, but every stage the native C worker (bench/all-c.json,
   // the same arithmetic). Against mpi/native it isolates what the Node stage processes cost.
   { id: 'mpi/c-stages', kind: 'project', args: ['--transport', 'mpi', '--pipeline', 'bench/all-c.json'] },
+  // The same under MPMD: against the MPMD floor, what the Node hub and the addon cost there;
+  // against mpmd/native, what its two Node stage processes per rank cost.
+  { id: 'mpmd/c-stages', kind: 'project', args: ['--transport', 'mpi', '--launch', 'mpmd', '--pipeline', 'bench/all-c.json'] },
   // The demo ring with its TS stages as `kind: "python"` stages (NumPy functions run by
   // python/commloop_stage.py), against the mpi4py peer: what a Python stage costs in the ring.
   { id: 'mpi/python-stages', kind: 'project', args: ['--transport', 'mpi', '--pipeline', 'bench/python-stages.json'] },
