@@ -76,5 +76,6 @@ export function iterationsFor(ranks, sizes, seconds) {
   const doubles = sizes.reduce((a, [n1, n2, n3]) => a + n1 + n2 + n3, 0) / sizes.length;
   const bytes = ranks * doubles * 8 * 2; // scattered and gathered once per stage
   const est = 200e-6 * (ranks / 2) + bytes / 1e9;
-  return Math.max(3, Math.min(20000, Math.round(seconds / est)));
+  // At least 20: with 6 (N=10, 1 MiB) the median of a trial moved 2x between rounds.
+  return Math.max(20, Math.min(20000, Math.round(seconds / est)));
 }
