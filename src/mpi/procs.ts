@@ -51,6 +51,30 @@ export function cmdline(pid: number): string[] {
   }
 }
 
+/** The pids of `pid`'s children, from every thread's children list ([] once it is gone). */
+export function children(pid: number): number[] {
+  try {
+    const out: number[] = [];
+    for (const task of readdirSync(`/proc/${pid}/task`)) {
+      const text = readFileSync(`/proc/${pid}/task/${task}/children`, 'utf8').trim();
+      if (text) out.push(...text.split(' ').map(Number));
+    }
+    return out;
+  } catch {
+    return [];
+  }
+}
+
+/** A process that is there and not a zombie. */
+export function alive(pid: number): boolean {
+  try {
+    const s = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return s[s.lastIndexOf(')') + 2] !== 'Z';
+  } catch {
+    return false;
+  }
+}
+
 /** The same process as recorded (not a new one that took its pid). */
 export function stillThere(p: Proc): boolean {
   return stat(p.pid)?.start === p.start;

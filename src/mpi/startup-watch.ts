@@ -12,12 +12,12 @@
  * this host, which starts a job's ranks in rank order (MPMD: in world-rank order), so a
  * rank missing below one that is there has died, even if no look saw it alive.
  */
-import { readFileSync, readdirSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import type { Failure } from '../errors.js';
 import type { RingPlan } from '../pipeline/model.js';
 import { mpmdPlace, signalName } from './openmpi-text.js';
-import { cmdline } from './procs.js';
+import { alive, children, cmdline } from './procs.js';
 
 /** How often the watch looks while the run starts. */
 export const STARTUP_LOOK_MS = 20;
@@ -35,20 +35,6 @@ interface Place {
 interface Death extends Place {
   pid?: number;
   at: number;
-}
-
-/** The pids of `pid`'s children, from every thread's children list ([] once it is gone). */
-function children(pid: number): number[] {
-  try {
-    const out: number[] = [];
-    for (const task of readdirSync(`/proc/${pid}/task`)) {
-      const text = readFileSync(`/proc/${pid}/task/${task}/children`, 'utf8').trim();
-      if (text) out.push(...text.split(' ').map(Number));
-    }
-    return out;
-  } catch {
-    return [];
-  }
 }
 
 /**
@@ -73,16 +59,6 @@ function placeOf(plan: RingPlan, launch: 'spawn' | 'mpmd', pid: number): Place |
   const job = /(?:^|\0)OMPI_MCA_ess_base_jobid=(\d+)\0/.exec(env);
   const stage = job ? (Number(job[1]) & 0xffff) - 2 : -1;
   return plan.stages[stage] && { stage, rank: Number(rank[1]), group: stage, order: Number(rank[1]) };
-}
-
-/** A process that is there and not a zombie. */
-function alive(pid: number): boolean {
-  try {
-    const s = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return s[s.lastIndexOf(')') + 2] !== 'Z';
-  } catch {
-    return false;
-  }
 }
 
 export class StartupWatch {
