@@ -80,6 +80,18 @@ function judge(r, limit, cells) {
 /** "1.23x (rounds 0.98x…1.61x)": a ratio and, where rounds ran, the lowest and highest of the rounds' own ratios. */
 const withSpread = (r, sp) => `${x(r)}${sp ? ` (rounds ${x(sp[0])}…${x(sp[1])})` : ''}`;
 
+/**
+ * A "where it misses" table: one row per cell, one column per [row, reference] pair, each the
+ * paired ratio with its rounds' spread; the column header is "row / name of the reference".
+ */
+function missTable(cells, cols) {
+  const out = [`| cell | ${cols.map(([a, , name]) => `${a} / ${name}`).join(' | ')} |`, `|---|${cols.map(() => '---:|').join('')}`];
+  for (const c of cells) {
+    out.push(`| N=${c.ranks}, ${c.label} | ${cols.map(([a, b]) => { const { r, sp } = pair(c, a, b); return withSpread(r, sp); }).join(' | ')} |`);
+  }
+  return [...out, ''];
+}
+
 function targets(cells, kernels) {
   const rows = [];
   const verdict = (ok) => (ok === undefined ? 'not measured' : ok ? '**met**' : '**missed**');
@@ -135,7 +147,7 @@ function targets(cells, kernels) {
     }
   }
   {
-    const rs = cells.map((c) => [c, ...Object.values(pair(c, 'mpi/python-stages', 'mpi4py'))]).filter(([, r]) => r !== undefined);
+    const rs = cells.map((c) => { const { r, sp } = pair(c, 'mpi/python-stages', 'mpi4py'); return [c, r, sp]; }).filter(([, r]) => r !== undefined);
     const worst = rs.reduce((w, cur) => (!w || cur[1] > w[1] ? cur : w), undefined);
     rows.push([
       'mpi/python-stages per-iteration median within 1.2x of the mpi4py peer in every cell',
@@ -172,7 +184,7 @@ function targets(cells, kernels) {
     rows.push([`start-up under ${limit} s, ${impl}, N=2`, worst === undefined ? '–' : `worst ${worst.toFixed(3)} s`, verdict(worst === undefined ? undefined : worst < limit)]);
   }
   for (const impl of ['threads/native', 'threads/wasm', 'mpi/native', 'mpi/wasm', 'mpmd/native']) {
-    const rs = cells.map((c) => [c, ...Object.values(pair(c, impl, 'mpi4py'))]).filter(([, r]) => r !== undefined);
+    const rs = cells.map((c) => { const { r, sp } = pair(c, impl, 'mpi4py'); return [c, r, sp]; }).filter(([, r]) => r !== undefined);
     const worst = rs.reduce((w, cur) => (!w || cur[1] > w[1] ? cur : w), undefined);
     rows.push([
       `${impl} faster than the mpi4py peer in every cell`,
@@ -353,13 +365,8 @@ export function writeReport(results, root) {
       'floor\'s own C workers), the cell is noise: at N=10, 31 processes share 2 cores, and the large',
       'sizes run few iterations; compare each row\'s median with its min in the tables below.',
       '',
-      '| cell | mpi/native / min floor | mpi/c-stages / min floor |',
-      '|---|---:|---:|',
+      ...missTable(over, [['mpi/native', 'c-floor-min', 'min floor'], ['mpi/c-stages', 'c-floor-min', 'min floor']]),
     );
-    for (const c of over) {
-      md.push(`| N=${c.ranks}, ${c.label} | ${withSpread(...Object.values(pair(c, 'mpi/native', 'c-floor-min')))} | ${withSpread(...Object.values(pair(c, 'mpi/c-stages', 'c-floor-min')))} |`);
-    }
-    md.push('');
   }
   const mpmdLimitOf = (c) => (c.ranks === 2 ? 1.3 : 1.5);
   const mpmdOver = cells.filter((c) => rr(c, 'mpmd/native', 'c-floor-mpmd') > mpmdLimitOf(c));
@@ -373,14 +380,13 @@ export function writeReport(results, root) {
       'Node stage processes per rank. `c-floor-mpmd-inter` runs the floor\'s ring over an',
       'intercommunicator per stage, what an `exec` stage or protocol v1 gets: its ratio is what merging saves.',
       '',
-      '| cell | mpmd/native / MPMD floor | mpmd/c-stages / MPMD floor | mpmd/native / mpmd/c-stages | c-floor-mpmd-inter / MPMD floor |',
-      '|---|---:|---:|---:|---:|',
+      ...missTable(mpmdOver, [
+        ['mpmd/native', 'c-floor-mpmd', 'MPMD floor'],
+        ['mpmd/c-stages', 'c-floor-mpmd', 'MPMD floor'],
+        ['mpmd/native', 'mpmd/c-stages', 'mpmd/c-stages'],
+        ['c-floor-mpmd-inter', 'c-floor-mpmd', 'MPMD floor'],
+      ]),
     );
-    for (const c of mpmdOver) {
-      const cols = [['mpmd/native', 'c-floor-mpmd'], ['mpmd/c-stages', 'c-floor-mpmd'], ['mpmd/native', 'mpmd/c-stages'], ['c-floor-mpmd-inter', 'c-floor-mpmd']];
-      md.push(`| N=${c.ranks}, ${c.label} | ${cols.map(([a, b]) => withSpread(...Object.values(pair(c, a, b)))).join(' | ')} |`);
-    }
-    md.push('');
   }
   const nodeCost = cells.filter((c) => c.ranks === 10 && rr(c, 'mpi/native', 'mpi/c-stages') > 1.1);
   if (nodeCost.length) md.push(
