@@ -308,6 +308,7 @@ async function loop(plan: RingPlan, transport: Transport, arena: Arena, hooks: D
       if (pending) await pending;
     }
     length = array1LengthAfter(plan, i);
+    if (arena.copyBack) f64.copyWithin(a1, arena.copyBack.from / 8, arena.copyBack.from / 8 + length);
     const now = performance.now();
     lastS = (now - t) / 1000;
     times.push(lastS);

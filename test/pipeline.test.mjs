@@ -111,6 +111,40 @@ user('--hostfile naming localhost with slots, spawn and mpmd', () => {
 
 user.run();
 
+const one = suite('a ring of one stage');
+
+// Its output cannot be its own input: each rank would overwrite what the next still reads
+// (shift reads x[j+1]), and over MPI the count sentinels landed on the input (NaN, exit 0).
+// Sizes 3/5 change the output between iterations, so rank 0's output overlaps rank 1's input.
+const ONE_TS = { ...SHIFT, size: 3 };
+const oneRef = (stage, sizes, iterations) => {
+  let a = new Float64Array(stage.ranks * sizes[0]).fill(0.5);
+  for (let it = 0; it < iterations; it++) {
+    const k = sizes[it % sizes.length];
+    const m = a.length / stage.ranks;
+    const out = new Float64Array(stage.ranks * k);
+    for (let r = 0; r < stage.ranks; r++) out.set(FIXTURE_KERNELS[stage.name](a.subarray(r * m, (r + 1) * m), k, r, stage.ranks, it), r * k);
+    a = out;
+  }
+  return a.reduce((x, y) => x + y, 0);
+};
+for (const [label, stage, extra] of [
+  ['ts, threads', ONE_TS, ['--transport', 'threads']],
+  ['ts, spawn', ONE_TS, ['--launch', 'spawn']],
+  ['ts, mpmd', ONE_TS, ['--launch', 'mpmd']],
+  ['exec (C SDK), spawn', { ...QUARTER, size: 3 }, ['--launch', 'spawn']],
+  ['c, threads native', { ...THIRD, ranks: 2, size: 3 }, ['--transport', 'threads', '--c-backend', 'native']],
+  ['c, spawn wasm', { ...THIRD, ranks: 2, size: 3 }, ['--c-backend', 'wasm']],
+]) {
+  one(`${label}: sizes 3/5, 4 iterations, the reference's checksum`, () => {
+    const r = cliJson(['--pipeline', pipelineFile(`one-${label.replace(/\W+/g, '-')}`, { stages: [stage], initial: 0.5 }), '--sizes', '3/5', '-i', '4', ...extra]);
+    assert.is(r.checksum, oneRef(stage, [3, 5], 4));
+    assert.is(r.iterations, 4);
+  });
+}
+
+one.run();
+
 const bad = suite('invalid pipelines fail before anything starts');
 
 const BAD = [

@@ -230,8 +230,7 @@ export class MpiTransport implements Transport {
 
   runStage(step: StageStep): undefined {
     const { m, header } = this;
-    const { f64, buffers } = this.ctx.arena;
-    const S = this.plan.stages.length;
+    const { f64, buffers, outputs } = this.ctx.arena;
     const ranks = this.plan.stages[step.stage].ranks;
     const comm = this.comms[step.stage];
     const stepComm = this.stepComms[step.stage];
@@ -245,7 +244,7 @@ export class MpiTransport implements Transport {
     }
     this.midStep = true;
     const a = buffers[step.stage] / 8;
-    const b = buffers[(step.stage + 1) % S] / 8;
+    const b = outputs[step.stage] / 8;
     const i32 = this.i32;
     for (let r = 1; r <= ranks; r++) {
       const at = (b + r * step.nOut - 1) * 2;

@@ -19,8 +19,10 @@ export interface ExecutorInit {
   stages: RingStage[];
   /** The .wasm holding every C stage's kernel. */
   wasmModule: string;
-  /** Byte offset of buffer s, the input of stage s; stage s writes buffer s+1 (mod S). */
+  /** Byte offset of buffer s, the input of stage s. */
   buffers: number[];
+  /** Byte offset of stage s's output (src/arena.ts: buffer s+1 mod S, or a buffer of its own in a one-stage ring). */
+  outputs: number[];
   /** Top of this executor's WASM stack region in the arena. */
   stackTop: number;
   cBackend: CBackend;
@@ -82,9 +84,9 @@ export class Executor {
 
   /** Runs this executor's ranks of the step; `running(r)` hears of each rank before it runs. */
   runShare(step: StageStep, running?: (rank: number) => void): void {
-    const { stages, buffers, index, executors } = this.init;
+    const { stages, buffers, outputs, index, executors } = this.init;
     const inBase = buffers[step.stage] / 8;
-    const outBase = buffers[(step.stage + 1) % stages.length] / 8;
+    const outBase = outputs[step.stage] / 8;
     const run = this.run[step.stage];
     const times = this.init.times;
     const slot = times ? slotOf(step.iteration, times.spec) : -1;

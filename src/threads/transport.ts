@@ -68,9 +68,9 @@ export class ThreadsTransport implements Transport {
   }
 
   private init(index: number): ExecutorInit {
-    const { memory, buffers, stackTops } = this.ctx.arena;
+    const { memory, buffers, outputs, stackTops } = this.ctx.arena;
     const { stages, wasmModule } = this.plan;
-    return { index, executors: this.opts.executors, memory, stages, wasmModule, buffers, stackTop: stackTops[index], cBackend: this.opts.cBackend, times: this.rankRings };
+    return { index, executors: this.opts.executors, memory, stages, wasmModule, buffers, outputs, stackTop: stackTops[index], cBackend: this.opts.cBackend, times: this.rankRings };
   }
 
   private ranksOf(index: number, stage: number): number[] {
