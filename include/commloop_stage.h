@@ -20,6 +20,7 @@
 #define COMMLOOP_STAGE_H
 
 #include <mpi.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -71,6 +72,48 @@ static inline void commloop_stage_fail(const struct commloop_stage *s, const cha
     fflush(stderr);
     MPI_Abort(MPI_COMM_WORLD, 1);
     exit(1);
+}
+
+/* A kernel that crashes (SIGSEGV, SIGBUS, SIGFPE, SIGILL, or SIGABRT from abort()) is named
+ * by the stage itself: one failure report, written with write(2) alone, then the signal's
+ * default action, so the rank still ends by that signal. Open MPI's own handler would print
+ * a stack and exit with a code instead, and the hub would see only a rank that died. */
+static int commloop_crash_index = -1, commloop_crash_rank = -1;
+
+static inline void commloop_crash_put(char *line, size_t *n, size_t cap, const char *text) {
+    while (*text && *n < cap - 1) line[(*n)++] = *text++;
+}
+
+static inline void commloop_crash_int(char *line, size_t *n, size_t cap, int v) {
+    char digits[12];
+    int d = 0;
+    unsigned u = v < 0 ? 0u : (unsigned)v;
+    do digits[d++] = (char)('0' + u % 10); while ((u /= 10) > 0 && d < 11);
+    while (d > 0 && *n < cap - 1) line[(*n)++] = digits[--d];
+}
+
+static inline void commloop_on_crash(int sig) {
+    const char *name = sig == SIGSEGV ? "SIGSEGV" : sig == SIGBUS ? "SIGBUS" : sig == SIGFPE ? "SIGFPE" : sig == SIGILL ? "SIGILL" : "SIGABRT";
+    char line[96];
+    size_t n = 0;
+    commloop_crash_put(line, &n, sizeof line, "commloop-fail: ");
+    commloop_crash_int(line, &n, sizeof line, commloop_crash_index);
+    commloop_crash_put(line, &n, sizeof line, " ");
+    commloop_crash_int(line, &n, sizeof line, commloop_crash_rank);
+    commloop_crash_put(line, &n, sizeof line, " crashed (");
+    commloop_crash_put(line, &n, sizeof line, name);
+    commloop_crash_put(line, &n, sizeof line, ")\n");
+    ssize_t ignored = write(2, line, n);
+    (void)ignored;
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+static inline void commloop_name_crashes(int index, int rank) {
+    static const int fatal[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT};
+    commloop_crash_index = index;
+    commloop_crash_rank = rank;
+    for (size_t k = 0; k < sizeof fatal / sizeof fatal[0]; k++) signal(fatal[k], commloop_on_crash);
 }
 
 /* Every MPI call goes through here: the communicators return errors instead of aborting. */
@@ -161,6 +204,7 @@ static inline int commloop_stage_run(int argc, char **argv, commloop_kernel_fn *
     }
     int version = hello[1];
     s->index = hello[2];
+    commloop_name_crashes(s->index, s->rank);
     if (hello[3] != s->nranks || (appnum > 0 && appnum - 1 != hello[2])) {
         commloop_stage_fail(s, "ProtocolError", "hello says stage %d of %d ranks; this is %d ranks, app number %d", hello[2], hello[3], s->nranks, appnum);
     }

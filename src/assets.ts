@@ -62,12 +62,16 @@ export function howToBuild(packages?: string): string {
 export interface KernelAddon {
   /**
    * Runs a built-in kernel (by name) or an opened one (by handle) over one chunk; views may
-   * be over shared memory. With `stage`, a crash inside the kernel prints one line naming it.
+   * be over shared memory. With `stage`, a fatal signal inside the kernel (SIGSEGV, SIGABRT
+   * from abort(), ...) makes it throw `crashed (SIGNAME)` instead of ending the process, and
+   * interrupt() can end a kernel that never returns.
    */
   run(fn: string | number, input: Float64Array, output: Float64Array, rank: number, nranks: number, iteration: number, stage?: string): void;
   /** dlopens a shared library and finds the kernel symbol; returns a handle for run(). */
   open(lib: string, symbol: string): number;
   sum(x: Float64Array): number;
+  /** Every thread of this process inside a run(..., stage) jumps out of its kernel (that run throws); returns how many. */
+  interrupt(): number;
 }
 
 let kernelAddon: KernelAddon | undefined;

@@ -6,7 +6,7 @@
  */
 import { availableParallelism } from 'node:os';
 import { layout, makeArena, type Arena } from './arena.js';
-import { UsageError } from './errors.js';
+import { RunError, UsageError } from './errors.js';
 import { checkWritable, writeNpy } from './pipeline/npy.js';
 import { array1LengthAfter, demoPipeline, iterationSteps, type CBackend, type PipelineSpec, type RingPlan } from './pipeline/model.js';
 import { loadPipelineFile, preparePlan, validatePipeline } from './pipeline/load.js';
@@ -193,7 +193,7 @@ export async function runPipeline(pipeline: PipelineSpec | string, opts: RunOpti
         ? new MpiTransport(plan, ctx, { cBackend, launch: 'spawn', spawnInfo: opts.spawnInfo ?? {} })
         : new ThreadsTransport(plan, ctx, { cBackend, executors: threads, spins: opts.spins ?? 2000 });
     const { onIteration, onProgress } = opts;
-    outcome = await driveRing(plan, t, ctx.arena, {
+    outcome = await inProcess(driveRing(plan, t, ctx.arena, {
       iterations: opts.iterations,
       signal: opts.signal,
       onOutput: writeEvery,
@@ -204,7 +204,7 @@ export async function runPipeline(pipeline: PipelineSpec | string, opts: RunOpti
               return onIteration?.(i, a);
             }
           : undefined,
-    });
+    }));
   }
   if (plan.output) writeNpy(plan.output.file, outcome.final);
   const { times, final, steps } = outcome;
@@ -240,6 +240,16 @@ export async function runPipeline(pipeline: PipelineSpec | string, opts: RunOpti
     ...(trace ? { trace } : {}),
     final,
   };
+}
+
+/** A run in this process: every rank runs on this host, so a failure of a stage's rank names it. */
+async function inProcess<T>(run: Promise<T>): Promise<T> {
+  try {
+    return await run;
+  } catch (err) {
+    if (!(err instanceof RunError) || err.stage === undefined || err.host) throw err;
+    throw new RunError({ stage: err.stage, rank: err.rank, host: hostname(), reason: err.reason, detail: err.detail });
+  }
 }
 
 /** The step times a run keeps, if any: checked like every other option, before anything starts. */

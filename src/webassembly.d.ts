@@ -24,5 +24,8 @@ declare namespace WebAssembly {
     constructor(module: Module, imports?: Record<string, Record<string, unknown>>);
     readonly exports: Exports;
   }
+  class RuntimeError extends Error {}
+  type ImportValue = unknown;
+  type Imports = Record<string, Record<string, ImportValue>>;
   type BufferSource = ArrayBufferView | ArrayBuffer;
 }

@@ -77,7 +77,7 @@ threads('a rank 0 transform that never returns ends at --timeout: exit 1, one li
   const r = cli(['--pipeline', pipelineFile('hang', { stages: [HANG, C] }), '-i', '3', '--transport', 'threads', '--timeout', '2']);
   const ms = Date.now() - t0;
   assert.is(r.status, 1, r.stderr);
-  assert.is(r.stderr, 'commloop: stage "hang" rank 0: no result for iteration 0 within 2000 ms\n');
+  assert.is(r.stderr, `commloop: stage "hang" rank 0 on ${HOST}: no result for iteration 0 within 2000 ms\n`);
   assert.ok(ms < 2000 + 8000, `took ${ms} ms`);
 });
 
@@ -88,22 +88,22 @@ threads('SIGTERM ends a run whose transform hangs: exit 130 within the stop grac
   const sent = Date.now();
   const r = await run.exit;
   assert.is(r.code, 130, r.stderr);
-  assert.is(r.stderr, 'commloop: stage "hang" rank 0: stopped by signal; iteration 0 did not finish within 2000 ms\n');
+  assert.is(r.stderr, `commloop: stage "hang" rank 0 on ${HOST}: stopped by signal; iteration 0 did not finish within 2000 ms\n`);
   assert.ok(Date.now() - sent < 8000, `took ${Date.now() - sent} ms`);
 });
 
-threads('a native C stage that segfaults is named before the process ends, exit 1', () => {
+threads('a native C stage that segfaults fails its stage and rank, exit 1', () => {
   const crash = { name: 'crash', kind: 'c', ranks: 2, size: 4, source: join(fixtures, 'lifecycle', 'crash.c') };
   const r = cli(['--pipeline', pipelineFile('crash', { stages: [crash, C] }), '-i', '3', '--transport', 'threads', '--c-backend', 'native']);
   assert.is(r.status, 1);
-  assert.is(r.stderr, 'commloop: C stage "crash" crashed (SIGSEGV) on rank 1\n');
+  assert.is(r.stderr, `commloop: stage "crash" rank 1 on ${HOST}: crashed (SIGSEGV)\n`);
 });
 
 const ASYNC = { name: 'async', kind: 'ts', ranks: 2, size: 4, module: join(fixtures, 'lifecycle', 'async.mjs') };
 threads('an async transform fails its stage with one line (threads)', () => {
   const r = cli(['--pipeline', pipelineFile('async', { stages: [ASYNC, C] }), '-i', '3', '--transport', 'threads']);
   assert.is(r.status, 1);
-  assert.match(r.stderr, /^commloop: stage "async" rank [01]: the transform returned a Promise: a ts transform must be synchronous\n$/);
+  assert.match(r.stderr, new RegExp(`^commloop: stage "async" rank [01] on ${HOST}: the transform returned a Promise: a ts transform must be synchronous\\n$`));
 });
 
 threads('an async transform fails its stage with one line (mpi)', () => {

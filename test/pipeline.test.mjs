@@ -202,7 +202,7 @@ failing('a throwing TS transform on threads names the stage and rank', () => {
   const boom = { name: 'boom', kind: 'ts', ranks: 2, size: 6, module: join(fixtures, 'pipeline', 'throws.mjs') };
   const r = cli(['--pipeline', pipelineFile('boom', { stages: [boom, THIRD] }), '-i', '5', '--transport', 'threads']);
   assert.is(r.status, 1);
-  assert.match(r.stderr, /^commloop: stage "boom" rank [01]: refusing iteration 2\n$/);
+  assert.match(r.stderr, new RegExp(`^commloop: stage "boom" rank [01] on ${hostname()}: refusing iteration 2\\n$`));
 });
 
 failing('an exec rank that exits mid-run ends the run naming its stage', () => {

@@ -4,9 +4,12 @@
 // instead of crashing.
 #include <dlfcn.h>
 #include <napi.h>
+#include <pthread.h>
+#include <setjmp.h>
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <cstring>
@@ -37,79 +40,91 @@ Napi::Float64Array F64Arg(const Napi::CallbackInfo& info, size_t i, const char* 
 
 using commloop::IntArg;
 
-// ---- a C stage that crashes ------------------------------------------------------
-// Under the threads transport a user kernel runs inside the caller's process, so a
-// segfault there ends the process. It cannot be survived, but it can be named: while
-// a kernel runs, its thread records which stage and rank it is; a fatal signal on that
-// thread prints one line saying so and ends the process with exit 1. Outside a kernel
-// the previous handler runs unchanged (V8 uses SIGSEGV for WebAssembly bounds checks).
+// ---- a C stage that crashes or never returns ------------------------------------
+// Under the threads transport a user kernel runs inside the caller's process. A fatal
+// signal on a thread running a kernel (SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT from
+// abort()) jumps back out of the kernel to run(), which throws "crashed (SIGNAME)": the
+// run fails naming the stage and rank, and the caller's process lives on (its memory is
+// as the kernel left it: a kernel that wrote out of bounds may have damaged it). A kernel
+// that never returns is jumped out of the same way by interrupt(), which the threads
+// transport calls when the run has failed and its threads must go. Kernels are pure
+// functions (no locks, no allocation): leaving one in the middle leaves nothing held.
+// Outside a kernel the previous handler runs unchanged (V8 uses SIGSEGV for WebAssembly
+// bounds checks).
 struct InKernel {
-  char stage[128];
-  int rank;
+  sigjmp_buf jump;
+  volatile sig_atomic_t signal;
 };
 thread_local InKernel* t_in_kernel = nullptr;
-constexpr int kFatal[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL};
-struct sigaction g_previous[sizeof kFatal / sizeof kFatal[0]];
+constexpr int kFatal[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT};
+constexpr size_t kFatalCount = sizeof kFatal / sizeof kFatal[0];
+struct sigaction g_previous[kFatalCount];
+// interrupt()'s signal: a real-time one, which neither Node, V8 nor Open MPI use.
+int InterruptSignal() { return SIGRTMAX - 2; }
+
+// The threads running a kernel now, for interrupt(): a slot per thread, taken on its first run.
+constexpr size_t kMaxThreads = 1024;
+std::atomic<pthread_t> g_thread_of[kMaxThreads];
+std::atomic<bool> g_in_kernel[kMaxThreads];
+std::atomic<size_t> g_threads{0};
+thread_local size_t t_slot = kMaxThreads;
 
 const char* SignalName(int sig) {
   switch (sig) {
     case SIGSEGV: return "SIGSEGV";
     case SIGBUS: return "SIGBUS";
     case SIGFPE: return "SIGFPE";
+    case SIGABRT: return "SIGABRT";
     default: return "SIGILL";
   }
 }
 
-void OnFatal(int sig, siginfo_t* si, void* ctx) {
-  size_t k = 0;
-  while (kFatal[k] != sig) k++;
+void OnSignal(int sig, siginfo_t* si, void* ctx) {
   InKernel* in = t_in_kernel;
-  if (in == nullptr) {
-    // Not ours: hand it on exactly as if we had never been installed.
-    const struct sigaction& prev = g_previous[k];
-    if (prev.sa_flags & SA_SIGINFO) {
-      if (prev.sa_sigaction) return prev.sa_sigaction(sig, si, ctx);
-    } else if (prev.sa_handler != SIG_DFL && prev.sa_handler != SIG_IGN) {
-      return prev.sa_handler(sig);
-    }
-    signal(sig, SIG_DFL);
-    raise(sig);
-    return;
+  if (in != nullptr) {
+    // Async-signal-safe: a store and a jump. sigsetjmp(…, 0) saved no mask, and none needs
+    // restoring: SA_NODEFER leaves this signal unblocked while the handler runs.
+    t_in_kernel = nullptr;
+    in->signal = sig;
+    siglongjmp(in->jump, 1);
   }
-  // Async-signal-safe only: build the line by hand, one write(2).
-  char line[256];
-  size_t n = 0;
-  auto put = [&](const char* s) {
-    while (*s && n < sizeof line - 1) line[n++] = *s++;
-  };
-  char digits[16];
-  int r = in->rank, d = 0;
-  do digits[d++] = static_cast<char>('0' + r % 10); while ((r /= 10) > 0 && d < 15);
-  put("commloop: C stage \"");
-  put(in->stage);
-  put("\" crashed (");
-  put(SignalName(sig));
-  put(") on rank ");
-  while (d > 0 && n < sizeof line - 1) line[n++] = digits[--d];
-  line[n++] = '\n';
-  ssize_t ignored = write(2, line, n);
-  (void)ignored;
-  // A failed run exits 1 (README's exit table), whatever the failure was.
-  _exit(1);
+  if (sig == InterruptSignal()) return;  // it returned just before the signal came
+  size_t k = 0;
+  while (k < kFatalCount && kFatal[k] != sig) k++;
+  // Not ours: hand it on exactly as if we had never been installed.
+  const struct sigaction& prev = g_previous[k];
+  if (prev.sa_flags & SA_SIGINFO) {
+    if (prev.sa_sigaction) return prev.sa_sigaction(sig, si, ctx);
+  } else if (prev.sa_handler != SIG_DFL && prev.sa_handler != SIG_IGN) {
+    return prev.sa_handler(sig);
+  }
+  signal(sig, SIG_DFL);
+  raise(sig);
 }
 
-void InstallCrashHandlers() {
+void InstallHandlers() {
   static std::once_flag once;
   std::call_once(once, [] {
-    for (size_t k = 0; k < sizeof kFatal / sizeof kFatal[0]; k++) {
-      struct sigaction sa;
-      memset(&sa, 0, sizeof sa);
-      sa.sa_sigaction = OnFatal;
-      sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_NODEFER;
-      sigemptyset(&sa.sa_mask);
-      sigaction(kFatal[k], &sa, &g_previous[k]);
-    }
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = OnSignal;
+    sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_NODEFER;
+    sigemptyset(&sa.sa_mask);
+    for (size_t k = 0; k < kFatalCount; k++) sigaction(kFatal[k], &sa, &g_previous[k]);
+    sigaction(InterruptSignal(), &sa, nullptr);
   });
+}
+
+// This thread's slot in the table interrupt() reads; kMaxThreads when the table is full
+// (that thread's kernels then cannot be interrupted, only ended with the process).
+size_t ThreadSlot() {
+  if (t_slot == kMaxThreads) {
+    size_t slot = g_threads.fetch_add(1);
+    if (slot >= kMaxThreads) return kMaxThreads;
+    g_thread_of[slot].store(pthread_self());
+    t_slot = slot;
+  }
+  return t_slot;
 }
 
 // run(fn, input, output, rank, nranks, iteration[, stage])
@@ -140,18 +155,27 @@ Napi::Value Run(const Napi::CallbackInfo& info) {
   if (rank >= nranks) throw Napi::RangeError::New(info.Env(), "rank must be below nranks");
   // Both kernels read at least in[0]; an empty input would read past the view.
   if (in.ElementLength() < 1) throw Napi::RangeError::New(info.Env(), "input must hold at least 1 element");
-  InKernel here;
-  here.stage[0] = 0;
-  here.rank = rank;
-  if (info.Length() > 6) {
-    if (!info[6].IsString()) throw Napi::TypeError::New(info.Env(), "stage must be a string");
-    std::string stage = info[6].As<Napi::String>().Utf8Value();
-    snprintf(here.stage, sizeof here.stage, "%s", stage.c_str());
-    InstallCrashHandlers();
-    t_in_kernel = &here;
+  bool guarded = info.Length() > 6;
+  if (guarded && !info[6].IsString()) throw Napi::TypeError::New(info.Env(), "stage must be a string");
+  if (!guarded) {
+    kernel(in.Data(), in.ElementLength(), out.Data(), out.ElementLength(), rank, nranks, iteration);
+    return info.Env().Undefined();
   }
-  kernel(in.Data(), in.ElementLength(), out.Data(), out.ElementLength(), rank, nranks, iteration);
-  t_in_kernel = nullptr;
+  InstallHandlers();
+  size_t slot = ThreadSlot();
+  InKernel here;
+  here.signal = 0;
+  if (sigsetjmp(here.jump, 0) == 0) {
+    if (slot < kMaxThreads) g_in_kernel[slot].store(true);
+    t_in_kernel = &here;
+    kernel(in.Data(), in.ElementLength(), out.Data(), out.ElementLength(), rank, nranks, iteration);
+    t_in_kernel = nullptr;
+  }
+  if (slot < kMaxThreads) g_in_kernel[slot].store(false);
+  if (here.signal == InterruptSignal()) {
+    throw Napi::Error::New(info.Env(), "was interrupted: the run had failed and its kernel had not returned");
+  }
+  if (here.signal != 0) throw Napi::Error::New(info.Env(), std::string("crashed (") + SignalName(here.signal) + ")");
   return info.Env().Undefined();
 }
 
@@ -174,6 +198,16 @@ Napi::Value Open(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), static_cast<double>(slot));
 }
 
+// interrupt(): every thread of this process running a kernel under run(..., stage) now
+// jumps out of it, and its run() throws. Returns how many were signalled.
+Napi::Value Interrupt(const Napi::CallbackInfo& info) {
+  size_t n = std::min(g_threads.load(), kMaxThreads), signalled = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (g_in_kernel[i].load() && pthread_kill(g_thread_of[i].load(), InterruptSignal()) == 0) signalled++;
+  }
+  return Napi::Number::New(info.Env(), static_cast<double>(signalled));
+}
+
 Napi::Value Sum(const Napi::CallbackInfo& info) {
   Napi::Float64Array x = F64Arg(info, 0, "x");
   return Napi::Number::New(info.Env(), commloop_sum(x.Data(), x.ElementLength()));
@@ -183,6 +217,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("run", Napi::Function::New(env, Run, "run"));
   exports.Set("sum", Napi::Function::New(env, Sum, "sum"));
   exports.Set("open", Napi::Function::New(env, Open, "open"));
+  exports.Set("interrupt", Napi::Function::New(env, Interrupt, "interrupt"));
   return exports;
 }
 

@@ -367,6 +367,8 @@ void WatchLoop() {
   gethostname(host, sizeof host - 1);
   const std::string pulse = std::string("@@commloop {\"t\":\"pulse\",\"host\":\"") + host + "\"}\n";
   int64_t pulsed = 0;
+  pid_t orted = 0;
+  int64_t orted_looked = 0;
   for (;;) {
     // Often enough that the rank that died first is still the only one gone: Open MPI
     // takes the rest of the job down soon after, and the message should name the cause.
@@ -382,6 +384,24 @@ void WatchLoop() {
       Failure f;
       f.reason = "exited";
       f.detail = "the process that started the run is gone";
+      Fail(f);
+    }
+    // The singleton's daemon first: its ranks exit (code 195) when they lose it, and the
+    // daemon, not they, is what failed. Looked for while ranks are watched, found once.
+    bool watching = false;
+    for (const Watched& w : g_watched) watching = watching || !w.pids.empty();
+    if (watching && orted == 0 && NowMs() - orted_looked >= kPulseMs) {
+      orted_looked = NowMs();
+      for (pid_t k : ChildrenOf(getpid()))
+        if (IsOrted(k)) orted = k;
+    }
+    std::string how;
+    const char* reason = "exited";
+    if (watching && orted > 0 && Ended(orted, &how, &reason)) {
+      Failure f;
+      f.reason = reason;
+      f.detail = std::string("Open MPI's daemon on ") + host + " (orted, pid " + std::to_string(orted) + ") " + how;
+      f.host = host;
       Fail(f);
     }
     // The first rank found ended is the cause; Open MPI takes the rest down after it.

@@ -7,8 +7,8 @@
  * Open MPI's banners in a log, and forwards onIteration.
  */
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { hostname, tmpdir } from 'node:os';
+import { existsSync, readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { distDir } from '../assets.js';
@@ -20,6 +20,7 @@ import { setMpiEnvironment } from './addon.js';
 import { HUB_FDS_ENV, MARK, STAGE_FAIL, decodeArray, stepTimesFromWire, toWire, type FromHub, type ToHub } from './channel.js';
 import type { TimingSpec } from '../trace/log.js';
 import type { Readable, Writable } from 'node:stream';
+import { jobFamily, removeSegments, writeFailureLog } from './leftovers.js';
 import { mpmdCommand } from './mpmd.js';
 import { failureFromOpenMpi, openMpiLines } from './openmpi-text.js';
 import { cmdline, descendants, killRecorded, type Proc } from './procs.js';
@@ -96,8 +97,17 @@ export function superviseMpiRun(plan: RingPlan, opts: SuperviseOptions, hooks: S
     const tell = (m: ToHub) => {
       if (toHub.writable) toHub.write(JSON.stringify(m) + '\n');
     };
+    /** The run's Open MPI job families, for its shared-memory files (leftovers.ts). */
+    const families = new Set<number>();
     const record = () => {
-      if (child.pid) for (const p of descendants(child.pid)) recorded.set(p.pid, p);
+      if (!child.pid) return;
+      for (const p of descendants(child.pid)) {
+        if (!recorded.has(p.pid)) {
+          const family = jobFamily(p.pid);
+          if (family !== undefined) families.add(family);
+        }
+        recorded.set(p.pid, p);
+      }
     };
     const hostOf = (stage?: string, rank?: number) => {
       const s = plan.stages.findIndex((st) => st.name === stage);
@@ -246,8 +256,10 @@ export function superviseMpiRun(plan: RingPlan, opts: SuperviseOptions, hooks: S
       clearInterval(watch);
       clearInterval(startupLooks);
       hooks.signal?.removeEventListener('abort', onAbort);
-      // Whatever of the run is still there (an orted that outlived its hub) goes now.
+      // Whatever of the run is still there (an orted that outlived its hub) goes now, and
+      // with it the shared-memory files that a daemon killed with SIGKILL could not remove.
       killRecorded(recorded.values());
+      removeSegments(families);
       if (callerError !== undefined) return reject(callerError);
       if (outcome && !hubFailure) return resolve(outcome);
       // A host that ssh could not reach is the cause of whatever failed at start-up.
@@ -273,12 +285,7 @@ export function superviseMpiRun(plan: RingPlan, opts: SuperviseOptions, hooks: S
         };
       failure.host ??= hostOf(failure.stage, failure.rank);
       const err = new RunError(failure);
-      if (noise.length) {
-        const dir = join(tmpdir(), 'commloop-logs');
-        mkdirSync(dir, { recursive: true });
-        err.log = join(dir, `${new Date(t0).toISOString().replace(/[:.]/g, '-')}-${child.pid}.log`);
-        writeFileSync(err.log, noise.join('\n') + '\n');
-      }
+      if (noise.length) err.log = writeFailureLog(noise, t0, child.pid);
       reject(err);
     });
   });

@@ -4,7 +4,7 @@
  * kernel's WASM build); NAME is the stage's, for what it prints. Speaks docs/PROTOCOL.md with the master, spawned or under one MPMD
  * mpirun. The native C stage is transport/c_worker.c instead.
  */
-import { instantiateKernel } from '../stage/kernel.js';
+import { KernelTrap, instantiateKernel, nullGuard } from '../stage/kernel.js';
 import { ARENA_BASE } from '../arena.js';
 import { errorLine, loadTransform, mustBeSync } from '../stage/ts-transform.js';
 import { CMD_EPOCH, CMD_RUN, CMD_STOP, FLAG_MERGED, FLAG_TIMES, MAGIC, hostHash, stageComm } from './protocol.js';
@@ -122,6 +122,7 @@ function wasmStage(): Stage {
   const memory = new WebAssembly.Memory({ initial: ARENA_BASE / PAGE, maximum: 65536, shared: true });
   const kernel = instantiateKernel(memory, what)[exportName];
   if (typeof kernel !== 'function') throw new Error(`${what} has no export ${exportName}`);
+  const dirty = nullGuard(memory);
   // The MPI buffers are views into the kernel's memory: scatter and gather touch it directly.
   // Made again only when the sizes change (views of a shared memory stay valid as it grows).
   let views: [Float64Array, Float64Array] = [new Float64Array(0), new Float64Array(0)];
@@ -134,11 +135,20 @@ function wasmStage(): Stage {
       views = [new Float64Array(memory.buffer, ARENA_BASE, nIn), new Float64Array(memory.buffer, ARENA_BASE + nIn * 8, nOut)];
       return views;
     },
-    run: (i, o, iteration) => kernel(i.byteOffset, i.length, o.byteOffset, o.length, rank, nranks, iteration),
+    run: (i, o, iteration) => {
+      kernel(i.byteOffset, i.length, o.byteOffset, o.length, rank, nranks, iteration);
+      const wrote = dirty();
+      if (wrote) throw new KernelTrap(wrote);
+    },
   };
 }
 
-const stage = kind === 'ts' ? tsStage() : wasmStage();
+let stage: Stage;
+try {
+  stage = kind === 'ts' ? tsStage() : wasmStage();
+} catch (err) {
+  failed(err);
+}
 
 let steps = 0;
 function step(iteration: number, nIn: number, nOut: number): void {

@@ -123,7 +123,8 @@ export function buildPipelineWasm(sources: CSource[]): string {
   if (sources.length === 0) return kernelWasmPath;
   const contents = sources.map((s) => readFileSync(s.source, 'utf8'));
   const kernelSrc = join(rootDir, 'wasm', 'commloop_kernel.c');
-  const key = hash(['wasm', ...WASM_FLAGS, ...DEFAULT_LIBS, readFileSync(kernelSrc, 'utf8'), ...sources.flatMap((s, i) => [contents[i], s.fn, ...flagsKey(s)])]);
+  const trapsSrc = join(rootDir, 'wasm', 'commloop_traps.c');
+  const key = hash(['wasm', ...WASM_FLAGS, ...DEFAULT_LIBS, readFileSync(kernelSrc, 'utf8'), readFileSync(trapsSrc, 'utf8'), ...sources.flatMap((s, i) => [contents[i], s.fn, ...flagsKey(s)])]);
   return cached(key, 'pipeline.wasm', (dir, out) => {
     const objects = sources.map((src, i) => {
       const name = wasmExportOf(src, i);
@@ -151,6 +152,7 @@ export function buildPipelineWasm(sources: CSource[]): string {
       '-Wl,--export=__heap_base',
       `-sEXPORTED_FUNCTIONS=${exports}`,
       kernelSrc,
+      trapsSrc,
       ...objects,
       ...new Set(sources.flatMap((s) => s.libs)),
       ...DEFAULT_LIBS,

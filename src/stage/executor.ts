@@ -7,7 +7,7 @@
 import { nativeKernels } from '../assets.js';
 import { RunError } from '../errors.js';
 import type { RingStage, StageStep } from '../pipeline/model.js';
-import { instantiateKernel, type CBackend } from './kernel.js';
+import { KernelTrap, instantiateKernel, nullGuard, type CBackend } from './kernel.js';
 import { errorLine, loadTransform, mustBeSync } from './ts-transform.js';
 import { monoUs } from '../trace/clock.js';
 import { REC, slotOf, type TimingSpec } from '../trace/log.js';
@@ -66,7 +66,14 @@ export class Executor {
         );
       } else if (st.kind === 'c' && wasm) {
         const call = wasm[st.wasmExport!];
-        run.push((step, rank, inAt, outAt) => call(inAt * 8, step.nIn, outAt * 8, step.nOut, rank, nranks, step.iteration));
+        const dirty = nullGuard(init.memory);
+        run.push((step, rank, inAt, outAt) => {
+          call(inAt * 8, step.nIn, outAt * 8, step.nOut, rank, nranks, step.iteration);
+          // One memory for every executor: a null write of a rank on another thread may be
+          // seen here first; it is still this stage's (ranks of one step are of one stage).
+          const wrote = dirty();
+          if (wrote) throw new KernelTrap(wrote);
+        });
       } else if (st.kind === 'c') {
         const addon = nativeKernels();
         const kernel = st.nativeLib ? addon.open(st.nativeLib, st.nativeSymbol!) : st.nativeSymbol!;

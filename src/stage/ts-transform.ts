@@ -29,6 +29,8 @@ export function mustBeSync(result: unknown): void {
 
 /** What user code threw, as one line: "TypeError: x is undefined" or the thrown value. */
 export function errorLine(err: unknown): string {
+  // A WASM kernel's trap (out-of-bounds access, unreachable): where the native build would crash.
+  if (err instanceof WebAssembly.RuntimeError) return `crashed (WebAssembly trap: ${err.message.split('\n')[0]})`;
   if (err instanceof Error) return err.message.split('\n')[0] || err.name;
   return `threw ${String(err).split('\n')[0]}`;
 }

@@ -8,7 +8,7 @@
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
-import { distDir } from '../assets.js';
+import { distDir, nativeKernels } from '../assets.js';
 import { CMD, CMD_RUN, CMD_STOP, DONE, FAILED, GO, ITER, NIN, NOUT, STAGE, newControl, waitChange } from './control.js';
 import { RunError, type Failure } from '../errors.js';
 import type { ExecutorInit } from '../stage/executor.js';
@@ -29,6 +29,8 @@ export interface ThreadsOptions {
 
 /** How long the hub blocks its own event loop waiting for a stage before it waits asynchronously. */
 const SYNC_WAIT_MS = 20;
+/** The slow path's wait between looks at a failure, a stop or the deadline. */
+const WAIT_SLICE_MS = 50;
 
 export type ThreadMessage = { type: 'ready' } | { type: 'error'; failure: Failure };
 
@@ -97,12 +99,14 @@ export class ThreadsTransport implements Transport {
         if (m.type === 'error') this.failure ??= new RunError(m.failure);
       });
       w.on('error', (err) => {
-        this.failure ??= this.lost(i, 'exited', `failed: ${err.message.split('\n')[0]}`);
+        this.failure ??= this.lost(i, `failed: ${err.message.split('\n')[0]}`);
       });
       this.exited.push(
         new Promise((resolve) =>
           w.once('exit', (code) => {
-            if (!this.closing) this.failure ??= this.lost(i, 'exited', `exited with code ${code}`);
+            // A worker thread ends on its own only through process.exit in user code (an
+            // uncaught error comes as 'error' first): the rank running on it called it.
+            if (!this.closing) this.failure ??= this.lost(i, `called process.exit(${code})`);
             resolve();
           }),
         ),
@@ -111,11 +115,13 @@ export class ThreadsTransport implements Transport {
     await withDeadline(Promise.all(ready), this.ctx.timeoutMs, () => new RunError({ reason: 'start', detail: `worker threads did not start within ${this.ctx.timeoutMs} ms` }));
   }
 
-  /** A thread that died: blame the stage in flight and the first of its ranks there. */
-  private lost(index: number, reason: 'exited', what: string): RunError {
+  /** A thread that died: blame the rank it was running (control.ts RUNNING), else the stage in flight's first of its ranks. */
+  private lost(index: number, what: string): RunError {
     const step = this.current;
-    if (!step) return new RunError({ reason, detail: `worker thread ${index} ${what} between stages` });
-    return new RunError({ stage: this.plan.stages[step.stage].name, rank: this.ranksOf(index, step.stage)[0], reason, detail: `its thread ${what}` });
+    const running = Atomics.load(this.ctrl, FAILED + 1 + index) - 1;
+    if (!step) return new RunError({ reason: 'exited', detail: `worker thread ${index} ${what} between stages` });
+    const rank = running >= 0 ? running : this.ranksOf(index, step.stage)[0];
+    return new RunError({ stage: this.plan.stages[step.stage].name, rank, reason: 'exited', detail: what });
   }
 
   runStage(step: StageStep): Promise<void> | undefined {
@@ -174,9 +180,15 @@ export class ThreadsTransport implements Transport {
           detail: `no result for iteration ${step.iteration} within ${this.ctx.timeoutMs} ms`,
         });
       }
-      const r = Atomics.waitAsync(this.ctrl, DONE, done, 50);
-      if (r.async) await r.value;
-      else await new Promise((resolve) => setImmediate(resolve));
+      // Atomics.waitAsync holds no handle on the event loop: with the only thread gone (a
+      // process.exit in a transform) nothing else would, and the process would end with
+      // exit 0 and no word. The timer keeps it up while this waits.
+      const r = Atomics.waitAsync(this.ctrl, DONE, done, WAIT_SLICE_MS);
+      if (r.async) {
+        const keep = setTimeout(() => {}, WAIT_SLICE_MS + 10);
+        await r.value;
+        clearTimeout(keep);
+      } else await new Promise((resolve) => setImmediate(resolve));
     }
   }
 
@@ -225,18 +237,27 @@ export class ThreadsTransport implements Transport {
     return { spec, iterations, kept, dropped, hub, ranks, hosts: this.plan.stages.map((st) => new Array<number>(st.ranks).fill(here)), hubHost: here, offsets: [] };
   }
 
-  async close(): Promise<void> {
+  async close(failed = false): Promise<void> {
     if (this.closing) return;
     this.closing = true;
     Atomics.store(this.ctrl, CMD, CMD_STOP);
     Atomics.add(this.ctrl, GO, 1);
     Atomics.notify(this.ctrl, GO);
+    // After a failure a native kernel may never return (a loop that does not end): the
+    // kernel addon jumps its thread out of it, which then reads the stop and exits.
+    if (failed && this.nativeC) nativeKernels().interrupt();
     if (await within(Promise.all(this.exited), STOP_GRACE_MS)) return;
-    // A thread stuck in a user transform never reads the stop: terminate interrupts JS. A
-    // native kernel that never returns cannot be interrupted by anything short of ending
-    // the process; unref lets the caller's process exit anyway.
-    for (const w of this.workers) w.unref();
+    // A thread stuck in a user transform never reads the stop: terminate interrupts JS.
+    if (this.nativeC) nativeKernels().interrupt();
     await within(Promise.all(this.workers.map((w) => w.terminate())), STOP_GRACE_MS);
+    // Still there: a native kernel the interrupt could not reach (a thread past the addon's
+    // table, or one that blocks its signals). unref lets the caller's process exit anyway.
+    for (const w of this.workers) w.unref();
+  }
+
+  /** The run has C stages on the native backend: kernels in this process that only the addon can interrupt. */
+  private get nativeC(): boolean {
+    return this.opts.cBackend === 'native' && this.plan.stages.some((st) => st.kind === 'c');
   }
 }
 
