@@ -20,6 +20,7 @@
 #define COMMLOOP_STAGE_H
 
 #include <mpi.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -180,6 +181,46 @@ static inline int commloop_stage_connect(struct commloop_stage *s) {
     return *appnum;
 }
 
+/* A kernel that never returns: the hub's deadline could name only the stage (a collective
+ * does not say which rank is missing), so with COMMLOOP_STEP_TIMEOUT_MS set (the commloop
+ * master sets it for every run) a thread of the stage watches its compute: the loop stores
+ * iteration + 1 before the kernel and 0 after, and a compute lasting the deadline is
+ * reported as this rank's failure before the hub's deadline (400 ms later) ends the run. */
+static int commloop_computing = 0, commloop_computes = 0;
+static long commloop_compute_limit_ms = 0;
+
+static inline void *commloop_compute_watch(void *arg) {
+    (void)arg;
+    int seen = 0, seen_n = 0;
+    double since = commloop_now_us();
+    for (;;) {
+        struct timespec tick = {0, 10 * 1000 * 1000};
+        nanosleep(&tick, NULL);
+        int now = __atomic_load_n(&commloop_computing, __ATOMIC_RELAXED);
+        int n = __atomic_load_n(&commloop_computes, __ATOMIC_RELAXED);
+        if (now != seen || n != seen_n || now == 0) {
+            seen = now;
+            seen_n = n;
+            since = commloop_now_us();
+            continue;
+        }
+        if (commloop_now_us() - since >= 1000.0 * (double)commloop_compute_limit_ms) {
+            fprintf(stderr, "commloop-fail: %d %d did not return from its kernel within %ld ms (iteration %d)\n", commloop_crash_index, commloop_crash_rank, commloop_compute_limit_ms, now - 1);
+            fflush(stderr);
+            _exit(1);
+        }
+    }
+    return NULL;
+}
+
+static inline void commloop_watch_computes(void) {
+    const char *limit = getenv("COMMLOOP_STEP_TIMEOUT_MS");
+    commloop_compute_limit_ms = limit ? atol(limit) : 0;
+    if (commloop_compute_limit_ms < 1) return;
+    pthread_t t;
+    if (pthread_create(&t, NULL, commloop_compute_watch, NULL) == 0) pthread_detach(t);
+}
+
 /* Runs one stage rank to the end of the ring: MPI_Init (unless done already), hello, ready,
  * the step loop calling fn on this rank's chunk, shutdown. Returns 0 for main to return. */
 static inline int commloop_stage_run(int argc, char **argv, commloop_kernel_fn *fn) {
@@ -205,6 +246,7 @@ static inline int commloop_stage_run(int argc, char **argv, commloop_kernel_fn *
     int version = hello[1];
     s->index = hello[2];
     commloop_name_crashes(s->index, s->rank);
+    commloop_watch_computes();
     if (hello[3] != s->nranks || (appnum > 0 && appnum - 1 != hello[2])) {
         commloop_stage_fail(s, "ProtocolError", "hello says stage %d of %d ranks; this is %d ranks, app number %d", hello[2], hello[3], s->nranks, appnum);
     }
@@ -270,7 +312,10 @@ static inline int commloop_stage_run(int argc, char **argv, commloop_kernel_fn *
             if (merged != MPI_COMM_NULL) commloop_stage_check(s, MPI_Scatterv(NULL, NULL, NULL, MPI_DOUBLE, in, n_in, MPI_DOUBLE, 0, merged), "MPI_Scatterv");
             else commloop_stage_check(s, MPI_Scatter(NULL, 0, MPI_DOUBLE, in, n_in, MPI_DOUBLE, 0, s->inter), "MPI_Scatter");
             if (rec) rec[2] = commloop_now_us();
+            __atomic_store_n(&commloop_computing, it + 1, __ATOMIC_RELAXED);
+            __atomic_store_n(&commloop_computes, commloop_computes + 1, __ATOMIC_RELAXED);
             fn(in, (size_t)n_in, out, (size_t)n_out, s->rank, s->nranks, it);
+            __atomic_store_n(&commloop_computing, 0, __ATOMIC_RELAXED);
             if (rec) rec[3] = commloop_now_us();
             if (merged != MPI_COMM_NULL) commloop_stage_check(s, MPI_Gatherv(out, n_out, MPI_DOUBLE, NULL, NULL, NULL, MPI_DOUBLE, 0, merged), "MPI_Gatherv");
             else commloop_stage_check(s, MPI_Gather(out, n_out, MPI_DOUBLE, NULL, 0, MPI_DOUBLE, 0, s->inter), "MPI_Gather");

@@ -206,6 +206,29 @@ def serve(stage, module, fn_name):
             else:
                 raise ProtocolError(f'bad header {head.tolist()} for protocol {version}')
 
+    # The compute watch: with COMMLOOP_STEP_TIMEOUT_MS (the master sets it), a thread names
+    # this rank when its function runs that long; the hub's deadline, 400 ms later, could
+    # name only the stage. A Python loop lets the thread run (the GIL is released every 5 ms).
+    computing = [0, 0]  # iteration + 1 while fn runs, else 0; and a count of calls
+    limit_ms = int(os.environ.get('COMMLOOP_STEP_TIMEOUT_MS', '0') or 0)
+    if limit_ms >= 1:
+        import threading
+
+        def watch():
+            seen, since = (0, 0), time.monotonic()
+            while True:
+                time.sleep(0.01)
+                now = (computing[0], computing[1])
+                if now != seen or now[0] == 0:
+                    seen, since = now, time.monotonic()
+                    continue
+                if (time.monotonic() - since) * 1000 >= limit_ms:
+                    sys.stderr.write(f'commloop-fail: {stage.index} {rank} did not return from its function within {limit_ms} ms (iteration {now[0] - 1})\n')
+                    sys.stderr.flush()
+                    os._exit(1)
+
+        threading.Thread(target=watch, daemon=True).start()
+
     steps = 0
     for iteration, n_in, n_out in step_list():
         if len(x) != n_in:
@@ -225,7 +248,9 @@ def serve(stage, module, fn_name):
             inter.Scatter(None, [x, DOUBLE], root=0)
         if rec is not None:
             rec[2] = now_us()
+        computing[0], computing[1] = iteration + 1, computing[1] + 1
         got = fn(x, out, StageContext(rank, nranks, iteration))
+        computing[0] = 0
         if got is not None:
             # `out = ...` or `return y` computes nothing the hub sees: say so instead of sending garbage.
             raise TypeError(f'{fn_name} returned {type(got).__name__}; it must fill out in place (out[:] = ...) and return None')

@@ -113,6 +113,29 @@ for (const launch of ['spawn', 'mpmd']) {
     await nothingLeft(10_000);
   });
 
+  // The ring's last stage: Open MPI then takes down the first stage's ranks on h1 (SIGTERM)
+  // and its daemon gives up (exit 137) before the hub hears of h2; both were named instead.
+  it('a ts2 rank killed on h2 is the one named, not a rank or daemon torn down after it', async () => {
+    const r = run([...MODE, '-p', '2', '--sizes', '10,1000,1000', '-i', '1000000', '--hostfile', hostfile('h1', 'h2'), '--timeout', '20']);
+    const inH2 = () => spawnSync('ip', ['netns', 'pids', 'commloop-h2'], { encoding: 'utf8' }).stdout.split(/\s+/).filter(Boolean).map(Number);
+    const ts2OnH2 = () => inH2().filter((p) => cmdline(p).includes('transform ts2'));
+    if (!(await until(() => ts2OnH2().length === 1 && r.where.length === 2, 30_000))) {
+      r.child.kill('SIGKILL');
+      assert.unreachable(`no ts2 rank on h2: ${r.stderr}`);
+    }
+    // Ready: the ring is running once the first iterations' progress shows; the hub's Ready comes before that.
+    await new Promise((resolve) => setTimeout(resolve, 2_000));
+    const t = Date.now();
+    process.kill(ts2OnH2()[0], 'SIGKILL');
+    const { code, at } = await r.exit;
+    assert.is(code, 1);
+    assert.ok(at - t < 10_000, `took ${at - t} ms`);
+    const lines = said(r);
+    assert.is(lines.length, 1, r.stderr);
+    assert.match(lines[0], new RegExp(String.raw`^commloop: stage "ts2" rank 1 on h2: was killed by SIGKILL \((?:reported by Open MPI|pid \d+)\)${LOG}$`), lines[0]);
+    await nothingLeft(10_000);
+  });
+
   // Under MPMD the hub is rank 0, on h1: cutting h1 puts it on the far side.
   for (const cut of launch === 'mpmd' ? ['h1', 'h2'] : ['h2']) {
     it(`a partition (${cut}'s link down) ends the run by --timeout + 2 s; 10 s after the link returns nothing is left`, async () => {

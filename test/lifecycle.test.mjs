@@ -170,7 +170,9 @@ const cleanup = suite('killing the CLI leaves nothing');
 const isRank = (cmd) => /^\S*commloop_c_worker /.test(cmd) || /^\S*node \S*worker\.js /.test(cmd);
 
 for (const mode of ['spawn', 'mpmd']) {
-  cleanup(`kill -9 of the CLI under --launch ${mode}: no mpirun, hub or rank within 5 s, no pid file`, async () => {
+  cleanup(`kill -9 of the CLI under --launch ${mode}: no mpirun, hub, rank or shared-memory segment within 5 s, no pid file`, async () => {
+    const segments = () => readdirSync('/dev/shm').filter((f) => f.startsWith('vader_segment.'));
+    const before = new Set(segments());
     const run = startCli(['-p', '2', '--sizes', '10,10,10', '-i', '2000000000', '--launch', mode]);
     const up = await until(() => descendants(run.child.pid).map(cmdline).filter(isRank).length === 6, 30_000);
     const pids = descendants(run.child.pid);
@@ -182,6 +184,7 @@ for (const mode of ['spawn', 'mpmd']) {
     for (const p of pids.filter(exists)) process.kill(p, 'SIGKILL');
     assert.ok(gone, `left: ${left.join(' | ')}`);
     assert.equal(readdirSync(tmpdir()).filter((f) => /^commloop-mpmd-.*\.pid$/.test(f)), []);
+    assert.equal(segments().filter((f) => !before.has(f)), [], 'shared-memory segments of the run left');
   });
 }
 

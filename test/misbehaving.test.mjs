@@ -103,6 +103,20 @@ for (const launch of ['spawn', 'mpmd']) {
   });
 }
 
+// The hub's deadline cannot tell which rank of a collective is missing; the stage's own
+// compute watch names it (docs/PROTOCOL.md, "A rank that never returns").
+for (const [label, stage, extra] of [
+  ['a ts transform, spawn', { name: 'hang', kind: 'ts', ranks: 2, size: 4, module: join(fixtures, 'hang.mjs') }, [], 'its transform'],
+  ['a native C kernel, MPMD', userC('LOOP'), ['--launch', 'mpmd'], 'its kernel'],
+  ['a WASM C kernel, spawn', userC('LOOP'), ['--c-backend', 'wasm'], 'its kernel'],
+  ['a Python function, spawn', { name: 'hang', kind: 'python', ranks: 2, size: 4, module: join(fixtures, 'hang.py'), python: '/usr/bin/python3' }, [], 'its function'],
+].map(([l, st, ex, what]) => [l, { ...st, what }, ex])) {
+  mpi(`a rank that never returns is named by its stage (${label}): exit 1 within timeout + 3 s`, () => {
+    const file = pipelineFile(`hang-${label.replace(/\W+/g, '-')}`, { stages: [TS, { ...stage, what: undefined }] });
+    fails(['--pipeline', file, '-i', '3', '--timeout', '2', ...extra], `stage "${stage.name}" rank 1 on ${HOST}: did not return from ${stage.what} within 2000 ms \\(iteration 1\\)`, 2_000 + 3_000);
+  });
+}
+
 mpi('the WASM build over MPI: a null write and abort() fail the stage and rank, one line each', () => {
   fails(['--pipeline', ring('NULL'), '-i', '3', '--c-backend', 'wasm'], `stage "userc" rank 1 on ${HOST}: wrote through a null pointer \\(address 24 of its WASM memory, where the native build would crash\\)`, 15_000);
   fails(['--pipeline', ring('ABORT'), '-i', '3', '--c-backend', 'wasm'], `stage "userc" rank 1 on ${HOST}: called abort\\(\\)`, 15_000);

@@ -252,6 +252,45 @@ void EndOrted(int timeout_ms) {
   }
 }
 
+// The run's Open MPI job family (jobid >> 16, shared by every job of one singleton hub or
+// one mpirun), read from a watched rank's environment; -1 until known.
+std::atomic<int64_t> g_family{-1};
+
+void LearnFamily(pid_t pid) {
+  if (g_family.load() >= 0 || pid <= 0) return;
+  char path[64];
+  snprintf(path, sizeof path, "/proc/%d/environ", pid);
+  FILE* f = fopen(path, "r");
+  if (!f) return;
+  std::string env;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, f)) > 0) env.append(buf, n);
+  fclose(f);
+  const std::string key = std::string("OMPI_MCA_ess_base_jobid=");
+  size_t at = env.find(key);
+  if (at != std::string::npos && (at == 0 || env[at - 1] == '\0')) g_family.store(strtoll(env.c_str() + at + key.size(), nullptr, 10) >> 16);
+}
+
+// Open MPI's shared-memory segments of this run on this host (vader_segment.HOST.UID.JOBID.RANK
+// in /dev/shm): its daemon unlinks them when a job ends, but not when it was killed with the
+// job. Called after the run's processes are killed; the supervisor sweeps again at its end.
+void RemoveSegments() {
+  int64_t family = g_family.load();
+  if (family < 0) return;
+  char host[256] = {0};
+  gethostname(host, sizeof host - 1);
+  std::string prefix = std::string("vader_segment.") + host + "." + std::to_string(geteuid()) + ".";
+  DIR* d = opendir("/dev/shm");
+  if (!d) return;
+  while (dirent* e = readdir(d)) {
+    if (strncmp(e->d_name, prefix.c_str(), prefix.size()) != 0) continue;
+    unsigned long jobid = strtoul(e->d_name + prefix.size(), nullptr, 16);
+    if (static_cast<int64_t>(jobid >> 16) == family) unlinkat(dirfd(d), e->d_name, 0);
+  }
+  closedir(d);
+}
+
 void KillWatched() {
   std::vector<pid_t> ranks;
   for (const Watched& w : g_watched)
@@ -274,6 +313,7 @@ void KillWatched() {
     kill(k, SIGKILL);
   }
   EndOrted(500);
+  RemoveSegments();
 }
 
 // Where failures go: -1 for the CLI's own line on stderr, else (a hub process run by a
@@ -308,6 +348,8 @@ void WriteReport(const std::string& line) {
 // How often the watchdog tells the supervisor that this process and its host are still
 // there: a hub on a host cut off by the network falls silent, whatever its calls do.
 constexpr int64_t kPulseMs = 500;
+// After a step's deadline, how long a stage's own report of a stuck rank may take to come.
+constexpr int64_t kStageReportGraceMs = 400;
 
 struct Failure {
   std::string stage;  // empty: no stage to blame
@@ -424,7 +466,10 @@ void WatchLoop() {
     }
     int c = g_inflight_comm.load();
     int64_t since = g_inflight_since.load();
-    if ((c >= 0 || c == kSpawning) && since > 0 && NowMs() - since > g_timeout_ms.load()) {
+    // A step's deadline has a grace: a stage rank whose own compute watch finds it stuck
+    // (watchCompute) names its rank, which a collective that never returns cannot.
+    int64_t grace = c >= 0 ? kStageReportGraceMs : 0;
+    if ((c >= 0 || c == kSpawning) && since > 0 && NowMs() - since > g_timeout_ms.load() + grace) {
       Failure f;
       f.stage = c == kSpawning ? g_spawn_label
                 : static_cast<size_t>(c) < g_watched.size() ? g_watched[c].stage
@@ -792,6 +837,7 @@ Napi::Value Watch(const Napi::CallbackInfo& info) {
     for (size_t i = 0; i < pids.ElementLength(); i++) w.pids.push_back(static_cast<pid_t>(pids[i]));
     g_watched[h] = w;
   }
+  for (size_t i = 0; i < pids.ElementLength() && g_family.load() < 0; i++) LearnFamily(static_cast<pid_t>(pids[i]));
   g_timeout_ms.store(timeout);
   EnsureWatchdog();
   return env.Undefined();
@@ -825,6 +871,68 @@ Napi::Value ReportTo(const Napi::CallbackInfo& info) {
   g_lifeline.store(lifeline);
   EnsureWatchdog();
   return info.Env().Undefined();
+}
+
+// ---- a stage's own compute watch ------------------------------------------------------
+// In a stage process: a transform that never returns would be found only by the hub's
+// deadline, which cannot say which rank (a collective does not tell). So the stage
+// watches its own compute: JS writes iteration + 1 into state[0] before the transform and
+// 0 after (two plain stores, no call), and this thread, which user code cannot block,
+// reports a compute that has lasted timeoutMs as the stage's failure and ends the rank.
+// The hub's deadline has a grace beyond it (src/mpi/transport.ts), so this line comes first.
+struct ComputeWatch {
+  std::atomic<int32_t>* state = nullptr;
+  int64_t timeout_ms = 0;
+  std::string prefix;  // "commloop-fail: S R "
+  std::string what;    // "its transform"
+};
+
+void ComputeWatchLoop(ComputeWatch* w) {
+  int32_t seen = 0;
+  int64_t since = 0;
+  for (;;) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    int32_t now = w->state[0].load(std::memory_order_relaxed);
+    int32_t gen = w->state[1].load(std::memory_order_relaxed);
+    // state[1] counts computes: the same iteration twice in a row (a size cycle of one) is two.
+    int32_t key = now == 0 ? 0 : (now ^ (gen << 16));
+    if (key != seen) {
+      seen = key;
+      since = NowMs();
+      continue;
+    }
+    if (now != 0 && NowMs() - since >= w->timeout_ms) {
+      std::string line = w->prefix + "did not return from " + w->what + " within " + std::to_string(w->timeout_ms) +
+                         " ms (iteration " + std::to_string(now - 1) + ")\n";
+      ssize_t ignored = write(2, line.data(), line.size());
+      (void)ignored;
+      _exit(1);
+    }
+  }
+}
+
+// watchCompute(state: Int32Array(2) on a SharedArrayBuffer, timeoutMs, prefix, what)
+Napi::Value WatchCompute(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array) {
+    ThrowType(env, "state must be an Int32Array");
+  }
+  Napi::Int32Array state = info[0].As<Napi::Int32Array>();
+  if (state.ElementLength() < 2) ThrowRange(env, "state must hold 2 elements");
+  if (!state.Get("buffer").As<Napi::Object>().InstanceOf(env.Global().Get("SharedArrayBuffer").As<Napi::Function>())) {
+    ThrowType(env, "state must be a view of a SharedArrayBuffer (its memory must not move)");
+  }
+  int32_t timeout = IntArg(info, 1, "timeoutMs", 1, 2147483647);
+  auto* w = new ComputeWatch();  // lives as long as the process: so does the thread
+  w->state = reinterpret_cast<std::atomic<int32_t>*>(state.Data());
+  w->timeout_ms = timeout;
+  w->prefix = StrArg(info, 2, "prefix");
+  w->what = StrArg(info, 3, "what");
+  // The view's memory must outlive this thread: keep a reference for the life of the process.
+  static std::vector<Napi::Reference<Napi::Int32Array>> kept;
+  kept.push_back(Napi::Persistent(state));
+  std::thread(ComputeWatchLoop, w).detach();
+  return env.Undefined();
 }
 
 // report(line): writes one whole line (ending in \n) on the report fd, never interleaved
@@ -883,6 +991,7 @@ Napi::Object Module(Napi::Env env, Napi::Object exports) {
   exports.Set("label", Napi::Function::New(env, Label, "label"));
   exports.Set("reportTo", Napi::Function::New(env, ReportTo, "reportTo"));
   exports.Set("report", Napi::Function::New(env, Report, "report"));
+  exports.Set("watchCompute", Napi::Function::New(env, WatchCompute, "watchCompute"));
   return exports;
 }
 

@@ -67,6 +67,12 @@ export interface MpiAddon {
    * watchdog's own lines (its failures and a pulse every 500 ms), so none interleave.
    */
   report(line: string): void;
+  /**
+   * Stage processes: a thread reads state[0] (iteration + 1 while the stage's code runs, else
+   * 0) and state[1] (a count of computes); a compute lasting timeoutMs writes
+   * `${prefix}did not return from ${what} within N ms (iteration I)` to stderr and ends the process.
+   */
+  watchCompute(state: Int32Array, timeoutMs: number, prefix: string, what: string): void;
 }
 
 let addon: MpiAddon | undefined;

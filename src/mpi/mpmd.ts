@@ -5,6 +5,7 @@
  * mpirun's forwarding of rank 0's stdin and stdout.
  */
 import { join } from 'node:path';
+import { STEP_TIMEOUT_ENV } from './protocol.js';
 import { distDir } from '../assets.js';
 import type { CBackend } from '../stage/kernel.js';
 import type { RingPlan } from '../pipeline/model.js';
@@ -15,6 +16,8 @@ export function mpmdCommand(plan: RingPlan, cBackend: CBackend, spawnInfo: Recor
   const args: string[] = [];
   if (spawnInfo.hostfile) args.push('--hostfile', spawnInfo.hostfile);
   if (spawnInfo.host) args.push('--host', spawnInfo.host);
+  // The step deadline reaches the stages on every host (a stage reports its own stuck rank).
+  args.push('-x', STEP_TIMEOUT_ENV);
   args.push('-np', '1', process.execPath, join(distDir, 'hub.js'));
   for (const st of plan.stages) {
     const [cmd, cmdArgs] = stageCommand(plan, st, cBackend);

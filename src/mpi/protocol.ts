@@ -22,6 +22,12 @@ export const FLAG_TIMES = 1;
  * intercommunicator's collectives over Open MPI's shared memory (bench c-floor-mpmd*).
  */
 export const FLAG_MERGED = 2;
+/**
+ * Set for every process of a run (docs/PROTOCOL.md, "A rank that never returns"): the
+ * step deadline in ms. A stage whose compute outlasts it reports itself, naming its rank,
+ * before the hub's deadline (which waits 400 ms longer) ends the run naming only the stage.
+ */
+export const STEP_TIMEOUT_ENV = 'COMMLOOP_STEP_TIMEOUT_MS';
 
 /**
  * v2's step table for stage s: iteration i takes n_in = table[2*(i % P)] and n_out =

@@ -20,11 +20,12 @@ import { setMpiEnvironment } from './addon.js';
 import { HUB_FDS_ENV, MARK, STAGE_FAIL, decodeArray, stepTimesFromWire, toWire, type FromHub, type ToHub } from './channel.js';
 import type { TimingSpec } from '../trace/log.js';
 import type { Readable, Writable } from 'node:stream';
+import { firstFailure } from './blame.js';
 import { jobFamily, removeSegments, writeFailureLog } from './leftovers.js';
 import { mpmdCommand } from './mpmd.js';
 import { failureFromOpenMpi, openMpiLines } from './openmpi-text.js';
 import { cmdline, descendants, killRecorded, type Proc } from './procs.js';
-import { hostHash, hostLabel } from './protocol.js';
+import { STEP_TIMEOUT_ENV, hostHash, hostLabel } from './protocol.js';
 import { DEATH_GRACE_MS, STARTUP_LOOK_MS, StartupWatch } from './startup-watch.js';
 import { STOP_GRACE_MS } from '../transport.js';
 
@@ -72,6 +73,7 @@ export function superviseMpiRun(plan: RingPlan, opts: SuperviseOptions, hooks: S
   // Its own process group: a terminal's Ctrl-C reaches the caller, who asks for a clean stop.
   const spawnMode = opts.launch === 'spawn';
   if (spawnMode) env[HUB_FDS_ENV] = '3,4';
+  env[STEP_TIMEOUT_ENV] = String(opts.timeoutMs);
   const child = spawn(cmd, args, { stdio: spawnMode ? ['ignore', 'pipe', 'pipe', 'pipe', 'pipe'] : ['pipe', 'pipe', 'pipe'], detached: true, env });
   const toHub = (spawnMode ? child.stdio[3] : child.stdin) as Writable;
   const fromHub = (spawnMode ? child.stdio[4] : child.stdout) as Readable;
@@ -264,25 +266,16 @@ export function superviseMpiRun(plan: RingPlan, opts: SuperviseOptions, hooks: S
       if (outcome && !hubFailure) return resolve(outcome);
       // A host that ssh could not reach is the cause of whatever failed at start-up.
       const lostHost = readyAt ? undefined : unreachable(noise, launching, opts.timeoutMs);
-      // A rank the hub saw killed by SIGTERM is Open MPI tearing the job down after the
-      // real cause (mpirun ends local ranks so): Open MPI's own account names the origin.
-      const ompi = failureFromOpenMpi(noise, plan, opts.launch);
-      const collateral = hubFailure?.reason === 'killed' && /killed by SIGTERM/.test(hubFailure.detail) && ompi !== undefined;
-      // A rank that died while the run started, before the hub knew its pid: the ranks the
-      // hub then saw killed (SIGTERM, SIGKILL) are the job being torn down after it.
-      const died = startup?.failure(code);
-      const torn = hubFailure?.reason === 'killed' && (hubFailure.stage !== died?.stage || hubFailure.rank !== died?.rank);
-      const failure =
-        stageFailures[0] ??
-        lostHost ??
-        (collateral ? ompi : undefined) ??
-        (torn ? died : undefined) ??
-        hubFailure ??
-        ompi ??
-        died ?? {
-          reason: signal ? 'killed' : 'exited',
-          detail: `${cmd === mpirun ? 'mpirun' : 'the MPI hub'} ${signal ? `was killed by ${signal}` : `exited with code ${code}`} before the run ended`,
-        };
+      const failure = firstFailure({
+        stages: stageFailures,
+        lostHost,
+        hub: hubFailure,
+        openMpi: failureFromOpenMpi(noise, plan, opts.launch),
+        startup: startup?.failure(code),
+      }) ?? {
+        reason: signal ? 'killed' : 'exited',
+        detail: `${cmd === mpirun ? 'mpirun' : 'the MPI hub'} ${signal ? `was killed by ${signal}` : `exited with code ${code}`} before the run ended`,
+      };
       failure.host ??= hostOf(failure.stage, failure.rank);
       const err = new RunError(failure);
       if (noise.length) err.log = writeFailureLog(noise, t0, child.pid);

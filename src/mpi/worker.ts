@@ -7,7 +7,7 @@
 import { KernelTrap, instantiateKernel, nullGuard } from '../stage/kernel.js';
 import { ARENA_BASE } from '../arena.js';
 import { errorLine, loadTransform, mustBeSync } from '../stage/ts-transform.js';
-import { CMD_EPOCH, CMD_RUN, CMD_STOP, FLAG_MERGED, FLAG_TIMES, MAGIC, hostHash, stageComm } from './protocol.js';
+import { CMD_EPOCH, CMD_RUN, CMD_STOP, FLAG_MERGED, FLAG_TIMES, MAGIC, STEP_TIMEOUT_ENV, hostHash, stageComm } from './protocol.js';
 import { monoUs } from '../trace/clock.js';
 import { CLOCK_ROUNDS, chronological, newRing, slotOf, type TimingSpec } from '../trace/log.js';
 import { mpi } from './addon.js';
@@ -150,6 +150,15 @@ try {
   failed(err);
 }
 
+/**
+ * The compute watch (the addon's watchCompute): iteration + 1 while the stage's code runs,
+ * and a count of computes. A thread of the addon reports a compute that outlasts the run's
+ * step deadline, naming this rank: the hub's deadline could name only the stage.
+ */
+const computing = new Int32Array(new SharedArrayBuffer(8));
+const stepTimeout = Number(process.env[STEP_TIMEOUT_ENV]);
+if (stepTimeout >= 1) m.watchCompute(computing, Math.floor(stepTimeout), `commloop-fail: ${hello[2]} ${rank} `, kind === 'ts' ? 'its transform' : 'its kernel');
+
 let steps = 0;
 function step(iteration: number, nIn: number, nOut: number): void {
   const [input, output] = stage.buffers(nIn, nOut);
@@ -158,11 +167,14 @@ function step(iteration: number, nIn: number, nOut: number): void {
   if (merged !== null) m.scatterOthers(merged, null, input, nIn, 0);
   else m.scatter(parent, null, input, nIn, 0);
   if (at >= 0) ring![at + 2] = monoUs();
+  computing[0] = iteration + 1;
+  computing[1]++;
   try {
     stage.run(input, output, iteration);
   } catch (err) {
     failed(err);
   }
+  computing[0] = 0;
   if (at >= 0) ring![at + 3] = monoUs();
   if (merged !== null) m.gatherOthers(merged, output, null, nOut, 0);
   else m.gather(parent, output, null, nOut, 0);
