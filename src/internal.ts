@@ -11,3 +11,5 @@ export { halfmean, halffirst, sum, checksum } from './stage/transforms.js';
 export { instantiateKernel } from './stage/kernel.js';
 export { ARENA_BASE } from './arena.js';
 export { kernelModule, kernelWasmPath, nativeKernels, type KernelAddon } from './assets.js';
+export { chooseWire, ucxSelectable, UCX_ENV } from './mpi/wire.js';
+export { firstFailure } from './mpi/blame.js';

@@ -21,6 +21,7 @@ import { computeBreakdown, type Breakdown } from './trace/breakdown.js';
 import { writeChromeTrace } from './trace/chrome.js';
 import { hostHash, hostLabel } from './mpi/protocol.js';
 import { version } from './version.js';
+import { WIRE_REQUESTS, type WireName, type WireRequest } from './mpi/wire.js';
 
 export type TransportName = 'mpi' | 'threads';
 export type LaunchMode = 'spawn' | 'mpmd';
@@ -36,6 +37,13 @@ export interface RunOptions {
   cBackend?: CBackend;
   /** mpi transport: how the stages start (default spawn; mpmd: one mpirun holds the hub and every stage). */
   launch?: LaunchMode;
+  /**
+   * mpi transport: what the messages travel on (src/mpi/wire.ts): `auto` (default) the
+   * fastest this run can have (spawn mode on one host: UCX shared memory where Open MPI can
+   * select it, else TCP loopback; MPMD: ob1's shared memory), or `shm` / `tcp` by hand. An
+   * OMPI_MCA_pml, OMPI_MCA_btl or OMPI_MCA_mtl in the environment always wins (wire `user`).
+   */
+  wire?: WireRequest;
   /** mpi transport: MPI_Info keys for spawn, e.g. { host: 'a,b' } or { hostfile: 'hosts' }; mpirun's options in MPMD. */
   spawnInfo?: Record<string, string>;
   /** threads transport: worker threads that run ranks (default: min(max ranks, cores)). */
@@ -80,6 +88,8 @@ export interface RunResult {
   transport: TransportName;
   cBackend: CBackend;
   launch: LaunchMode;
+  /** What the messages travelled on: `shm`, `tcp`, `user` (the environment's MCA settings), `memory` (threads). */
+  wire: WireName;
   threads: number;
   checksum: number;
   startS: number;
@@ -109,6 +119,8 @@ export interface RingOutcome {
   steps?: StepTimes;
   /** Names for the host hashes of the run's ranks (default: this host's). */
   hostName?: (hash: number) => string;
+  /** MPI runs: the wire it used (default: `user` for a hub under the user's own mpirun). */
+  wire?: WireName;
 }
 
 export interface DriveHooks {
@@ -166,6 +178,8 @@ export async function runPipeline(pipeline: PipelineSpec | string, opts: RunOpti
   const cBackend = opts.cBackend ?? (transport === 'threads' ? 'wasm' : 'native');
   const launch = opts.launch ?? 'spawn';
   const timeoutMs = opts.timeoutMs ?? 60_000;
+  const wire = opts.wire ?? 'auto';
+  if (!WIRE_REQUESTS.includes(wire)) throw new UsageError(`wire must be one of ${WIRE_REQUESTS.join(', ')} (got ${JSON.stringify(wire)})`);
   const timing = timingSpec(opts);
   const plan = await preparePlan(spec, { transport, cBackend, procs: opts.procs, sizes: opts.sizes });
   if (plan.output) checkWritable(plan.output.file);
@@ -177,7 +191,7 @@ export async function runPipeline(pipeline: PipelineSpec | string, opts: RunOpti
   const writeEvery = (i: number, a: Float64Array) => writeNpy(plan.output!.file.replace(/(\.npy)?$/, `.${i + 1}.npy`), a);
   if (transport === 'mpi' && process.env.OMPI_COMM_WORLD_SIZE === undefined) {
     // The usual case: the hub runs in a process of its own, supervised from here.
-    outcome = await superviseMpiRun(plan, { iterations: opts.iterations, cBackend, launch, spawnInfo: opts.spawnInfo ?? {}, timeoutMs, verbose: opts.verbose ?? false, timing }, {
+    outcome = await superviseMpiRun(plan, { iterations: opts.iterations, cBackend, launch, wire, spawnInfo: opts.spawnInfo ?? {}, timeoutMs, verbose: opts.verbose ?? false, timing }, {
       signal: opts.signal,
       onIteration: opts.onIteration,
       onOutput: writeEvery,
@@ -190,7 +204,7 @@ export async function runPipeline(pipeline: PipelineSpec | string, opts: RunOpti
     const ctx: TransportContext = { arena: makeArena(plan, threads), timeoutMs, signal: opts.signal, timing };
     const t: Transport =
       transport === 'mpi'
-        ? new MpiTransport(plan, ctx, { cBackend, launch: 'spawn', spawnInfo: opts.spawnInfo ?? {} })
+        ? new MpiTransport(plan, ctx, { cBackend, launch: 'spawn', merged: false, spawnInfo: opts.spawnInfo ?? {} })
         : new ThreadsTransport(plan, ctx, { cBackend, executors: threads, spins: opts.spins ?? 2000 });
     const { onIteration, onProgress } = opts;
     outcome = await inProcess(driveRing(plan, t, ctx.arena, {
@@ -225,6 +239,7 @@ export async function runPipeline(pipeline: PipelineSpec | string, opts: RunOpti
     transport,
     cBackend,
     launch,
+    wire: transport === 'threads' ? 'memory' : (outcome.wire ?? 'user'),
     threads,
     checksum: checksum(final),
     startS: outcome.startS,

@@ -7,6 +7,7 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { MPI_MISSING, cliJson, cmdline, descendants, exists, haveMpi, root, startCli, until } from './helpers.mjs';
 import { referenceRing } from './reference.mjs';
+import { ucxSelectable } from '../dist/internal.js';
 
 if (!haveMpi()) throw new Error(MPI_MISSING);
 
@@ -123,6 +124,9 @@ ring('runs under mpirun -np 1 with the same checksum', async () => {
 ring.run();
 
 const failures = suite('failures and signals');
+/** The wires this machine offers: shm only where Open MPI can select UCX (wire.ts probes it). */
+const WIRES = ucxSelectable() ? ['shm', 'tcp'] : ['tcp'];
+if (WIRES.length === 1) console.log('mpi.test.mjs: failures run on --wire tcp only: Open MPI cannot select UCX here (--wire shm is refused)');
 
 /** A stage rank's command line (not mpirun's, which names the stage programs as arguments). */
 const isRank = (cmd) => /^\S*commloop_c_worker /.test(cmd) || /^\S*node \S*worker\.js /.test(cmd);
@@ -164,56 +168,62 @@ const killedLine = (stage, victim) =>
     `^commloop: stage "${stage}" rank [01] on ${hostname()}: (died|was killed by SIGKILL)( during start-up)? \\((pid ${victim}|reported by Open MPI|before its pid was seen)\\)( \\(Open MPI's messages: \\S+\\.log\\))?\\n$`,
   );
 
-failures('a killed C rank ends the run within 10 s, exit 1, one line naming the stage, rank and host, no process left', async () => {
-  const { r, pids, victim, ms } = await killRank(await longRun(), 'commloop_c_worker');
-  assert.ok(ms < 10_000, `took ${ms} ms`);
-  assert.is(r.code, 1);
-  assert.match(r.stderr, killedLine('c', victim), r.stderr);
-  await assertNoneLeft(pids);
-});
+// Every failure on every wire this machine offers (src/mpi/wire.ts): a peer that dies over
+// shared memory closes no socket, so each must still end bounded with the same line.
+for (const wire of WIRES) {
+  const W = ['--wire', wire];
+  failures(`a killed C rank ends the run within 10 s, exit 1, one line naming the stage, rank and host, no process left [wire ${wire}]`, async () => {
+    const { r, pids, victim, ms } = await killRank(await longRun(W), 'commloop_c_worker');
+    assert.ok(ms < 10_000, `took ${ms} ms`);
+    assert.is(r.code, 1);
+    assert.match(r.stderr, killedLine('c', victim), r.stderr);
+    await assertNoneLeft(pids);
+  });
 
-failures('a killed TypeScript rank names its stage', async () => {
-  const { r, pids, victim } = await killRank(await longRun(['--c-backend', 'wasm']), 'worker.js ts');
-  assert.is(r.code, 1);
-  assert.match(r.stderr, killedLine('ts[12]', victim), r.stderr);
-  await assertNoneLeft(pids);
-});
+  failures(`a killed TypeScript rank names its stage [wire ${wire}]`, async () => {
+    const { r, pids, victim } = await killRank(await longRun(['--c-backend', 'wasm', ...W]), 'worker.js ts');
+    assert.is(r.code, 1);
+    assert.match(r.stderr, killedLine('ts[12]', victim), r.stderr);
+    await assertNoneLeft(pids);
+  });
 
-failures('SIGINT stops cleanly: result so far, exit 130, every rank gone', async () => {
-  const run = await longRun(['--json']);
-  const pids = descendants(run.child.pid);
-  run.child.kill('SIGINT');
-  const r = await run.exit;
-  assert.is(r.code, 130, r.stderr);
-  const o = JSON.parse(r.stdout);
-  assert.is(o.stopped, true);
-  assert.is(o.checksum, referenceRing(2, [[10, 10, 10]], o.iterations).checksum);
-  assert.is(r.stderr, `commloop: stopped by signal after ${o.iterations} of 2000000000 iterations\n`);
-  // A clean stop reaps everything before the master exits: no grace period here.
-  assert.equal(pids.filter(exists).map(cmdline), []);
-});
+  failures(`SIGINT stops cleanly: result so far, exit 130, every rank gone [wire ${wire}]`, async () => {
+    const run = await longRun(['--json', ...W]);
+    const pids = descendants(run.child.pid);
+    run.child.kill('SIGINT');
+    const r = await run.exit;
+    assert.is(r.code, 130, r.stderr);
+    const o = JSON.parse(r.stdout);
+    assert.is(o.stopped, true);
+    assert.is(o.wire, wire);
+    assert.is(o.checksum, referenceRing(2, [[10, 10, 10]], o.iterations).checksum);
+    assert.is(r.stderr, `commloop: stopped by signal after ${o.iterations} of 2000000000 iterations\n`);
+    // A clean stop reaps everything before the master exits: no grace period here.
+    assert.equal(pids.filter(exists).map(cmdline), []);
+  });
 
-failures('--launch mpmd: SIGINT to the CLI stops the inner master cleanly, exit 130, every rank gone', async () => {
-  const run = await longRun(['--json', '--launch', 'mpmd']);
-  const pids = descendants(run.child.pid);
-  run.child.kill('SIGINT');
-  const r = await run.exit;
-  assert.is(r.code, 130, r.stderr);
-  const o = JSON.parse(r.stdout);
-  assert.is(o.launch, 'mpmd');
-  assert.is(o.stopped, true);
-  assert.is(o.checksum, referenceRing(2, [[10, 10, 10]], o.iterations).checksum);
-  assert.ok(r.stderr.startsWith(`commloop: stopped by signal after ${o.iterations} of 2000000000 iterations\n`));
-  await assertNoneLeft(pids);
-});
+  failures(`--launch mpmd: SIGINT to the CLI stops the inner master cleanly, exit 130, every rank gone [wire ${wire}]`, async () => {
+    const run = await longRun(['--json', '--launch', 'mpmd', ...W]);
+    const pids = descendants(run.child.pid);
+    run.child.kill('SIGINT');
+    const r = await run.exit;
+    assert.is(r.code, 130, r.stderr);
+    const o = JSON.parse(r.stdout);
+    assert.is(o.launch, 'mpmd');
+    assert.is(o.stopped, true);
+    assert.is(o.checksum, referenceRing(2, [[10, 10, 10]], o.iterations).checksum);
+    assert.ok(r.stderr.startsWith(`commloop: stopped by signal after ${o.iterations} of 2000000000 iterations\n`));
+    await assertNoneLeft(pids);
+  });
 
-failures('--launch mpmd: a killed rank takes the whole job down within 10 s, exit 1, one line naming it', async () => {
-  const { r, pids, victim, ms } = await killRank(await longRun(['--launch', 'mpmd']), 'commloop_c_worker');
-  assert.ok(ms < 10_000, `took ${ms} ms`);
-  assert.is(r.code, 1);
-  assert.match(r.stderr, killedLine('c', victim), r.stderr);
-  await assertNoneLeft(pids);
-});
+  failures(`--launch mpmd: a killed rank takes the whole job down within 10 s, exit 1, one line naming it [wire ${wire}]`, async () => {
+    const { r, pids, victim, ms } = await killRank(await longRun(['--launch', 'mpmd', ...W]), 'commloop_c_worker');
+    assert.ok(ms < 10_000, `took ${ms} ms`);
+    assert.is(r.code, 1);
+    assert.match(r.stderr, killedLine('c', victim), r.stderr);
+    await assertNoneLeft(pids);
+  });
+}
 
 /**
  * SIGKILLs the C stage's rank 0 the moment it exists, `rounds` times: killed before Open MPI
@@ -238,7 +248,9 @@ async function killAtStart(extra, rounds) {
   }
 }
 
-failures('a rank killed as it starts is named within 5 s, not a rank torn down after it', () => killAtStart([], 2));
+for (const wire of WIRES) {
+  failures(`a rank killed as it starts is named within 5 s, not a rank torn down after it [wire ${wire}]`, () => killAtStart(['--wire', wire], 2));
+}
 
 failures('--launch mpmd: a rank killed as it starts is named within 5 s (mpirun may say nothing, or not end the job)', () =>
   killAtStart(['--launch', 'mpmd'], 4));

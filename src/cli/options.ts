@@ -6,6 +6,7 @@ import { UsageError } from '../errors.js';
 import type { CBackend } from '../pipeline/model.js';
 import type { LaunchMode, TransportName } from '../run.js';
 import { DEFAULT_TIMING, MAX_CAP } from '../trace/log.js';
+import { WIRE_REQUESTS, type WireRequest } from '../mpi/wire.js';
 
 export interface CliOptions {
   /** Undefined with --pipeline unless -p is given: the pipeline's own ranks apply. */
@@ -17,6 +18,7 @@ export interface CliOptions {
   cBackend: CBackend;
   pipeline?: string;
   launch: LaunchMode;
+  wire: WireRequest;
   hostfile?: string;
   host?: string;
   threads?: number;
@@ -64,6 +66,10 @@ Options:
                          build; default with threads): which C kernel runs
   --launch MODE          mpi transport: spawn (default): MPI_Comm_spawn per stage;
                          mpmd: one mpirun starts the master and every stage
+  --wire NAME            mpi transport: what messages travel on: auto (default:
+                         spawn mode on one host uses UCX shared memory where Open
+                         MPI can select it, else TCP; MPMD ob1's shared memory),
+                         shm or tcp; OMPI_MCA_pml/btl/mtl in the environment win
   --hostfile FILE        mpi transport: run ranks on the hosts of an Open MPI hostfile
   --host a,b             mpi transport: run ranks on these hosts
   --threads N            threads transport: worker threads running ranks (the
@@ -145,6 +151,7 @@ const OPTIONS = {
   timeout: { type: 'string' },
   pipeline: { type: 'string' },
   launch: { type: 'string' },
+  wire: { type: 'string' },
   hostfile: { type: 'string' },
   host: { type: 'string' },
   trace: { type: 'string' },
@@ -198,6 +205,7 @@ export function parseArgs(argv: string[]): CliOptions {
     iterations: 10,
     transport: 'mpi',
     launch: 'spawn',
+    wire: 'auto',
     cBackend: 'native',
     timeoutMs: 60_000,
     benchmark: false,
@@ -211,6 +219,7 @@ export function parseArgs(argv: string[]): CliOptions {
   let cBackend: CBackend | undefined;
   let rawSizes: string | undefined;
   let launchGiven = false;
+  let wireGiven = false;
   // strict: false hands every token back, unknown ones included, so each message is ours.
   const { tokens } = parseArgv({ args: argv, options: OPTIONS, strict: false, allowPositionals: true, tokens: true });
   for (const tok of tokens) {
@@ -243,6 +252,10 @@ export function parseArgs(argv: string[]): CliOptions {
       case 'launch':
         o.launch = oneOf(flag, value, LAUNCHES);
         launchGiven = true;
+        break;
+      case 'wire':
+        o.wire = oneOf(flag, value, WIRE_REQUESTS);
+        wireGiven = true;
         break;
       case 'hostfile':
         if (!existsSync(value)) throw new UsageError(`--hostfile file not found: ${value}`);
@@ -284,7 +297,7 @@ export function parseArgs(argv: string[]): CliOptions {
   // The WASM kernel is the threads transport's own (it runs on the shared arena); MPI's C stage is native.
   o.cBackend = cBackend ?? (o.transport === 'threads' ? 'wasm' : 'native');
   if (o.transport === 'threads') {
-    const mpiOnly = launchGiven ? '--launch' : o.hostfile ? '--hostfile' : o.host ? '--host' : undefined;
+    const mpiOnly = launchGiven ? '--launch' : wireGiven ? '--wire' : o.hostfile ? '--hostfile' : o.host ? '--host' : undefined;
     if (mpiOnly) throw new UsageError(`${mpiOnly} needs --transport mpi (got --transport threads)`);
   }
   if (!o.pipeline) {

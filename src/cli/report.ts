@@ -8,7 +8,7 @@ export function summary(r: RunResult): string {
   const how = r.transport === 'threads' ? ` (${r.threads} threads)` : r.launch === 'mpmd' ? ' (mpmd)' : '';
   return [
     `ring      ${r.stages.map((s) => s.name).join(' -> ')}, ${ranks}, sizes ${sizes}`,
-    `run       ${r.iterations} iterations, transport ${r.transport}${how}, c-backend ${r.cBackend}`,
+    `run       ${r.iterations} iterations, transport ${r.transport}${how}, c-backend ${r.cBackend}${r.transport === 'mpi' ? `, wire ${r.wire}` : ''}`,
     `checksum  ${r.checksum}`,
     ...(r.trace ? [`trace     ${r.trace.file} (${r.trace.events} events; open in https://ui.perfetto.dev or chrome://tracing)`] : []),
   ].join('\n');

@@ -20,6 +20,8 @@ export interface HubOptions {
   iterations: number;
   cBackend: CBackend;
   launch: 'spawn' | 'mpmd';
+  /** The project's stages step on merged intracommunicators (the wire's choice, src/mpi/wire.ts). */
+  merged: boolean;
   spawnInfo: Record<string, string>;
   timeoutMs: number;
   /** Send each iteration's Array1 and wait for go/halt: the caller has an onIteration. */

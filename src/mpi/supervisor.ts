@@ -21,6 +21,7 @@ import { HUB_FDS_ENV, MARK, STAGE_FAIL, decodeArray, stepTimesFromWire, toWire, 
 import type { TimingSpec } from '../trace/log.js';
 import type { Readable, Writable } from 'node:stream';
 import { firstFailure } from './blame.js';
+import { chooseWire, type WireRequest } from './wire.js';
 import { jobFamily, removeSegments, writeFailureLog } from './leftovers.js';
 import { mpmdCommand } from './mpmd.js';
 import { failureFromOpenMpi, openMpiLines } from './openmpi-text.js';
@@ -33,6 +34,7 @@ export interface SuperviseOptions {
   iterations: number;
   cBackend: CBackend;
   launch: 'spawn' | 'mpmd';
+  wire: WireRequest;
   spawnInfo: Record<string, string>;
   timeoutMs: number;
   verbose: boolean;
@@ -66,6 +68,8 @@ export function superviseMpiRun(plan: RingPlan, opts: SuperviseOptions, hooks: S
   const env: NodeJS.ProcessEnv = { ...process.env };
   const remote = Boolean(opts.spawnInfo.host || opts.spawnInfo.hostfile);
   setMpiEnvironment(!remote, env);
+  const wire = chooseWire({ launch: opts.launch, local: !remote, request: opts.wire, env });
+  Object.assign(env, wire.env);
   const hub = join(distDir, 'hub.js');
   const mpirun = existsSync('/usr/bin/mpirun.openmpi') ? '/usr/bin/mpirun.openmpi' : 'mpirun';
   const [cmd, args] =
@@ -118,7 +122,8 @@ export function superviseMpiRun(plan: RingPlan, opts: SuperviseOptions, hooks: S
     };
 
     toHub.on('error', () => {}); // the hub may be gone; its exit says why
-    tell({ t: 'run', plan: toWire(plan), opts: { ...opts, lockstep: Boolean(hooks.onIteration) } });
+    const { wire: _request, ...hubOpts } = opts;
+    tell({ t: 'run', plan: toWire(plan), opts: { ...hubOpts, merged: wire.merged, lockstep: Boolean(hooks.onIteration) } });
 
     // Spawn mode: whatever reaches the hub's stdout is a stage's (they should use stderr).
     if (spawnMode) createInterface({ input: child.stdout!, crlfDelay: Infinity }).on('line', (line) => process.stderr.write(line + '\n'));
@@ -160,6 +165,7 @@ export function superviseMpiRun(plan: RingPlan, opts: SuperviseOptions, hooks: S
           final: decodeArray(m.final),
           steps: m.steps && stepTimesFromWire(m.steps),
           hostName: (hash) => hostLabel(hash, hostNames),
+          wire: wire.name,
         };
       } else if (m.t === 'fail') {
         endedAt ||= lastWord;

@@ -20,6 +20,8 @@ export interface MpiOptions {
   cBackend: CBackend;
   /** spawn: MPI_Comm_spawn per stage; mpmd: the stages are already in this mpirun's world. */
   launch: 'spawn' | 'mpmd';
+  /** The project's own stages step on intracommunicators merged with the hub (FLAG_MERGED): the wire decides (wire.ts). */
+  merged: boolean;
   /** MPI_Info keys for every spawn (host, hostfile); empty on one machine. */
   spawnInfo: Record<string, string>;
 }
@@ -119,7 +121,7 @@ export class MpiTransport implements Transport {
       this.steps.push(0);
       const times = timing !== undefined && st.times && st.protocol === 2;
       // The project's own stage processes speak FLAG_MERGED; exec stages keep the intercommunicator.
-      const merge = this.opts.launch === 'mpmd' && st.protocol === 2 && st.kind !== 'exec';
+      const merge = this.opts.merged && st.protocol === 2 && st.kind !== 'exec';
       const comm = connect(st, s);
       this.comms.push(comm);
       m.label(comm, st.name);
@@ -129,7 +131,7 @@ export class MpiTransport implements Transport {
           // v2: the sizes of every step, once, so a step needs no header (docs/PROTOCOL.md).
           const { first, table } = stepTable(this.plan, s);
           // {P, first, flags}: FLAG_TIMES asks for step times (of stages that keep them), FLAG_MERGED
-          // for steps on a merged intracommunicator (MPMD, the project's own stages).
+          // for steps on a merged intracommunicator (the project's own stages, where the wire says).
           m.bcast(comm, Int32Array.of(table.length / 2, first, (times ? FLAG_TIMES : 0) | (merge ? FLAG_MERGED : 0)), m.ROOT);
           m.bcast(comm, table, m.ROOT);
           if (times) m.bcast(comm, Int32Array.of(timing.every, timing.cap), m.ROOT);

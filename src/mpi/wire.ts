@@ -1,0 +1,128 @@
+/**
+ * What an MPI run's messages travel on, decided in this one place from the run's launch
+ * mode, whether its ranks are all on this host, what the user's environment already sets
+ * and what this machine's Open MPI can select. Measured here (Open MPI 4.1.4 with UCX
+ * 1.13, 2 cores, N=2 8 B per rank, medians per iteration; issue 20):
+ * - spawn mode, ob1: its shared-memory BTL (vader) connects only ranks of one job, so the
+ *   hub and its spawned stage jobs meet over TCP loopback (~110-180 µs);
+ * - spawn mode, pml ucx: UCX's shared-memory transports do connect separately spawned jobs
+ *   (~48 µs), and with the steps on merged intracommunicators (~30 µs); over ob1/TCP the
+ *   merged communicators are slower (259 µs against 112 µs), so only shm merges;
+ * - across hosts UCX would use its own TCP transport, ~7x slower than ob1's: ob1 TCP;
+ * - MPMD (one mpirun, one job): ob1 with vader inside a host beats UCX (20 against 30 µs).
+ * UCX is selected only with pml_ucx_tls=any and pml_ucx_devices=any where there is no
+ * InfiniBand; whether it can be selected at all is probed once per machine (a process that
+ * initialises MPI with it) and remembered in the compile cache.
+ */
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { join } from 'node:path';
+import { addonPath } from '../assets.js';
+import { UsageError } from '../errors.js';
+import { cacheDir } from '../pipeline/compile.js';
+
+/** What a run asks for: `auto` (the fastest this run can have), or one by hand. */
+export type WireRequest = 'auto' | 'shm' | 'tcp';
+export const WIRE_REQUESTS: readonly WireRequest[] = ['auto', 'shm', 'tcp'];
+
+/** What a run used: shared memory, TCP, the user's own MCA settings, or (threads) one process's memory. */
+export type WireName = 'shm' | 'tcp' | 'user' | 'memory';
+
+export interface Wire {
+  name: WireName;
+  /** How, in words: "UCX shared memory between the spawned jobs". */
+  how: string;
+  /** MCA variables (environment) for every process of the run. */
+  env: Record<string, string>;
+  /** The project's own stages step on intracommunicators merged with the hub (FLAG_MERGED). */
+  merged: boolean;
+}
+
+/** MCA variables that choose a transport: set by the user, they win and we add none. */
+const USER_WIRE_VARS = ['OMPI_MCA_pml', 'OMPI_MCA_btl', 'OMPI_MCA_mtl'];
+
+export const UCX_ENV: Record<string, string> = {
+  OMPI_MCA_pml: 'ucx',
+  OMPI_MCA_pml_ucx_tls: 'any',
+  OMPI_MCA_pml_ucx_devices: 'any',
+};
+
+export interface WireContext {
+  launch: 'spawn' | 'mpmd';
+  /** Every rank runs on this host (no --host, --hostfile or allocation elsewhere). */
+  local: boolean;
+  request: WireRequest;
+  env: NodeJS.ProcessEnv;
+  /** Whether pml ucx can be selected here (default: the probe). */
+  ucx?: () => boolean;
+}
+
+export function chooseWire(c: WireContext): Wire {
+  const user = USER_WIRE_VARS.filter((k) => c.env[k] !== undefined);
+  if (user.length) {
+    if (c.request !== 'auto') {
+      throw new UsageError(`--wire ${c.request}: ${user.map((k) => `${k}=${c.env[k]}`).join(', ')} is set in the environment and chooses the wire; unset it or use --wire auto`);
+    }
+    return { name: 'user', how: `as the environment says (${user.map((k) => `${k}=${c.env[k]}`).join(', ')})`, env: {}, merged: c.launch === 'mpmd' };
+  }
+  if (c.launch === 'mpmd') {
+    // One job: ob1's vader between the ranks of a host, TCP between hosts; by hand, TCP only.
+    if (c.request === 'tcp') return { name: 'tcp', how: 'TCP (ob1), shared memory off', env: { OMPI_MCA_btl: 'self,tcp' }, merged: true };
+    return { name: 'shm', how: c.local ? 'shared memory (ob1 vader, one job)' : 'shared memory within a host, TCP between hosts (ob1)', env: {}, merged: true };
+  }
+  const ucx = c.ucx ?? ucxSelectable;
+  const wantShm = c.request === 'shm' || (c.request === 'auto' && c.local);
+  if (wantShm) {
+    if (ucx()) return { name: 'shm', how: 'UCX shared memory between the spawned jobs, merged communicators', env: { ...UCX_ENV }, merged: true };
+    if (c.request === 'shm') {
+      throw new UsageError('--wire shm needs Open MPI built with UCX whose pml can be selected here (it could not); use --wire auto or --wire tcp');
+    }
+  }
+  return { name: 'tcp', how: c.local ? 'TCP loopback between the spawned jobs (ob1)' : 'TCP between the hosts (ob1)', env: {}, merged: false };
+}
+
+/** Whether Open MPI can select pml ucx on this machine: probed once, remembered per library build. */
+export function ucxSelectable(): boolean {
+  const key = probeKey();
+  if (key === undefined) return false;
+  const file = join(cacheDir(), 'wire-probe.json');
+  try {
+    const seen = JSON.parse(readFileSync(file, 'utf8')) as { key: string; ucx: boolean };
+    if (seen.key === key) return seen.ucx;
+  } catch {
+    // no probe yet, or an unreadable one: probe again
+  }
+  const ucx = probe();
+  try {
+    mkdirSync(cacheDir(), { recursive: true });
+    const tmp = `${file}.tmp-${process.pid}`;
+    writeFileSync(tmp, JSON.stringify({ key, ucx }) + '\n');
+    renameSync(tmp, file);
+  } catch {
+    // an unwritable cache: probe again next time
+  }
+  return ucx;
+}
+
+/** What the probe's answer depends on: the MPI library, UCX's, and the host. */
+function probeKey(): string | undefined {
+  const libs = ['/usr/lib/x86_64-linux-gnu/libmpi.so.40', '/usr/lib/x86_64-linux-gnu/libucp.so.0'];
+  let addon: string;
+  try {
+    addon = addonPath('commloop_mpi');
+  } catch {
+    return undefined;
+  }
+  const stamp = (p: string) => (existsSync(p) ? String(statSync(p).mtimeMs) : 'none');
+  return [hostname(), ...libs.map(stamp), stamp(addon)].join(':');
+}
+
+/** A process that initialises MPI with pml ucx forced, and finalises: exit 0 when UCX was selected. */
+function probe(): boolean {
+  const code = `const addon = require(${JSON.stringify(addonPath('commloop_mpi'))}); addon.setErrorClass(Error); addon.init(); addon.finalize();`;
+  const env: NodeJS.ProcessEnv = { ...process.env, ...UCX_ENV, OMPI_MCA_btl: 'self', OMPI_MCA_pml_base_verbose: '0' };
+  if (process.getuid?.() === 0) Object.assign(env, { OMPI_ALLOW_RUN_AS_ROOT: '1', OMPI_ALLOW_RUN_AS_ROOT_CONFIRM: '1' });
+  const r = spawnSync(process.execPath, ['-e', code], { env, stdio: 'ignore', timeout: 20_000 });
+  return r.status === 0;
+}
