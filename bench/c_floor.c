@@ -4,10 +4,13 @@
  * lower bound the project's own hub is measured against, so it does nothing but the protocol.
  * With --protocol 2 (the "minimal floor") a step is a scatter and a gather and nothing else,
  * the shape of the original CommLoop's loop: every size is told once, in one epoch; with
- * --protocol 1 (the "protocol floor") every step also carries v1's header broadcast.
+ * --protocol 1 (the "protocol floor") every step also carries v1's header broadcast. With
+ * --comm merged (protocol 2), every step runs on the intercommunicator merged with the master
+ * (FLAG_MERGED, MPI_Scatterv/MPI_Gatherv), as the project's hub does on the shared-memory wire;
+ * the wire itself is the environment's (the bench sets UCX's MCA variables for that row).
  *
  *   mpicc.openmpi -O3 -ffp-contract=off -o commloop_c_floor bench/c_floor.c
- *   commloop_c_floor -p N --sizes n1,n2,n3[/n1,n2,n3...] -i K --worker /path/to/commloop_c_worker [--protocol 1|2]
+ *   commloop_c_floor -p N --sizes n1,n2,n3[/n1,n2,n3...] -i K --worker /path/to/commloop_c_worker [--protocol 1|2] [--comm inter|merged]
  */
 #define _POSIX_C_SOURCE 200809L
 #include <sys/stat.h>
@@ -23,12 +26,12 @@ static void usage(const char *why) {
 }
 
 int main(int argc, char **argv) {
-    int procs = 0, iters = 0, ntrip = 0, (*sizes)[3] = NULL, version = 1;
+    int procs = 0, iters = 0, ntrip = 0, (*sizes)[3] = NULL, version = 1, merge = 0;
     const char *worker = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "-p") && strcmp(a, "--procs") && strcmp(a, "-i") && strcmp(a, "--iterations") &&
-            strcmp(a, "--sizes") && strcmp(a, "--worker") && strcmp(a, "--protocol"))
+            strcmp(a, "--sizes") && strcmp(a, "--worker") && strcmp(a, "--protocol") && strcmp(a, "--comm"))
             usage("unknown option or stray argument");
         if (i + 1 >= argc) usage("every option needs a value");
         const char *v = argv[++i];
@@ -38,6 +41,9 @@ int main(int argc, char **argv) {
             if ((iters = positive(v)) < 0) usage("-i must be a positive integer");
         } else if (!strcmp(a, "--protocol")) {
             if ((version = positive(v)) < 1 || version > 2) usage("--protocol must be 1 or 2");
+        } else if (!strcmp(a, "--comm")) {
+            if (strcmp(v, "inter") && strcmp(v, "merged")) usage("--comm must be inter or merged");
+            merge = !strcmp(v, "merged");
         } else if (!strcmp(a, "--sizes")) {
             if ((ntrip = parse_sizes(v, &sizes)) < 0) usage("--sizes must be n1,n2,n3 triples of positive integers, separated by /");
         } else {
@@ -45,6 +51,7 @@ int main(int argc, char **argv) {
         }
     }
     if (procs < 1 || iters < 1 || ntrip < 1 || !worker) usage("-p, --sizes, -i and --worker are all required");
+    if (merge && version != 2) usage("--comm merged needs --protocol 2");
     /* Open MPI 4.1 spawning a missing executable from a singleton hangs instead of failing. */
     struct stat st;
     if (stat(worker, &st) != 0 || !S_ISREG(st.st_mode) || access(worker, X_OK) != 0) usage("--worker is not an executable file");
@@ -90,7 +97,8 @@ int main(int argc, char **argv) {
         if (version == 2) {
             /* The step table (docs/PROTOCOL.md): stage s reads what stage s-1 wrote, stage 0 the
              * previous group's Array1 (and at iteration 0 the initial one). */
-            int head[3] = {ntrip, sizes[0][s], 0}, *table = malloc(2 * (size_t)ntrip * sizeof(int));
+            /* Flag 2 (FLAG_MERGED): steps on the intercommunicator merged with this master, rank 0. */
+            int head[3] = {ntrip, sizes[0][s], merge ? 2 : 0}, *table = malloc(2 * (size_t)ntrip * sizeof(int));
             if (!table) usage("out of memory");
             for (int e = 0; e < ntrip; e++) {
                 table[2 * e] = s == 0 ? sizes[(e + ntrip - 1) % ntrip][0] : sizes[e][s];
@@ -100,6 +108,14 @@ int main(int argc, char **argv) {
             check(MPI_Bcast(table, 2 * ntrip, MPI_INT, MPI_ROOT, inter[s]), inter[s], "step table bcast");
             free(table);
         }
+    }
+    /* The stages merge right after the step table, before their ready gather, as the hub does. */
+    MPI_Comm merged[STAGES];
+    int *counts = calloc((size_t)procs + 1, sizeof(int)), *displs = calloc((size_t)procs + 1, sizeof(int));
+    if (!counts || !displs) usage("out of memory");
+    for (int s = 0; s < STAGES && merge; s++) {
+        check(MPI_Intercomm_merge(inter[s], 0, &merged[s]), inter[s], "merge");
+        MPI_Comm_set_errhandler(merged[s], MPI_ERRORS_RETURN);
     }
     for (int s = 0; s < STAGES; s++)
         check(MPI_Gather(NULL, 0, MPI_INT, ready, 2, MPI_INT, MPI_ROOT, inter[s]), inter[s], "ready gather");
@@ -118,8 +134,16 @@ int main(int argc, char **argv) {
             int head[4] = {1, i, n_in, n_out};
             double *src = buf[s], *dst = buf[(s + 1) % STAGES];
             if (version == 1) check(MPI_Bcast(head, 4, MPI_INT, MPI_ROOT, inter[s]), inter[s], "header bcast");
-            check(MPI_Scatter(src, n_in, MPI_DOUBLE, NULL, 0, MPI_DOUBLE, MPI_ROOT, inter[s]), inter[s], "scatter");
-            check(MPI_Gather(NULL, 0, MPI_DOUBLE, dst, n_out, MPI_DOUBLE, MPI_ROOT, inter[s]), inter[s], "gather");
+            if (merge) {
+                /* Rank 0 (this master) sends and receives nothing of its own. */
+                for (int r = 0; r < procs; r++) counts[r + 1] = n_in, displs[r + 1] = r * n_in;
+                check(MPI_Scatterv(src, counts, displs, MPI_DOUBLE, NULL, 0, MPI_DOUBLE, 0, merged[s]), merged[s], "scatterv");
+                for (int r = 0; r < procs; r++) counts[r + 1] = n_out, displs[r + 1] = r * n_out;
+                check(MPI_Gatherv(NULL, 0, MPI_DOUBLE, dst, counts, displs, MPI_DOUBLE, 0, merged[s]), merged[s], "gatherv");
+            } else {
+                check(MPI_Scatter(src, n_in, MPI_DOUBLE, NULL, 0, MPI_DOUBLE, MPI_ROOT, inter[s]), inter[s], "scatter");
+                check(MPI_Gather(NULL, 0, MPI_DOUBLE, dst, n_out, MPI_DOUBLE, MPI_ROOT, inter[s]), inter[s], "gather");
+            }
             len = (size_t)procs * (size_t)n_out;
         }
         times[i] = now() - t;
@@ -132,6 +156,7 @@ int main(int argc, char **argv) {
         int stop[4] = {0, 0, 0, 0};
         check(MPI_Bcast(stop, 4, MPI_INT, MPI_ROOT, inter[s]), inter[s], "stop bcast");
     }
+    for (int s = 0; s < STAGES && merge; s++) MPI_Comm_free(&merged[s]);
     for (int s = 0; s < STAGES; s++) MPI_Comm_disconnect(&inter[s]);
     MPI_Finalize();
     double total_s = now() - t_total;
@@ -141,6 +166,8 @@ int main(int argc, char **argv) {
     free(times);
     free(ready);
     free(errcodes);
+    free(counts);
+    free(displs);
     free(sizes);
     return 0;
 }

@@ -87,8 +87,9 @@ function command(impl, ranks, sizes, iterations) {
     return [join(root, 'dist', 'commloop_c_floor_mpmd'), [...common, '--comm', impl.id.endsWith('-inter') ? 'inter' : 'merged']];
   }
   if (impl.id.startsWith('c-floor')) {
-    const protocol = impl.id === 'c-floor-min' ? '2' : '1';
-    return [join(root, 'dist', 'commloop_c_floor'), [...common, '--worker', join(root, 'dist', 'commloop_c_worker'), '--protocol', protocol]];
+    const protocol = impl.id.startsWith('c-floor-min') ? '2' : '1';
+    const comm = impl.comm ? ['--comm', impl.comm] : [];
+    return [join(root, 'dist', 'commloop_c_floor'), [...common, '--worker', join(root, 'dist', 'commloop_c_worker'), '--protocol', protocol, ...comm]];
   }
   return ['/usr/bin/python3', [join(root, 'bench', 'mpi4py_ring.py'), ...common]];
 }
@@ -115,7 +116,7 @@ for (const { ranks, shape } of cells) {
     if (impl.cells && !impl.cells.includes(`${ranks}/${shape}`)) continue;
     const [cmd, args] = command(impl, ranks, sizes, iterations);
     const t0 = performance.now();
-    const r = spawnSync(cmd, args, { encoding: 'utf8', timeout: 300_000 });
+    const r = spawnSync(cmd, args, { encoding: 'utf8', timeout: 300_000, env: { ...process.env, ...impl.env } });
     const wallS = (performance.now() - t0) / 1000;
     const line = r.stdout?.trim().split('\n').filter((l) => l.startsWith('{')).pop();
     let result;
@@ -126,7 +127,8 @@ for (const { ranks, shape } of cells) {
     }
     const ok = r.status === 0 && result?.checksum === expected;
     if (!ok) failures++;
-    const trial = { kind: 'trial', ranks, shape, label, sizes, iterations, round, impl: impl.id, wallS, ok, expected };
+    const wire = result?.wire ?? impl.wire;
+    const trial = { kind: 'trial', ranks, shape, label, sizes, iterations, round, impl: impl.id, wire, wallS, ok, expected };
     record(ok ? { ...trial, result } : { ...trial, status: r.status, stderr: (r.stderr ?? '').slice(-2000), result });
     const med = result ? `${(result.medianIterS * 1e6).toFixed(1)} us/iter` : 'no result';
     process.stderr.write(
@@ -138,7 +140,7 @@ for (const { ranks, shape } of cells) {
 if (partial) {
   // The committed report stays the last full run's; a partial run only prints and records.
   const trials = readFileSync(out, 'utf8').trim().split('\n').map((l) => JSON.parse(l)).filter((t) => t.kind === 'trial' && t.ok);
-  const refs = ['mpi4py', 'c-floor', 'c-floor-min', 'c-floor-mpmd', 'c-floor-mpmd-inter'];
+  const refs = ['mpi4py', 'mpi4py-ucx', 'c-floor', 'c-floor-min', 'c-floor-min-tcp', 'c-floor-mpmd', 'c-floor-mpmd-inter'];
   for (const ref of trials.filter((t) => refs.includes(t.impl))) {
     for (const t of trials.filter((t) => t.ranks === ref.ranks && t.shape === ref.shape && t.round === ref.round && !refs.includes(t.impl))) {
       process.stderr.write(`N=${t.ranks} ${t.label}: ${t.impl} / ${ref.impl} = ${(t.result.medianIterS / ref.result.medianIterS).toFixed(2)}x\n`);

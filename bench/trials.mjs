@@ -26,13 +26,20 @@ export const SHAPES = {
   },
 };
 
-/** Implementations: the project's transports x C backends, and the two references. */
+/** UCX with its shared-memory transports, as the project's shm wire sets it (src/mpi/wire.ts). */
+const UCX = { OMPI_MCA_pml: 'ucx', OMPI_MCA_pml_ucx_tls: 'any', OMPI_MCA_pml_ucx_devices: 'any' };
+
+/**
+ * Implementations: the project's transports x C backends, and the references. `wire` says what
+ * a reference's messages travel on (the project's rows report their own); `env` is added to a
+ * trial's environment.
+ */
 export const IMPLS = [
   { id: 'threads/native', kind: 'project', args: ['--transport', 'threads', '--c-backend', 'native'] },
   { id: 'threads/wasm', kind: 'project', args: ['--transport', 'threads', '--c-backend', 'wasm'] },
   { id: 'mpi/native', kind: 'project', args: ['--transport', 'mpi', '--c-backend', 'native'] },
   { id: 'mpi/wasm', kind: 'project', args: ['--transport', 'mpi', '--c-backend', 'wasm'] },
-  // One mpirun for everything (shared memory); the rows above are spawn mode (TCP between jobs).
+  // One mpirun for everything (ob1's shared memory); the rows above are spawn mode (--wire auto: UCX shared memory here).
   { id: 'mpmd/native', kind: 'project', args: ['--transport', 'mpi', '--launch', 'mpmd', '--c-backend', 'native'] },
   // Diagnostic: the project's Node master, but every stage the native C worker (bench/all-c.json,
   // the same arithmetic). Against mpi/native it isolates what the Node stage processes cost.
@@ -49,15 +56,20 @@ export const IMPLS = [
   // measure what keeping and writing them costs against the row without.
   { id: 'mpi/native+trace', kind: 'project', args: ['--transport', 'mpi', '--c-backend', 'native', '--trace', TRACE_FILE], cells: ['2/8B', '2/1KiB'] },
   { id: 'threads/wasm+trace', kind: 'project', args: ['--transport', 'threads', '--c-backend', 'wasm', '--trace', TRACE_FILE], cells: ['2/8B', '2/1KiB'] },
-  { id: 'c-floor', kind: 'reference' },
-  { id: 'c-floor-min', kind: 'reference' },
+  { id: 'c-floor', kind: 'reference', wire: 'tcp (ob1)' },
+  // The minimal floor on the wire and communicators the project's spawn mode uses (UCX shared
+  // memory, merged); the same over ob1's TCP loopback and intercommunicators, today's before.
+  { id: 'c-floor-min', kind: 'reference', wire: 'shm (UCX, merged)', env: UCX, comm: 'merged' },
+  { id: 'c-floor-min-tcp', kind: 'reference', wire: 'tcp (ob1)', comm: 'inter' },
   // The MPMD floor: the all-C ring inside one mpirun, each stage an intracommunicator with the
   // master (MPI_Intercomm_merge) and Scatterv/Gatherv, the fastest of the ways bench/c_floor_mpmd.c
   // has; and the same over an intercommunicator per stage, as the protocol connects: what the
   // protocol's communicators cost under MPMD.
-  { id: 'c-floor-mpmd', kind: 'reference' },
-  { id: 'c-floor-mpmd-inter', kind: 'reference' },
-  { id: 'mpi4py', kind: 'reference' },
+  { id: 'c-floor-mpmd', kind: 'reference', wire: 'shm (ob1 vader)' },
+  { id: 'c-floor-mpmd-inter', kind: 'reference', wire: 'shm (ob1 vader)' },
+  // mpi4py at its defaults (ob1: TCP between the spawned jobs), and with the UCX settings a user who knows them sets.
+  { id: 'mpi4py', kind: 'reference', wire: 'tcp (ob1)' },
+  { id: 'mpi4py-ucx', kind: 'reference', wire: 'shm (UCX)', env: UCX },
 ];
 
 export const FULL = [

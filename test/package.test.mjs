@@ -77,7 +77,10 @@ pack('packs what a user needs and nothing of the checkout', () => {
   }
   const tops = [...new Set(files.map((f) => f.split('/')[0]))].sort();
   assert.equal(tops, ['LICENSE', 'README.md', 'binding.gyp', 'dist', 'docs', 'examples', 'include', 'package.json', 'python', 'scripts', 'transport', 'wasm']);
-  assert.ok(packed.size < 150_000, `tarball ${packed.size} bytes`);
+  // 150 KB until issue 19/20: the failure handling (blame, leftovers, WASM traps, the compute
+  // watch) and the wire added 10 KB packed, most of it twice (dist/master.js and dist/index.js
+  // each bundle the library).
+  assert.ok(packed.size < 175_000, `tarball ${packed.size} bytes`);
   console.log(`    ${tarball}: ${packed.size} bytes packed, ${packed.unpackedSize} unpacked, ${files.length} files`);
 });
 
