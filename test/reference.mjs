@@ -70,3 +70,28 @@ export const FIXTURE_KERNELS = {
   third: (x, k, r, n) => Float64Array.from({ length: k }, (_, j) => x[j % x.length] / 3 + (n - r)),
   quarter: (x, k, r) => Float64Array.from({ length: k }, (_, j) => x[j % x.length] / 4 + (r + 1)),
 };
+
+/**
+ * referencePipeline with a size schedule, as `--sizes g1/g2/...` cycles its groups: stages
+ * [{ ranks, f }] as there, sizes[g][s] = the output elements per rank of stage s in group g,
+ * iteration i uses group i % G. Array1 of iteration 0 is ranks[S-1] * sizes[0][S-1] elements of
+ * `initial` (sized by the first group's a1, docs/PIPELINES.md "Sizes").
+ */
+export function referenceSchedule(stages, sizes, initial, iterations) {
+  const S = stages.length;
+  let a = new Float64Array(stages[S - 1].ranks * sizes[0][S - 1]).fill(initial);
+  for (let it = 0; it < iterations; it++) {
+    const group = sizes[it % sizes.length];
+    for (const [s, st] of stages.entries()) {
+      const k = group[s];
+      const m = a.length / st.ranks;
+      if (!Number.isInteger(m)) throw new Error(`referenceSchedule: stage ${s} gets ${a.length} elements, not divisible by its ${st.ranks} ranks`);
+      const out = new Float64Array(st.ranks * k);
+      for (let r = 0; r < st.ranks; r++) out.set(st.f(a.subarray(r * m, (r + 1) * m), k, r, st.ranks, it), r * k);
+      a = out;
+    }
+  }
+  let s = 0;
+  for (let i = 0; i < a.length; i++) s += a[i];
+  return { checksum: s, final: a };
+}
