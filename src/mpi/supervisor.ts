@@ -69,7 +69,7 @@ export function superviseMpiRun(plan: RingPlan, opts: SuperviseOptions, hooks: S
   const remote = Boolean(opts.spawnInfo.host || opts.spawnInfo.hostfile);
   setMpiEnvironment(!remote, env);
   const wire = chooseWire({ launch: opts.launch, local: !remote, request: opts.wire, env });
-  Object.assign(env, wire.env);
+  for (const [k, v] of Object.entries(wire.env)) env[k] ??= v; // what the user set stays
   const hub = join(distDir, 'hub.js');
   const mpirun = existsSync('/usr/bin/mpirun.openmpi') ? '/usr/bin/mpirun.openmpi' : 'mpirun';
   const [cmd, args] =
