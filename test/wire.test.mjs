@@ -16,8 +16,16 @@ const pick = (w) => [w.name, w.env, w.merged];
 
 choose('spawn mode on this host: UCX shared memory with merged communicators, where UCX can be selected', () => {
   assert.equal(pick(chooseWire({ launch: 'spawn', local: true, request: 'auto', env: {}, ucx: yes })), ['shm', UCX_ENV, true]);
-  // UCX_MEM_EVENTS=no: UCX's hot-patching of mmap crashed Node stage processes (wire.ts).
-  assert.equal(UCX_ENV, { OMPI_MCA_pml: 'ucx', OMPI_MCA_pml_ucx_tls: 'any', OMPI_MCA_pml_ucx_devices: 'any', UCX_MEM_EVENTS: 'no' });
+  // UCX_MEM_EVENTS=no: UCX's hot-patching of mmap crashed Node stage processes; UCX's signal
+  // handlers printed backtraces over a stage's report and would take V8's SIGSEGV (wire.ts).
+  assert.equal(UCX_ENV, {
+    OMPI_MCA_pml: 'ucx',
+    OMPI_MCA_pml_ucx_tls: 'any',
+    OMPI_MCA_pml_ucx_devices: 'any',
+    UCX_MEM_EVENTS: 'no',
+    UCX_ERROR_SIGNALS: '',
+    UCX_HANDLE_ERRORS: 'none',
+  });
 });
 
 choose('spawn mode without UCX falls back to TCP quietly; across hosts TCP (ob1), not merged', () => {

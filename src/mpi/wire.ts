@@ -49,12 +49,18 @@ const USER_WIRE_VARS = ['OMPI_MCA_pml', 'OMPI_MCA_btl', 'OMPI_MCA_mtl'];
  * at start-up, 1 to 2 runs in 20 here (found by the property tests; 0 in 25 without the hooks).
  * The hooks serve UCX's registration cache for RDMA devices, which shared memory does not use:
  * 8 B and 1 MiB per rank measured the same with and without.
+ * UCX_ERROR_SIGNALS empty and UCX_HANDLE_ERRORS=none: UCX's own handlers for SIGSEGV & co.
+ * printed a 10-line backtrace on every MPI_Abort of a stage (a stage's failure report is the
+ * one line that matters), and would take SIGSEGV from V8, which uses it for WebAssembly
+ * bounds checks, and from the C SDK, which names a kernel's crash.
  */
 export const UCX_ENV: Record<string, string> = {
   OMPI_MCA_pml: 'ucx',
   OMPI_MCA_pml_ucx_tls: 'any',
   OMPI_MCA_pml_ucx_devices: 'any',
   UCX_MEM_EVENTS: 'no',
+  UCX_ERROR_SIGNALS: '',
+  UCX_HANDLE_ERRORS: 'none',
 };
 
 export interface WireContext {
