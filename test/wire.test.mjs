@@ -80,6 +80,14 @@ blame("the hub's own findings, a death it saw directly and a stage's report are 
   assert.equal(firstFailure({ stages: [], hub: daemon }), daemon);
 });
 
+blame('mpirun killed from outside is the cause, not the rank the start-up watch then saw go', () => {
+  const launcher = { reason: 'killed', detail: 'mpirun was killed by SIGKILL before the run ended' };
+  const startup = { stage: 'ts1', rank: 0, host: 'vm', reason: 'exited', detail: 'died during start-up (pid 5)' };
+  assert.equal(firstFailure({ stages: [], launcher, startup }), launcher);
+  const own = { stage: 'c', rank: 1, reason: 'user-code', detail: 'crashed (SIGABRT)' };
+  assert.equal(firstFailure({ stages: [own], launcher }), own);
+});
+
 blame('a rank seen going at start-up beats the ranks killed after it; nothing known is undefined', () => {
   const startup = { stage: 'c', rank: 0, host: 'vm', reason: 'exited', detail: 'died during start-up (pid 5)' };
   assert.equal(firstFailure({ stages: [], hub: killed('ts1', 0, 'SIGKILL'), startup }), startup);

@@ -5,6 +5,8 @@
  * - A stage's own report (docs/PROTOCOL.md, `commloop-fail:`, written before the rank
  *   aborts or its crash ends it) names the cause itself.
  * - A host ssh could not reach is the cause of whatever failed at start-up.
+ * - mpirun or the hub process killed by a signal from outside: its ranks die after it (the
+ *   start-up watch saw one go), and a rank's death makes mpirun exit with a code, not a signal.
  * - The hub's own findings that need no death (a deadline, a wrong count, the stage's code
  *   failing) are first: the hub kills the ranks after them, and Open MPI then reports those.
  * - Deaths are where the hub's view and Open MPI's differ. When a rank dies, Open MPI takes
@@ -23,6 +25,8 @@ export interface Accounts {
   stages: Failure[];
   /** A launch host that could not be reached (start-up only). */
   lostHost?: Failure;
+  /** mpirun or the hub process killed by a signal the supervisor did not send. */
+  launcher?: Failure;
   /** What the hub (or its watchdog, or the supervisor's deadlines) reported first. */
   hub?: Failure;
   /** Open MPI's account of the first rank that died (openmpi-text.ts). */
@@ -42,6 +46,7 @@ function tornDown(f: Failure): boolean {
 export function firstFailure(a: Accounts): Failure | undefined {
   if (a.stages[0]) return a.stages[0];
   if (a.lostHost) return a.lostHost;
+  if (a.launcher) return a.launcher;
   const hub = a.hub;
   if (hub && !tornDown(hub) && hub.reason !== 'killed' && hub.reason !== 'exited') return hub;
   if (hub && tornDown(hub) && a.openMpi) return a.openMpi;

@@ -21,6 +21,12 @@ function stat(pid: number): { ppid: number; start: string } | undefined {
   }
 }
 
+/** One live process as a Proc (its start time too), or undefined once it is gone. */
+export function procOf(pid: number): Proc | undefined {
+  const st = stat(pid);
+  return st && { pid, start: st.start };
+}
+
 /** Every live process below `root`, root excluded. */
 export function descendants(root: number): Proc[] {
   const children = new Map<number, Proc[]>();

@@ -64,6 +64,8 @@ function placeOf(plan: RingPlan, launch: 'spawn' | 'mpmd', pid: number): Place |
 export class StartupWatch {
   /** Rank key -> its place and pid, for every rank seen alive. */
   private readonly seen = new Map<string, Place & { pid: number }>();
+  /** Every rank process seen, named or not yet: the supervisor records them (a launcher killed before Ready orphans them). */
+  readonly pids = new Set<number>();
   /** The orted that starts a spawn-mode run's ranks (a child of the hub). */
   private launcher = 0;
   first?: Death;
@@ -84,6 +86,7 @@ export class StartupWatch {
     let unnamed = false; // a child not yet exec'd: its environment is still its launcher's
     for (const pid of children(this.launcher || top)) {
       if (!alive(pid)) continue;
+      this.pids.add(pid);
       const known = [...this.seen.values()].find((p) => p.pid === pid);
       const place = known ?? placeOf(this.plan, this.launch, pid);
       if (place === undefined) unnamed = true;

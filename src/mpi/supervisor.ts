@@ -25,7 +25,7 @@ import { chooseWire, type WireRequest } from './wire.js';
 import { jobFamily, removeSegments, writeFailureLog } from './leftovers.js';
 import { mpmdCommand } from './mpmd.js';
 import { failureFromOpenMpi, openMpiLines } from './openmpi-text.js';
-import { cmdline, descendants, killRecorded, type Proc } from './procs.js';
+import { cmdline, descendants, killRecorded, procOf, type Proc } from './procs.js';
 import { STEP_TIMEOUT_ENV, hostHash, hostLabel } from './protocol.js';
 import { DEATH_GRACE_MS, STARTUP_LOOK_MS, StartupWatch } from './startup-watch.js';
 import { STOP_GRACE_MS } from '../transport.js';
@@ -105,15 +105,15 @@ export function superviseMpiRun(plan: RingPlan, opts: SuperviseOptions, hooks: S
     };
     /** The run's Open MPI job families, for its shared-memory files (leftovers.ts). */
     const families = new Set<number>();
-    const record = () => {
-      if (!child.pid) return;
-      for (const p of descendants(child.pid)) {
-        if (!recorded.has(p.pid)) {
-          const family = jobFamily(p.pid);
-          if (family !== undefined) families.add(family);
-        }
-        recorded.set(p.pid, p);
+    const keep = (p: Proc) => {
+      if (!recorded.has(p.pid)) {
+        const family = jobFamily(p.pid);
+        if (family !== undefined) families.add(family);
       }
+      recorded.set(p.pid, p);
+    };
+    const record = () => {
+      if (child.pid) for (const p of descendants(child.pid)) keep(p);
     };
     const hostOf = (stage?: string, rank?: number) => {
       const s = plan.stages.findIndex((st) => st.name === stage);
@@ -202,7 +202,16 @@ export function superviseMpiRun(plan: RingPlan, opts: SuperviseOptions, hooks: S
       startup &&
       setInterval(() => {
         if (readyAt || endedAt) clearInterval(startupLooks);
-        else if (child.pid) startup.look(child.pid, Date.now());
+        else if (child.pid) {
+          startup.look(child.pid, Date.now());
+          // Recorded as they appear: mpirun killed before Ready leaves them orphans, which the
+          // end of the run must still find (and their shared-memory files with them).
+          for (const pid of startup.pids) {
+            if (recorded.has(pid)) continue;
+            const p = procOf(pid);
+            if (p && jobFamily(pid) !== undefined) keep(p);
+          }
+        }
       }, STARTUP_LOOK_MS);
 
     const S = plan.stages.length;
@@ -247,7 +256,9 @@ export function superviseMpiRun(plan: RingPlan, opts: SuperviseOptions, hooks: S
       }
     }, 100);
 
+    let killedHere = false;
     const kill = () => {
+      killedHere = true;
       try {
         process.kill(-child.pid!, 'SIGKILL');
       } catch {
@@ -272,16 +283,20 @@ export function superviseMpiRun(plan: RingPlan, opts: SuperviseOptions, hooks: S
       if (outcome && !hubFailure) return resolve(outcome);
       // A host that ssh could not reach is the cause of whatever failed at start-up.
       const lostHost = readyAt ? undefined : unreachable(noise, launching, opts.timeoutMs);
-      const failure = firstFailure({
-        stages: stageFailures,
-        lostHost,
-        hub: hubFailure,
-        openMpi: failureFromOpenMpi(noise, plan, opts.launch),
-        startup: startup?.failure(code),
-      }) ?? {
+      // mpirun or the hub process killed by a signal nobody here sent: that is the cause (a rank's
+      // death makes mpirun exit with a code, not die by a signal).
+      const launcher: Failure = {
         reason: signal ? 'killed' : 'exited',
         detail: `${cmd === mpirun ? 'mpirun' : 'the MPI hub'} ${signal ? `was killed by ${signal}` : `exited with code ${code}`} before the run ended`,
       };
+      const failure = firstFailure({
+        stages: stageFailures,
+        lostHost,
+        launcher: signal && !killedHere ? launcher : undefined,
+        hub: hubFailure,
+        openMpi: failureFromOpenMpi(noise, plan, opts.launch),
+        startup: startup?.failure(code),
+      }) ?? launcher;
       failure.host ??= hostOf(failure.stage, failure.rank);
       const err = new RunError(failure);
       if (noise.length) err.log = writeFailureLog(noise, t0, child.pid);
