@@ -95,37 +95,27 @@ function missTable(cells, cols) {
 function targets(cells, kernels) {
   const rows = [];
   const verdict = (ok) => (ok === undefined ? 'not measured' : ok ? '**met**' : '**missed**');
-  // Spawn mode against the minimal floor on the same wire (UCX shared memory, merged), in the
-  // cells issue 20 names, and against the TCP floor: at most half of it at N=2 8 B.
-  for (const [ranks, shapes, limit] of [[2, ['8B', '1MiB'], 1.3], [10, undefined, 1.5]]) {
-    const rs = cells
-      .filter((c) => c.ranks === ranks && (!shapes || shapes.includes(c.shape)))
-      .map((c) => ({ c, r: rr(c, 'mpi/native', 'c-floor-min'), sp: pair(c, 'mpi/native', 'c-floor-min').sp }))
-      .filter(({ r }) => r !== undefined);
-    const worst = rs.reduce((w, cur) => (!w || cur.r > w.r ? cur : w), undefined);
-    rows.push([
-      `mpi/native per-iteration median within ${limit}x of the shared-memory spawn floor, N=${ranks}${shapes ? ` (${shapes.map((sh) => SHAPES[sh].label).join(', ')})` : ', every cell'}`,
-      rs.length ? `${rs.map(({ c, r, sp }) => `${c.label} ${withSpread(r, sp)}`).join('; ')}; ${rs.filter(({ r }) => r > limit).length} of ${rs.length} cells over` : '–',
-      judge(worst?.r, limit, rs.map(({ r, sp }) => [r, sp])),
-    ]);
-  }
-  {
+  // Each launch mode against its floor, in the cells issue 20 names: spawn mode against the
+  // minimal floor on the same wire (UCX shared memory, merged), MPMD against the MPMD floor
+  // (the all-C ring in one mpirun); and spawn mode against the TCP floor: at most half of it.
+  const floorRows = [['mpi/native', 'c-floor-min', 'the shared-memory spawn floor'], ['mpmd/native', 'c-floor-mpmd', 'the MPMD C floor']];
+  for (const [impl, floor, what] of floorRows) {
+    for (const [ranks, shapes, limit] of [[2, ['8B', '1MiB'], 1.3], [10, undefined, 1.5]]) {
+      const rs = cells
+        .filter((c) => c.ranks === ranks && (!shapes || shapes.includes(c.shape)))
+        .map((c) => ({ c, r: rr(c, impl, floor), sp: pair(c, impl, floor).sp }))
+        .filter(({ r }) => r !== undefined);
+      const worst = rs.reduce((w, cur) => (!w || cur.r > w.r ? cur : w), undefined);
+      rows.push([
+        `${impl} per-iteration median within ${limit}x of ${what}, N=${ranks}${shapes ? ` (${shapes.map((sh) => SHAPES[sh].label).join(', ')})` : ', every cell'}`,
+        rs.length ? `${rs.map(({ c, r, sp }) => `${c.label} ${withSpread(r, sp)}`).join('; ')}; ${rs.filter(({ r }) => r > limit).length} of ${rs.length} cells over` : '–',
+        judge(worst?.r, limit, rs.map(({ r, sp }) => [r, sp])),
+      ]);
+    }
+    if (floor !== 'c-floor-min') continue;
     const c = cells.find((c) => c.ranks === 2 && c.shape === '8B');
     const { r, sp } = c ? pair(c, 'mpi/native', 'c-floor-min-tcp') : {};
     rows.push(['mpi/native at most half the TCP minimal floor (N=2, 8 B): no TCP ring can match it', r === undefined ? '–' : withSpread(r, sp), judge(r, 0.5, [[r, sp]])]);
-  }
-  // MPMD against the MPMD floor (the all-C ring in one mpirun): the cells the issue names.
-  for (const [ranks, shapes, limit] of [[2, ['8B', '1MiB'], 1.3], [10, undefined, 1.5]]) {
-    const rs = cells
-      .filter((c) => c.ranks === ranks && (!shapes || shapes.includes(c.shape)))
-      .map((c) => ({ c, r: rr(c, 'mpmd/native', 'c-floor-mpmd'), sp: pair(c, 'mpmd/native', 'c-floor-mpmd').sp }))
-      .filter(({ r }) => r !== undefined);
-    const worst = rs.reduce((w, cur) => (!w || cur.r > w.r ? cur : w), undefined);
-    rows.push([
-      `mpmd/native per-iteration median within ${limit}x of the MPMD C floor, N=${ranks}${shapes ? ` (${shapes.map((sh) => SHAPES[sh].label).join(', ')})` : ', every cell'}`,
-      rs.length ? `${rs.map(({ c, r, sp }) => `${c.label} ${withSpread(r, sp)}`).join('; ')}; ${rs.filter(({ r }) => r > limit).length} of ${rs.length} cells over` : '–',
-      judge(worst?.r, limit, rs.map(({ r, sp }) => [r, sp])),
-    ]);
   }
   // Start-up against the floor of the same launch mode. Start hardly depends on the sizes, so
   // every cell is one more measurement: the ratio of the medians over a rank count's cells,
