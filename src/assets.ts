@@ -66,12 +66,12 @@ export interface KernelAddon {
    * from abort(), ...) makes it throw `crashed (SIGNAME)` instead of ending the process, and
    * interrupt() can end a kernel that never returns.
    */
-  run(fn: string | number, input: Float64Array, output: Float64Array, rank: number, nranks: number, iteration: number, stage?: string): void;
+  run(fn: string | number, input: Float64Array, output: Float64Array, rank: number, nranks: number, iteration: number, stage?: string, run?: number): void;
   /** dlopens a shared library and finds the kernel symbol; returns a handle for run(). */
   open(lib: string, symbol: string): number;
   sum(x: Float64Array): number;
-  /** Every thread of this process inside a run(..., stage) jumps out of its kernel (that run throws); returns how many. */
-  interrupt(): number;
+  /** Every thread of this process inside a run(..., stage, run) of this `run` jumps out of its kernel (that call throws); returns how many. */
+  interrupt(run: number): number;
 }
 
 let kernelAddon: KernelAddon | undefined;

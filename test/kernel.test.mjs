@@ -120,6 +120,19 @@ native('rejects a rank outside the stage and non-integer numbers', () => {
   assert.throws(() => k.sum(), (e) => e instanceof TypeError && e.message === 'x must be a Float64Array');
 });
 
+native('a guarded run names its stage and run; interrupt(run) reaches only that run, and none is running now', () => {
+  const k = nativeKernels();
+  const x = new Float64Array(2);
+  const out = new Float64Array(2);
+  assert.throws(() => k.run('halfmean', x, out, 0, 1, 0, 7), (e) => e instanceof TypeError && e.message === 'stage must be a string');
+  assert.throws(() => k.run('halfmean', x, out, 0, 1, 0, 'c'), (e) => e instanceof TypeError && e.message === 'run must be a number');
+  assert.throws(() => k.run('halfmean', x, out, 0, 1, 0, 'c', 0), (e) => e instanceof RangeError && e.message === 'run must be an integer from 1 to 2147483647');
+  k.run('halfmean', Float64Array.of(1, 3), out, 0, 1, 0, 'c', 1);
+  assert.equal([...out], [1, 2]);
+  assert.is(k.interrupt(1), 0);
+  assert.throws(() => k.interrupt(), (e) => e instanceof TypeError && e.message === 'run must be a number');
+});
+
 native.run();
 
 const bits = suite('bit-identical builds');

@@ -145,7 +145,8 @@ runtime('the spawn-mode hub\'s orted killed: exit 1 naming the daemon and its ho
   process.kill(orted, 'SIGKILL');
   const r = await run.exit;
   assert.is(r.code, 1, r.stderr);
-  assert.match(r.stderr, new RegExp(`^commloop: Open MPI's daemon on ${HOST} \\(orted, pid ${orted}\\) was killed by SIGKILL${LOG}\\n$`));
+  // "died" when the hub's Open MPI reaped it before the watchdog's look (how it ended is then unknown).
+  assert.match(r.stderr, new RegExp(`^commloop: Open MPI's daemon on ${HOST} \\(orted, pid ${orted}\\) (was killed by SIGKILL|died)${LOG}\\n$`));
   assert.ok(Date.now() - t < 5_000, `took ${Date.now() - t} ms`);
   assert.ok(await until(() => pids.filter(exists).length === 0, 5_000), `left: ${pids.filter(exists).map(cmdline).join(' | ')}`);
   assert.equal(segments().filter((f) => !before.has(f)), []);

@@ -65,7 +65,9 @@ int InterruptSignal() { return SIGRTMAX - 2; }
 // The threads running a kernel now, for interrupt(): a slot per thread, taken on its first run.
 constexpr size_t kMaxThreads = 1024;
 std::atomic<pthread_t> g_thread_of[kMaxThreads];
-std::atomic<bool> g_in_kernel[kMaxThreads];
+// The run whose kernel the thread is in (run()'s run argument), 0 when in none: interrupt(run)
+// reaches only that run's threads, not another run's in the same process.
+std::atomic<int32_t> g_in_kernel[kMaxThreads];
 std::atomic<size_t> g_threads{0};
 thread_local size_t t_slot = kMaxThreads;
 
@@ -157,6 +159,7 @@ Napi::Value Run(const Napi::CallbackInfo& info) {
   if (in.ElementLength() < 1) throw Napi::RangeError::New(info.Env(), "input must hold at least 1 element");
   bool guarded = info.Length() > 6;
   if (guarded && !info[6].IsString()) throw Napi::TypeError::New(info.Env(), "stage must be a string");
+  int32_t run = guarded ? IntArg(info, 7, "run", 1, 2147483647) : 0;
   if (!guarded) {
     kernel(in.Data(), in.ElementLength(), out.Data(), out.ElementLength(), rank, nranks, iteration);
     return info.Env().Undefined();
@@ -166,12 +169,12 @@ Napi::Value Run(const Napi::CallbackInfo& info) {
   InKernel here;
   here.signal = 0;
   if (sigsetjmp(here.jump, 0) == 0) {
-    if (slot < kMaxThreads) g_in_kernel[slot].store(true);
+    if (slot < kMaxThreads) g_in_kernel[slot].store(run);
     t_in_kernel = &here;
     kernel(in.Data(), in.ElementLength(), out.Data(), out.ElementLength(), rank, nranks, iteration);
     t_in_kernel = nullptr;
   }
-  if (slot < kMaxThreads) g_in_kernel[slot].store(false);
+  if (slot < kMaxThreads) g_in_kernel[slot].store(0);
   if (here.signal == InterruptSignal()) {
     throw Napi::Error::New(info.Env(), "was interrupted: the run had failed and its kernel had not returned");
   }
@@ -198,12 +201,13 @@ Napi::Value Open(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), static_cast<double>(slot));
 }
 
-// interrupt(): every thread of this process running a kernel under run(..., stage) now
-// jumps out of it, and its run() throws. Returns how many were signalled.
+// interrupt(run): every thread of this process running a kernel under run(..., stage, run)
+// now jumps out of it, and its run() throws. Returns how many were signalled.
 Napi::Value Interrupt(const Napi::CallbackInfo& info) {
+  int32_t run = IntArg(info, 0, "run", 1, 2147483647);
   size_t n = std::min(g_threads.load(), kMaxThreads), signalled = 0;
   for (size_t i = 0; i < n; i++) {
-    if (g_in_kernel[i].load() && pthread_kill(g_thread_of[i].load(), InterruptSignal()) == 0) signalled++;
+    if (g_in_kernel[i].load() == run && pthread_kill(g_thread_of[i].load(), InterruptSignal()) == 0) signalled++;
   }
   return Napi::Number::New(info.Env(), static_cast<double>(signalled));
 }

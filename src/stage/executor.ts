@@ -26,6 +26,8 @@ export interface ExecutorInit {
   /** Top of this executor's WASM stack region in the arena. */
   stackTop: number;
   cBackend: CBackend;
+  /** The run's number in this process, for the kernel addon's interrupt (a positive integer). */
+  run: number;
   /**
    * Step times (threads transport): every rank's ring, `spec.cap` records of REC doubles, in
    * one shared buffer; rank r of stage s owns ring number first[s] + r. This side writes when
@@ -78,7 +80,7 @@ export class Executor {
         const addon = nativeKernels();
         const kernel = st.nativeLib ? addon.open(st.nativeLib, st.nativeSymbol!) : st.nativeSymbol!;
         run.push((step, rank, inAt, outAt) =>
-          addon.run(kernel, f64.subarray(inAt, inAt + step.nIn), f64.subarray(outAt, outAt + step.nOut), rank, nranks, step.iteration, st.name),
+          addon.run(kernel, f64.subarray(inAt, inAt + step.nIn), f64.subarray(outAt, outAt + step.nOut), rank, nranks, step.iteration, st.name, init.run),
         );
       } else {
         run.push(() => {

@@ -29,6 +29,8 @@ export interface ThreadsOptions {
 
 /** How long the hub blocks its own event loop waiting for a stage before it waits asynchronously. */
 const SYNC_WAIT_MS = 20;
+/** Each run's number in this process: the kernel addon interrupts one run's kernels, not another's. */
+let runs = 0;
 /** The slow path's wait between looks at a failure, a stop or the deadline. */
 const WAIT_SLICE_MS = 50;
 
@@ -52,6 +54,7 @@ export class ThreadsTransport implements Transport {
   private rankRings: ExecutorInit['times'];
   private timedAt = -1;
   private steps: number[];
+  private readonly run = ++runs;
 
   constructor(
     private readonly plan: RingPlan,
@@ -72,7 +75,7 @@ export class ThreadsTransport implements Transport {
   private init(index: number): ExecutorInit {
     const { memory, buffers, outputs, stackTops } = this.ctx.arena;
     const { stages, wasmModule } = this.plan;
-    return { index, executors: this.opts.executors, memory, stages, wasmModule, buffers, outputs, stackTop: stackTops[index], cBackend: this.opts.cBackend, times: this.rankRings };
+    return { index, executors: this.opts.executors, memory, stages, wasmModule, buffers, outputs, stackTop: stackTops[index], cBackend: this.opts.cBackend, run: this.run, times: this.rankRings };
   }
 
   private ranksOf(index: number, stage: number): number[] {
@@ -245,10 +248,10 @@ export class ThreadsTransport implements Transport {
     Atomics.notify(this.ctrl, GO);
     // After a failure a native kernel may never return (a loop that does not end): the
     // kernel addon jumps its thread out of it, which then reads the stop and exits.
-    if (failed && this.nativeC) nativeKernels().interrupt();
+    if (failed && this.nativeC) nativeKernels().interrupt(this.run);
     if (await within(Promise.all(this.exited), STOP_GRACE_MS)) return;
     // A thread stuck in a user transform never reads the stop: terminate interrupts JS.
-    if (this.nativeC) nativeKernels().interrupt();
+    if (this.nativeC) nativeKernels().interrupt(this.run);
     await within(Promise.all(this.workers.map((w) => w.terminate())), STOP_GRACE_MS);
     // Still there: a native kernel the interrupt could not reach (a thread past the addon's
     // table, or one that blocks its signals). unref lets the caller's process exit anyway.
