@@ -116,12 +116,20 @@ for (const launch of ['spawn', 'mpmd']) {
   // The ring's last stage: Open MPI then takes down the first stage's ranks on h1 (SIGTERM)
   // and its daemon gives up (exit 137) before the hub hears of h2; both were named instead.
   it('a ts2 rank killed on h2 is the one named, not a rank or daemon torn down after it', async () => {
-    const r = run([...MODE, '-p', '2', '--sizes', '10,1000,1000', '-i', '1000000', '--hostfile', hostfile('h1', 'h2'), '--timeout', '20']);
     const inH2 = () => spawnSync('ip', ['netns', 'pids', 'commloop-h2'], { encoding: 'utf8' }).stdout.split(/\s+/).filter(Boolean).map(Number);
     const ts2OnH2 = () => inH2().filter((p) => cmdline(p).includes('transform ts2'));
-    if (!(await until(() => ts2OnH2().length === 1 && r.where.length === 2, 30_000))) {
-      r.child.kill('SIGKILL');
-      assert.unreachable(`no ts2 rank on h2: ${r.stderr}`);
+    // The ring must be up before the kill. Open MPI's spawn of the third stage across the bed
+    // hung once in about ten runs (`did not answer its spawn within 20000 ms`, seen in CI): that
+    // is not what this test is about, so a ring that does not start is tried once more, and said.
+    let r;
+    for (let attempt = 1; ; attempt++) {
+      r = run([...MODE, '-p', '2', '--sizes', '10,1000,1000', '-i', '1000000', '--hostfile', hostfile('h1', 'h2'), '--timeout', '20']);
+      if (await until(() => ts2OnH2().length === 1 && r.where.length === 2, 30_000)) break;
+      r.child.kill('SIGINT');
+      await r.exit;
+      await nothingLeft(10_000);
+      if (attempt === 2) assert.unreachable(`no ts2 rank on h2, twice: ${r.stderr}`);
+      console.log(`hosts.test.mjs: the ring did not start (${said(r).join(' | ')}); trying once more`);
     }
     // Ready: the ring is running once the first iterations' progress shows; the hub's Ready comes before that.
     await new Promise((resolve) => setTimeout(resolve, 2_000));
