@@ -138,6 +138,9 @@ async function longRun(launch) {
 runtime('the spawn-mode hub\'s orted killed: exit 1 naming the daemon and its host, no process or segment left', async () => {
   const before = new Set(segments());
   const run = await longRun('spawn');
+  // Mid-run: with its ranks up the hub may still be in its last spawn or before its Ready, and
+  // a daemon killed then fails that spawn first (a different line; seen twice in CI, not here).
+  await new Promise((resolve) => setTimeout(resolve, 1500));
   const pids = descendants(run.child.pid);
   const orted = pids.find((p) => /(^|\/)orted /.test(cmdline(p)));
   assert.ok(orted, 'no orted below the hub');
@@ -146,7 +149,7 @@ runtime('the spawn-mode hub\'s orted killed: exit 1 naming the daemon and its ho
   const r = await run.exit;
   assert.is(r.code, 1, r.stderr);
   // "died" when the hub's Open MPI reaped it before the watchdog's look (how it ended is then unknown).
-  assert.match(r.stderr, new RegExp(`^commloop: Open MPI's daemon on ${HOST} \\(orted, pid ${orted}\\) (was killed by SIGKILL|died)${LOG}\\n$`));
+  assert.match(r.stderr, new RegExp(`^commloop: Open MPI's daemon on ${HOST} \\(orted, pid ${orted}\\) (was killed by SIGKILL|died)${LOG}\\n$`), r.stderr);
   assert.ok(Date.now() - t < 5_000, `took ${Date.now() - t} ms`);
   assert.ok(await until(() => pids.filter(exists).length === 0, 5_000), `left: ${pids.filter(exists).map(cmdline).join(' | ')}`);
   assert.equal(segments().filter((f) => !before.has(f)), []);

@@ -252,6 +252,10 @@ void EndOrted(int timeout_ms) {
   }
 }
 
+// The singleton's orted (a child of this process), found when the first stage is watched:
+// from then on its death is looked for before the ranks'.
+std::atomic<pid_t> g_orted{0};
+
 // The run's Open MPI job family (jobid >> 16, shared by every job of one singleton hub or
 // one mpirun), read from a watched rank's environment; -1 until known.
 std::atomic<int64_t> g_family{-1};
@@ -409,8 +413,6 @@ void WatchLoop() {
   gethostname(host, sizeof host - 1);
   const std::string pulse = std::string("@@commloop {\"t\":\"pulse\",\"host\":\"") + host + "\"}\n";
   int64_t pulsed = 0;
-  pid_t orted = 0;
-  int64_t orted_looked = 0;
   for (;;) {
     // Often enough that the rank that died first is still the only one gone: Open MPI
     // takes the rest of the job down soon after, and the message should name the cause.
@@ -429,14 +431,10 @@ void WatchLoop() {
       Fail(f);
     }
     // The singleton's daemon first: its ranks exit (code 195) when they lose it, and the
-    // daemon, not they, is what failed. Looked for while ranks are watched, found once.
+    // daemon, not they, is what failed. Found when the first stage is watched (Watch).
     bool watching = false;
     for (const Watched& w : g_watched) watching = watching || !w.pids.empty();
-    if (watching && orted == 0 && NowMs() - orted_looked >= kPulseMs) {
-      orted_looked = NowMs();
-      for (pid_t k : ChildrenOf(getpid()))
-        if (IsOrted(k)) orted = k;
-    }
+    pid_t orted = g_orted.load();
     std::string how;
     const char* reason = "exited";
     if (watching && orted > 0 && Ended(orted, &how, &reason)) {
@@ -838,6 +836,9 @@ Napi::Value Watch(const Napi::CallbackInfo& info) {
     g_watched[h] = w;
   }
   for (size_t i = 0; i < pids.ElementLength() && g_family.load() < 0; i++) LearnFamily(static_cast<pid_t>(pids[i]));
+  if (g_orted.load() == 0)
+    for (pid_t k : ChildrenOf(getpid()))
+      if (IsOrted(k)) g_orted.store(k);
   g_timeout_ms.store(timeout);
   EnsureWatchdog();
   return env.Undefined();
