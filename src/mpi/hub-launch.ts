@@ -1,0 +1,144 @@
+/**
+ * The start of a supervised MPI run (supervisor.ts): the hub's environment, its command
+ * (node dist/hub.js, or mpirun under MPMD) and its process, the wire chosen for the run,
+ * and the supervisor's side of the channel to it (channel.ts). Also what the supervisor
+ * reads of a launch on other hosts: the hosts asked for, the ssh still starting a daemon,
+ * ssh's own words. Apart from supervision.ts so that the run's state starts from one value,
+ * the launched hub, and nothing there spawns or parses a command line.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import type { Readable, Writable } from 'node:stream';
+import { distDir } from '../assets.js';
+import type { Failure } from '../errors.js';
+import type { RingPlan } from '../pipeline/model.js';
+import { setMpiEnvironment } from './addon.js';
+import { HUB_FDS_ENV, MARK, type FromHub, type ToHub } from './channel.js';
+import { mpmdCommand } from './mpmd.js';
+import { cmdline, type Proc } from './procs.js';
+import { STEP_TIMEOUT_ENV, hostHash } from './protocol.js';
+import type { SuperviseOptions } from './supervisor.js';
+import { chooseWire, type Wire } from './wire.js';
+
+/** A started hub: its process, the run's wire, its hosts, and the channel to it. */
+export interface LaunchedHub {
+  child: ChildProcess;
+  /** The command started: mpirun (MPMD), or node for dist/hub.js (spawn mode). */
+  cmd: string;
+  /** `cmd` is mpirun: the name a failure gives it, and what to install when it is missing. */
+  viaMpirun: boolean;
+  wire: Wire;
+  /** The run has hosts of its own (--host, --hostfile). */
+  remote: boolean;
+  /** The hosts of --host and the hostfile, by name, in order (listedHosts). */
+  launchHosts: string[];
+  /** Host-name hashes the run can name (knownHosts). */
+  hostNames: Map<number, string>;
+  /** Writes one message to the hub, while its end of the channel is open. */
+  tell(m: ToHub): void;
+  /** Hands each message of the hub to `on`; a stage's stray output goes on to stderr. */
+  listen(on: (m: FromHub) => void): void;
+}
+
+export function launchHub(plan: RingPlan, opts: SuperviseOptions): LaunchedHub {
+  const env: NodeJS.ProcessEnv = { ...process.env };
+  const remote = Boolean(opts.spawnInfo.host || opts.spawnInfo.hostfile);
+  setMpiEnvironment(!remote, env);
+  const wire = chooseWire({ launch: opts.launch, local: !remote, request: opts.wire, env });
+  for (const [k, v] of Object.entries(wire.env)) env[k] ??= v; // what the user set stays
+  const hub = join(distDir, 'hub.js');
+  const mpirun = existsSync('/usr/bin/mpirun.openmpi') ? '/usr/bin/mpirun.openmpi' : 'mpirun';
+  const [cmd, args] =
+    opts.launch === 'mpmd' ? [mpirun, mpmdCommand(plan, opts.cBackend, opts.spawnInfo)] : [process.execPath, [hub]];
+  // Its own process group: a terminal's Ctrl-C reaches the caller, who asks for a clean stop.
+  const spawnMode = opts.launch === 'spawn';
+  if (spawnMode) env[HUB_FDS_ENV] = '3,4';
+  env[STEP_TIMEOUT_ENV] = String(opts.timeoutMs);
+  const child = spawn(cmd, args, { stdio: spawnMode ? ['ignore', 'pipe', 'pipe', 'pipe', 'pipe'] : ['pipe', 'pipe', 'pipe'], detached: true, env });
+  const toHub = (spawnMode ? child.stdio[3] : child.stdin) as Writable;
+  const fromHub = (spawnMode ? child.stdio[4] : child.stdout) as Readable;
+  const launchHosts = listedHosts(opts.spawnInfo);
+  toHub.on('error', () => {}); // the hub may be gone; its exit says why
+  return {
+    child,
+    cmd,
+    viaMpirun: cmd === mpirun,
+    wire,
+    remote,
+    launchHosts,
+    hostNames: knownHosts(launchHosts),
+    tell(m) {
+      if (toHub.writable) toHub.write(JSON.stringify(m) + '\n');
+    },
+    listen(on) {
+      // Spawn mode: whatever reaches the hub's stdout is a stage's (they should use stderr).
+      if (spawnMode) createInterface({ input: child.stdout!, crlfDelay: Infinity }).on('line', (line) => process.stderr.write(line + '\n'));
+      createInterface({ input: fromHub, crlfDelay: Infinity }).on('line', (line) => {
+        if (!line.startsWith(MARK)) {
+          process.stderr.write(line + '\n'); // not ours: a stage wrote to the hub's stdout
+          return;
+        }
+        on(JSON.parse(line.slice(MARK.length)) as FromHub);
+      });
+    },
+  };
+}
+
+/** The hosts of --host and the hostfile, by name, in order. */
+function listedHosts(info: Record<string, string>): string[] {
+  const names: string[] = [];
+  if (info.host) names.push(...info.host.split(',').map((h) => h.split(':')[0]));
+  if (info.hostfile) {
+    try {
+      for (const line of readFileSync(info.hostfile, 'utf8').split('\n')) {
+        const name = line.replace(/#.*/, '').trim().split(/\s+/)[0];
+        if (name) names.push(name);
+      }
+    } catch {
+      // the hub reports an unreadable hostfile itself
+    }
+  }
+  return [...new Set(names)];
+}
+
+/** Host-name hashes we can name: this host, and the run's hosts (listedHosts). */
+function knownHosts(listed: string[]): Map<number, string> {
+  return new Map([hostname(), 'localhost', ...listed].map((n) => [hostHash(n), n]));
+}
+
+/**
+ * A host of the run that could not be reached, as a Failure: one ssh named (it could not
+ * resolve or connect to it; Open MPI's rsh launcher passes ssh's words on), or else one
+ * whose launch was still running when the start-up failed or its deadline passed (a
+ * host that drops packets: ssh would wait minutes for it).
+ */
+export function unreachable(lines: readonly string[], launching: readonly string[], waitedMs: number): Failure | undefined {
+  for (const line of lines) {
+    const m = /^ssh: (?:Could not resolve hostname (\S+?): (.*)|connect to host (\S+) port \d+: (.*))$/.exec(line.trim());
+    if (!m) continue;
+    const host = m[1] ?? m[3];
+    return { reason: 'start', host, detail: `host ${host} cannot be reached: ${(m[2] ?? m[4]).trim()} (ssh)` };
+  }
+  const host = launching[0];
+  return host ? { reason: 'start', host, detail: `host ${host} cannot be reached: ssh to it did not connect within ${waitedMs} ms` } : undefined;
+}
+
+/**
+ * The hosts that Open MPI's launcher is still starting a daemon on: processes of the run
+ * whose arguments hold one of the hosts and then the daemon's command line
+ * (`ssh -x HOST "PATH=... ; orted ..."`, or an agent's equivalent).
+ */
+export function pendingLaunches(procs: Proc[], hosts: string[]): string[] {
+  const out = new Set<string>();
+  for (const p of procs) {
+    const argv = cmdline(p.pid);
+    const at = argv.findIndex((a) => /(^|[\s/;])orted(\s|$)/.test(a));
+    if (at < 1) continue;
+    const host = argv.slice(0, at).reverse().find((a) => hosts.includes(a));
+    if (host) out.add(host);
+  }
+  return [...out];
+}

@@ -1,0 +1,244 @@
+/**
+ * One supervised MPI run's state, and what changes it (supervisor.ts wires the events to
+ * it): the hub's messages, the lines on its stderr, the start-up looks, the deadline tick,
+ * the kill, and the end, which becomes the outcome or one RunError (firstFailure in
+ * blame.ts ranks the accounts collected here). Apart from supervisor.ts so that each phase
+ * is a method over one named state instead of a closure over a dozen variables; a new hub
+ * message is one more case of onHubMessage, a new deadline one more rule in deadlines.ts.
+ */
+import { RunError, type Failure } from '../errors.js';
+import type { RingPlan } from '../pipeline/model.js';
+import type { RingOutcome } from '../run.js';
+import { firstFailure } from './blame.js';
+import { STAGE_FAIL, decodeArray, stepTimesFromWire, type FromHub } from './channel.js';
+import { exitGraceMs, overdue, type RunClock } from './deadlines.js';
+import { pendingLaunches, unreachable, type LaunchedHub } from './hub-launch.js';
+import { jobFamily, removeSegments, writeFailureLog } from './leftovers.js';
+import { failureFromOpenMpi, openMpiLines } from './openmpi-text.js';
+import { descendants, killRecorded, procOf, type Proc } from './procs.js';
+import { hostLabel } from './protocol.js';
+import { StartupWatch } from './startup-watch.js';
+import type { SuperviseHooks, SuperviseOptions } from './supervisor.js';
+
+/** How a run ended: its outcome, or what the caller's promise rejects with. */
+export type RunEnd = { outcome: RingOutcome } | { error: unknown };
+
+export class Supervision implements RunClock {
+  readonly t0 = Date.now();
+  lastWord = this.t0;
+  lastPulse = 0;
+  hubHost = '';
+  /** Until Ready: the hosts whose launch (ssh HOST orted ...) was still running at the last look. */
+  launching: string[] = [];
+  readyAt = 0;
+  /** The result or a failure is in (0: not yet); from then on the job only has to go. */
+  private endedAt = 0;
+  abortedAt = 0;
+  readonly noise: string[] = [];
+  readonly startup?: StartupWatch;
+  readonly timeoutMs: number;
+  readonly stageCount: number;
+  readonly launchHosts: readonly string[];
+
+  private outcome?: RingOutcome;
+  private hubFailure?: Failure;
+  private callerError: unknown;
+  private killedHere = false;
+  private readonly stageFailures: Failure[] = [];
+  private readonly ranks = new Map<string, { host: number; pid: number }>();
+  private readonly recorded = new Map<number, Proc>();
+  /** The run's Open MPI job families, for its shared-memory files (leftovers.ts). */
+  private readonly families = new Set<number>();
+  private readonly isOpenMpi = openMpiLines();
+
+  constructor(
+    private readonly plan: RingPlan,
+    private readonly opts: SuperviseOptions,
+    private readonly hooks: SuperviseHooks,
+    private readonly hub: LaunchedHub,
+  ) {
+    this.timeoutMs = opts.timeoutMs;
+    this.stageCount = plan.stages.length;
+    this.launchHosts = hub.launchHosts;
+    // A local job: its ranks are mpirun's (or the hub's orted's) children here, watched until Ready.
+    this.startup = hub.launchHosts.length ? undefined : new StartupWatch(plan, opts.launch);
+  }
+
+  /** One message of the hub (channel.ts FromHub). */
+  onHubMessage(m: FromHub): void {
+    const now = Date.now();
+    if (m.t !== 'pulse') this.lastWord = now;
+    switch (m.t) {
+      case 'pulse':
+        this.lastPulse = now;
+        this.hubHost = m.host;
+        break;
+      case 'ready':
+        this.readyAt = now;
+        for (const [s, r, pid, host] of m.ranks) this.ranks.set(`${s}/${r}`, { pid, host });
+        this.record();
+        break;
+      case 'beat':
+        this.hooks.onProgress?.(m.i + 1);
+        break;
+      case 'it': {
+        let go = false;
+        try {
+          go = this.hooks.onIteration!(m.i, decodeArray(m.a)) !== false;
+        } catch (err) {
+          this.callerError ??= err;
+        }
+        this.hooks.onProgress?.(m.i + 1);
+        this.hub.tell({ t: go ? 'go' : 'halt' });
+        break;
+      }
+      case 'out':
+        this.hooks.onOutput?.(m.i, decodeArray(m.a));
+        break;
+      case 'done':
+        this.endedAt = now;
+        this.outcome = {
+          startS: m.startS,
+          totalS: m.totalS,
+          times: m.times,
+          final: decodeArray(m.final),
+          steps: m.steps && stepTimesFromWire(m.steps),
+          hostName: (hash) => hostLabel(hash, this.hub.hostNames),
+          wire: this.hub.wire.name,
+        };
+        break;
+      case 'fail':
+        this.endedAt ||= now;
+        this.record();
+        this.hubFailure ??= { stage: m.stage, rank: m.rank, host: m.host, reason: m.reason, detail: m.detail };
+        break;
+      default:
+        m satisfies never; // a new message of FromHub needs its case here
+    }
+  }
+
+  /** One line of the hub's stderr: a stage's failure report, Open MPI's noise (kept), or a stage's own output. */
+  onStderrLine(line: string): void {
+    const mark = STAGE_FAIL.exec(line);
+    if (mark) {
+      const st = this.plan.stages[Number(mark[1])];
+      if (st) this.stageFailures.push({ stage: st.name, rank: Number(mark[2]), reason: 'user-code', detail: mark[3] });
+      return;
+    }
+    if (this.isOpenMpi(line)) {
+      this.noise.push(line);
+      if (this.opts.verbose) process.stderr.write(line + '\n');
+    } else process.stderr.write(line + '\n');
+  }
+
+  /** The caller asked for a clean stop (its AbortSignal). */
+  stop(): void {
+    this.abortedAt = Date.now();
+    this.hub.tell({ t: 'stop' });
+  }
+
+  /** The hub's command could not be started. */
+  onSpawnError(err: Error): void {
+    this.hubFailure ??= { reason: 'start', detail: `cannot start ${this.hub.cmd}: ${err.message}${this.hub.viaMpirun ? ' (apt-get install -y openmpi-bin)' : ''}` };
+  }
+
+  /** One look of the start-up watch (startup-watch.ts); false once the run is ready or over. */
+  lookAtStartup(now: number): boolean {
+    if (this.readyAt || this.endedAt) return false;
+    const pid = this.hub.child.pid;
+    if (pid) {
+      this.startup!.look(pid, now);
+      // Recorded as they appear: mpirun killed before Ready leaves them orphans, which the
+      // end of the run must still find (and their shared-memory files with them).
+      for (const p of this.startup!.pids) {
+        if (this.recorded.has(p)) continue;
+        const proc = procOf(p);
+        if (proc && jobFamily(p) !== undefined) this.keep(proc);
+      }
+    }
+    return true;
+  }
+
+  /** The deadlines (deadlines.ts): the first passed ends the run; once it is over, a job slow to go is killed. */
+  tick(now: number): void {
+    const pid = this.hub.child.pid;
+    // Looked at now, before a deadline ends them: the hub's own ends the daemon and its ssh.
+    if (!this.readyAt && !this.endedAt && this.launchHosts.length && pid) this.launching = pendingLaunches(descendants(pid), this.hub.launchHosts);
+    if (this.endedAt) {
+      // The result (or the failure) is in: a job slow to go is ended, not reported.
+      if (now - this.endedAt > exitGraceMs(this.hub.remote, Boolean(this.hubFailure))) this.kill();
+      return;
+    }
+    const late = overdue(this, now);
+    if (late) {
+      this.hubFailure ??= late;
+      this.endedAt ||= now;
+      this.record();
+      this.kill();
+    }
+  }
+
+  /** SIGKILLs the hub's process group and every process of the run recorded so far. */
+  kill(): void {
+    this.killedHere = true;
+    try {
+      process.kill(-this.hub.child.pid!, 'SIGKILL');
+    } catch {
+      // the group is gone already
+    }
+    killRecorded(this.recorded.values());
+  }
+
+  /** The hub's process has closed with `code` or `signal`: the run's outcome, or its one error. */
+  settle(code: number | null, signal: NodeJS.Signals | null): RunEnd {
+    // Whatever of the run is still there (an orted that outlived its hub) goes now, and
+    // with it the shared-memory files that a daemon killed with SIGKILL could not remove.
+    killRecorded(this.recorded.values());
+    removeSegments(this.families);
+    if (this.callerError !== undefined) return { error: this.callerError };
+    if (this.outcome && !this.hubFailure) return { outcome: this.outcome };
+    // A host that ssh could not reach is the cause of whatever failed at start-up.
+    const lostHost = this.readyAt ? undefined : unreachable(this.noise, this.launching, this.timeoutMs);
+    // mpirun or the hub process killed by a signal nobody here sent: that is the cause (a rank's
+    // death makes mpirun exit with a code, not die by a signal).
+    const launcher: Failure = {
+      reason: signal ? 'killed' : 'exited',
+      detail: `${this.hub.viaMpirun ? 'mpirun' : 'the MPI hub'} ${signal ? `was killed by ${signal}` : `exited with code ${code}`} before the run ended`,
+    };
+    const failure =
+      firstFailure({
+        stages: this.stageFailures,
+        lostHost,
+        launcher: signal && !this.killedHere ? launcher : undefined,
+        hub: this.hubFailure,
+        openMpi: failureFromOpenMpi(this.noise, this.plan, this.opts.launch),
+        startup: this.startup?.failure(code),
+      }) ?? launcher;
+    failure.host ??= this.hostOf(failure.stage, failure.rank);
+    const err = new RunError(failure);
+    if (this.noise.length) err.log = writeFailureLog(this.noise, this.t0, this.hub.child.pid);
+    return { error: err };
+  }
+
+  /** Records one process of the run, and its job family. */
+  private keep(p: Proc): void {
+    if (!this.recorded.has(p.pid)) {
+      const family = jobFamily(p.pid);
+      if (family !== undefined) this.families.add(family);
+    }
+    this.recorded.set(p.pid, p);
+  }
+
+  /** Records every process below the hub now. */
+  private record(): void {
+    const pid = this.hub.child.pid;
+    if (pid) for (const p of descendants(pid)) this.keep(p);
+  }
+
+  /** The host of a stage's rank, by name where the run knows it (from Ready). */
+  private hostOf(stage?: string, rank?: number): string | undefined {
+    const s = this.plan.stages.findIndex((st) => st.name === stage);
+    const r = this.ranks.get(`${s}/${rank}`);
+    return r ? hostLabel(r.host, this.hub.hostNames) : undefined;
+  }
+}
