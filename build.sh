@@ -115,7 +115,7 @@ if newer dist/master.js src package.json build.sh; then
   # The bundles keep their names whatever room their source sits in: users type dist/master.js.
   # dist/internal.js is for the tests and the bench only (not in package.json's exports).
   esbuild=(--bundle --external:esbuild --platform=node --target=node20 --format=esm --outdir=dist --log-level=warning)
-  npx esbuild thread-worker=src/threads/worker.ts worker=src/mpi/worker.ts hub=src/mpi/hub.ts index=src/index.ts internal=src/internal.ts "${esbuild[@]}"
+  npx esbuild thread-worker=src/threads/worker.ts worker=src/mpi/worker.ts hub=src/mpi/hub.ts checkpoint-writer=src/checkpoint/writer-thread.ts index=src/index.ts internal=src/internal.ts "${esbuild[@]}"
   # The command (package.json "bin", npx commloop) runs this file directly; it alone gets the #! line.
   npx esbuild master=src/cli/master.ts "${esbuild[@]}" '--banner:js=#!/usr/bin/env node'
   chmod +x dist/master.js

@@ -14,11 +14,34 @@
  * spawn and in MPMD mode; on an error it detects after the hello it prints the failure
  * report `commloop-fail: <stage index> <rank> <Type>: <message>` and calls MPI_Abort.
  *
+ * A kernel that keeps state between iterations (a pipeline entry with `"state": true`) gives
+ * the run's checkpoints that state as bytes, and gets it back when a run resumes
+ * (docs/PROTOCOL.md, section 5):
+ *
+ *     static double acc[4];
+ *     static int save(const void **data, size_t *len, int rank, int nranks, int iteration, void *user) {
+ *         *data = acc; *len = sizeof acc; return 0;
+ *     }
+ *     static int load(const void *data, size_t len, int rank, int nranks, int iteration, void *user) {
+ *         if (len != sizeof acc) return 1;
+ *         memcpy(acc, data, len); return 0;
+ *     }
+ *     static const struct commloop_state state = {save, load, NULL};
+ *     int main(int argc, char **argv) { return commloop_stage_run_with_state(argc, argv, my_kernel, &state); }
+ *
+ * save runs at a checkpoint, between two iterations (`iteration` is the next one to run);
+ * load runs once, before the first iteration of a resumed run, with the bytes save gave at
+ * the same rank. A callback that returns non-zero fails the run (`StateError: save returned 3`).
+ * commloop_stage_run(argc, argv, fn) is the same with no state (NULL): it saves nothing.
+ * Stage processes ignore SIGUSR1 and SIGUSR2 from the hello on: mpirun forwards them to every
+ * rank, and a batch system's warning signal is the master's to handle.
+ *
  * Header-only: every function is static, so there is no library to build or link.
  */
 #ifndef COMMLOOP_STAGE_H
 #define COMMLOOP_STAGE_H
 
+#include <limits.h>
 #include <mpi.h>
 #include <pthread.h>
 #include <signal.h>
@@ -32,8 +55,9 @@
 #include <unistd.h>
 
 #ifndef __cplusplus
-/* POSIX; declared again so that -std=c99 (which hides it in unistd.h) compiles too. */
+/* POSIX; declared again so that -std=c99 (which hides them in unistd.h and time.h) compiles too. */
 int gethostname(char *name, size_t len);
+int nanosleep(const struct timespec *req, struct timespec *rem);
 #endif
 
 /* The same type as in wasm/commloop_kernel.h; C11 allows the identical typedef twice, and
@@ -49,9 +73,24 @@ typedef void commloop_kernel_fn(const double *in, size_t n_in, double *out, size
 /* v2 step-table flag, MPMD only: the steps run on the intercommunicator merged with the hub
  * (MPI_Intercomm_merge, the hub rank 0) with MPI_Scatterv/MPI_Gatherv. */
 #define COMMLOOP_FLAG_MERGED 2
+/* v2 step-table flag: the hub may send the save and load commands below (docs/PROTOCOL.md, section 5). */
+#define COMMLOOP_FLAG_STATE 4
+#define COMMLOOP_CMD_SAVE 3
+#define COMMLOOP_CMD_LOAD 4
+/* The tag of a state's bytes; every other message is a collective. */
+#define COMMLOOP_STATE_TAG 7
 #define COMMLOOP_CLOCK_ROUNDS 8
 /* Doubles per step record: iteration, scatter start, scatter end, compute end, gather end. */
 #define COMMLOOP_REC 5
+
+/* A stage's state callbacks, for commloop_stage_run_with_state; either may be NULL. */
+struct commloop_state {
+    /* At a checkpoint: point *data / *len at this rank's state (kept valid until the SDK's next call into you); return 0, or non-zero to fail the run. */
+    int (*save)(const void **data, size_t *len, int rank, int nranks, int iteration, void *user);
+    /* Once before the first resumed iteration, with what save gave; return 0, or non-zero to fail the run. */
+    int (*load)(const void *data, size_t len, int rank, int nranks, int iteration, void *user);
+    void *user;
+};
 
 /* One rank's view of its stage. index is -1 until the hello names it. */
 struct commloop_stage {
@@ -221,9 +260,63 @@ static inline void commloop_watch_computes(void) {
     if (pthread_create(&t, NULL, commloop_compute_watch, NULL) == 0) pthread_detach(t);
 }
 
+/* Save {3, iteration, 0, 0}: the hub gathers every rank's {format, nbytes}, then receives the
+ * bytes rank by rank, so each rank sends its own after the gather. The bytes are sent before
+ * anything else runs: save's pointer need only last until this returns. */
+static inline void commloop_state_save(const struct commloop_stage *s, const struct commloop_state *state, int iteration) {
+    int info[2] = {0, 0}; /* format 0: nothing saved */
+    const void *data = NULL;
+    if (state && state->save) {
+        size_t len = 0;
+        int rc = state->save(&data, &len, s->rank, s->nranks, iteration, state->user);
+        if (rc != 0) commloop_stage_fail(s, "StateError", "save returned %d", rc);
+        /* One message carries the state, and its count is an int. */
+        if (len > (size_t)INT_MAX) commloop_stage_fail(s, "StateError", "save gave %zu bytes; at most %d fit", len, INT_MAX);
+        if (len > 0 && !data) commloop_stage_fail(s, "StateError", "save gave %zu bytes at NULL", len);
+        /* Format 1 even for 0 bytes: an empty state is still loaded back, "nothing saved" is not. */
+        info[0] = 1;
+        info[1] = (int)len;
+    }
+    commloop_stage_check(s, MPI_Gather(info, 2, MPI_INT, NULL, 0, MPI_INT, 0, s->inter), "save MPI_Gather");
+    if (info[1] > 0) commloop_stage_check(s, MPI_Send(data, info[1], MPI_BYTE, 0, COMMLOOP_STATE_TAG, s->inter), "save MPI_Send");
+}
+
+/* Load {4, iteration, 0, 0}: {format, nbytes} as saved, the bytes when there are any, load
+ * for format 1 or 2 (a .npy file's bytes, as another kind of stage may have saved), then one
+ * int to say this rank is done. */
+static inline void commloop_state_load(const struct commloop_stage *s, const struct commloop_state *state, int iteration) {
+    int info[2] = {0, 0};
+    commloop_stage_check(s, MPI_Scatter(NULL, 0, MPI_INT, info, 2, MPI_INT, 0, s->inter), "load MPI_Scatter");
+    if (info[0] < 0 || info[0] > 2 || info[1] < 0 || (info[0] == 0 && info[1] != 0)) {
+        commloop_stage_fail(s, "ProtocolError", "bad state {%d, %d} to load", info[0], info[1]);
+    }
+    unsigned char *data = NULL;
+    if (info[1] > 0) {
+        data = (unsigned char *)malloc((size_t)info[1]);
+        if (!data) commloop_stage_fail(s, "MemoryError", "out of memory for %d bytes of state", info[1]);
+        MPI_Status status;
+        int got = 0;
+        commloop_stage_check(s, MPI_Recv(data, info[1], MPI_BYTE, 0, COMMLOOP_STATE_TAG, s->inter, &status), "load MPI_Recv");
+        /* More than announced is MPI_ERR_TRUNCATE above; fewer would load a torn state. */
+        commloop_stage_check(s, MPI_Get_count(&status, MPI_BYTE, &got), "MPI_Get_count");
+        if (got != info[1]) commloop_stage_fail(s, "ProtocolError", "load announced %d bytes of state, %d arrived", info[1], got);
+    }
+    if (info[0] != 0) {
+        /* Resuming without the state the checkpoint holds would go on from the wrong numbers. */
+        if (!state || !state->load) commloop_stage_fail(s, "StateError", "the checkpoint holds state for this rank (%d bytes) but the stage has no load callback", info[1]);
+        static const unsigned char empty = 0; /* a non-NULL pointer for a state of 0 bytes */
+        int rc = state->load(data ? data : &empty, (size_t)info[1], s->rank, s->nranks, iteration, state->user);
+        if (rc != 0) commloop_stage_fail(s, "StateError", "load returned %d", rc);
+    }
+    free(data);
+    int done = 0;
+    commloop_stage_check(s, MPI_Gather(&done, 1, MPI_INT, NULL, 0, MPI_INT, 0, s->inter), "load MPI_Gather");
+}
+
 /* Runs one stage rank to the end of the ring: MPI_Init (unless done already), hello, ready,
- * the step loop calling fn on this rank's chunk, shutdown. Returns 0 for main to return. */
-static inline int commloop_stage_run(int argc, char **argv, commloop_kernel_fn *fn) {
+ * the step loop calling fn on this rank's chunk, shutdown, with state's callbacks at the hub's
+ * save and load commands (state may be NULL: nothing to save). Returns 0 for main to return. */
+static inline int commloop_stage_run_with_state(int argc, char **argv, commloop_kernel_fn *fn, const struct commloop_state *state) {
     int initialized = 0;
     MPI_Initialized(&initialized);
     if (!initialized) MPI_Init(&argc, &argv);
@@ -246,6 +339,10 @@ static inline int commloop_stage_run(int argc, char **argv, commloop_kernel_fn *
     int version = hello[1];
     s->index = hello[2];
     commloop_name_crashes(s->index, s->rank);
+    /* mpirun forwards SIGUSR1 and SIGUSR2 to every rank; their default action would end it,
+     * and a batch system's warning signal is the master's to act on (it checkpoints and stops). */
+    signal(SIGUSR1, SIG_IGN);
+    signal(SIGUSR2, SIG_IGN);
     commloop_watch_computes();
     if (hello[3] != s->nranks || (appnum > 0 && appnum - 1 != hello[2])) {
         commloop_stage_fail(s, "ProtocolError", "hello says stage %d of %d ranks; this is %d ranks, app number %d", hello[2], hello[3], s->nranks, appnum);
@@ -255,7 +352,7 @@ static inline int commloop_stage_run(int argc, char **argv, commloop_kernel_fn *
     if (version == 2) {
         commloop_stage_check(s, MPI_Bcast(sizes, 3, MPI_INT, 0, s->inter), "step table MPI_Bcast");
         /* sizes[2]: flags; an unknown one must not be ignored. */
-        if (sizes[0] < 1 || sizes[1] < 1 || (sizes[2] & ~(COMMLOOP_FLAG_TIMES | COMMLOOP_FLAG_MERGED)) != 0) commloop_stage_fail(s, "ProtocolError", "bad step table {%d, %d, %d}", sizes[0], sizes[1], sizes[2]);
+        if (sizes[0] < 1 || sizes[1] < 1 || (sizes[2] & ~(COMMLOOP_FLAG_TIMES | COMMLOOP_FLAG_MERGED | COMMLOOP_FLAG_STATE)) != 0) commloop_stage_fail(s, "ProtocolError", "bad step table {%d, %d, %d}", sizes[0], sizes[1], sizes[2]);
         table = (int *)malloc(2 * (size_t)sizes[0] * sizeof(int));
         if (!table) commloop_stage_fail(s, "MemoryError", "out of memory for a step table of %d", sizes[0]);
         commloop_stage_check(s, MPI_Bcast(table, 2 * sizes[0], MPI_INT, 0, s->inter), "step table MPI_Bcast");
@@ -284,6 +381,7 @@ static inline int commloop_stage_run(int argc, char **argv, commloop_kernel_fn *
         commloop_stage_check(s, MPI_Gather(&token, 1, MPI_DOUBLE, NULL, 0, MPI_DOUBLE, 0, s->inter), "clock MPI_Gather");
     }
     long steps_run = 0;
+    int loaded = 0;
 
     double *in = NULL, *out = NULL;
     size_t in_cap = 0, out_cap = 0;
@@ -291,6 +389,17 @@ static inline int commloop_stage_run(int argc, char **argv, commloop_kernel_fn *
         int head[4];
         commloop_stage_check(s, MPI_Bcast(head, 4, MPI_INT, 0, s->inter), "header MPI_Bcast");
         if (head[0] == 0) break;
+        /* With the state flag, between epochs: save {3, iteration, 0, 0}; load {4, iteration, 0, 0},
+         * once, before the first epoch. */
+        if ((sizes[2] & COMMLOOP_FLAG_STATE) && head[0] == COMMLOOP_CMD_SAVE && head[1] >= 0) {
+            commloop_state_save(s, state, head[1]);
+            continue;
+        }
+        if ((sizes[2] & COMMLOOP_FLAG_STATE) && head[0] == COMMLOOP_CMD_LOAD && head[1] >= 0 && !loaded && steps_run == 0) {
+            commloop_state_load(s, state, head[1]);
+            loaded = 1;
+            continue;
+        }
         /* v1: one step {1, iteration, n_in, n_out}; v2: an epoch {2, first iteration, count, 0}. */
         int v1 = version == 1 && head[0] == 1 && head[2] >= 1 && head[3] >= 1;
         int v2 = version == 2 && head[0] == 2 && head[1] >= 0 && head[2] >= 1;
@@ -345,6 +454,11 @@ static inline int commloop_stage_run(int argc, char **argv, commloop_kernel_fn *
     if (s->local != MPI_COMM_NULL) MPI_Comm_free(&s->local);
     MPI_Finalize();
     return 0;
+}
+
+/* The same without state: the hub's save gets format 0 from every rank. */
+static inline int commloop_stage_run(int argc, char **argv, commloop_kernel_fn *fn) {
+    return commloop_stage_run_with_state(argc, argv, fn, NULL);
 }
 
 #endif

@@ -15,6 +15,19 @@ function sees, which are reused from step to step. When the function raises, it 
 failure report `commloop-fail: <stage index> <rank> <ExceptionType>: <message>` to stderr and
 aborts, so the hub notices at once.
 
+A module whose function keeps state between iterations may also define, for checkpoints
+(docs/PROTOCOL.md, section 5):
+
+    def save(ctx): ...         # -> bytes, bytearray or memoryview (kept as raw bytes),
+                               #    a NumPy array (kept as a .npy file: dtype and shape; no
+                               #    object arrays), or None (nothing to keep for this rank)
+    def load(state, ctx): ...  # state: what save returned, as bytes or as the NumPy array
+
+save runs between two iterations, load once before the first iteration of a resumed run,
+and only when save gave something for the rank; ctx.iteration is the next iteration to run.
+A save or load that raises fails the run like a raising function. The runner ignores SIGUSR1
+and SIGUSR2 (mpirun forwards them to every rank; a batch system's warning is the hub's).
+
     PYTHON commloop_stage.py --check MODULE FUNCTION
 
 is what the hub runs before a run: it imports NumPy, mpi4py (without initialising MPI) and the
@@ -24,18 +37,21 @@ import collections
 import importlib.util
 import io
 import os
+import signal
 import socket
 import sys
 import time
 
 MAGIC, VERSION = 0x434C4F50, 2  # the highest protocol version spoken here; the hello picks
-CMD_STOP, CMD_RUN, CMD_EPOCH = 0, 1, 2
+CMD_STOP, CMD_RUN, CMD_EPOCH, CMD_SAVE, CMD_LOAD = 0, 1, 2, 3, 4
 FLAG_TIMES, FLAG_MERGED, CLOCK_ROUNDS, REC = 1, 2, 8, 5  # docs/PROTOCOL.md, section 4 and "MPMD"
+FLAG_STATE, STATE_TAG = 4, 7  # docs/PROTOCOL.md, section 5: save and load commands; the bytes' tag
+FORMAT_NONE, FORMAT_BYTES, FORMAT_NPY = 0, 1, 2
 
 StageContext = collections.namedtuple('StageContext', 'rank nranks iteration')
 
 
-def load_function(path, name):
+def load_module(path):
     """Imports the user's module from its file, its own directory first on sys.path (for its siblings)."""
     sys.path.insert(0, os.path.dirname(path))
     stem = os.path.splitext(os.path.basename(path))[0]
@@ -43,8 +59,16 @@ def load_function(path, name):
     module = importlib.util.module_from_spec(spec)
     sys.modules[stem] = module
     spec.loader.exec_module(module)
+    return module
+
+
+def callable_of(module, name):
     fn = getattr(module, name, None)
     return fn if callable(fn) else None
+
+
+def load_function(path, name):
+    return callable_of(load_module(path), name)
 
 
 def last_line(err):
@@ -136,6 +160,50 @@ class ProtocolError(Exception):
     pass
 
 
+class StateError(Exception):
+    pass
+
+
+def save_state(inter, MPI, np, save, ctx):
+    """Save {3, iteration, 0, 0}: {format, nbytes} in a gather, then this rank's bytes to the hub (tag 7)."""
+    data, fmt = b'', FORMAT_NONE
+    got = save(ctx) if save is not None else None
+    if isinstance(got, np.ndarray):
+        buf = io.BytesIO()
+        np.save(buf, got, allow_pickle=False)  # an object array raises: a checkpoint holds no pickles
+        data, fmt = buf.getvalue(), FORMAT_NPY
+    elif isinstance(got, (bytes, bytearray, memoryview)):
+        # Format 1 even when empty: an empty state is loaded back, "nothing saved" (None) is not.
+        data, fmt = got.tobytes() if isinstance(got, memoryview) else bytes(got), FORMAT_BYTES
+    elif got is not None:
+        raise TypeError(f'save returned {type(got).__name__}; it must return bytes, bytearray, memoryview, a NumPy array or None')
+    if len(data) > 0x7FFFFFFF:  # one message carries it, and its count is an int
+        raise StateError(f'save gave {len(data)} bytes; at most {0x7FFFFFFF} fit')
+    inter.Gather([np.array([fmt, len(data)], dtype=np.int32), MPI.INT], None, root=0)
+    if data:
+        inter.Send([data, MPI.BYTE], dest=0, tag=STATE_TAG)
+
+
+def load_state(inter, MPI, np, load, ctx):
+    """Load {4, iteration, 0, 0}: {format, nbytes} scattered, the bytes (tag 7), load for format 1 or 2, then one int."""
+    info = np.empty(2, dtype=np.int32)
+    inter.Scatter(None, [info, MPI.INT], root=0)
+    fmt, nbytes = info.tolist()
+    if fmt not in (FORMAT_NONE, FORMAT_BYTES, FORMAT_NPY) or nbytes < 0 or (fmt == FORMAT_NONE and nbytes != 0):
+        raise ProtocolError(f'bad state {{{fmt}, {nbytes}}} to load')
+    data = bytearray(nbytes)
+    if nbytes > 0:
+        status = MPI.Status()
+        inter.Recv([data, MPI.BYTE], source=0, tag=STATE_TAG, status=status)
+        if status.Get_count(MPI.BYTE) != nbytes:  # more is MPI_ERR_TRUNCATE; fewer would load a torn state
+            raise ProtocolError(f'load announced {nbytes} bytes of state, {status.Get_count(MPI.BYTE)} arrived')
+    if fmt != FORMAT_NONE:
+        if load is None:  # resuming without the state the checkpoint holds would go on from the wrong numbers
+            raise StateError(f'the checkpoint holds state for this rank ({nbytes} bytes) but the module defines no load(state, ctx)')
+        load(np.load(io.BytesIO(data), allow_pickle=False) if fmt == FORMAT_NPY else bytes(data), ctx)
+    inter.Gather([np.zeros(1, dtype=np.int32), MPI.INT], None, root=0)
+
+
 def serve(stage, module, fn_name):
     import numpy as np
     MPI = stage.MPI
@@ -149,16 +217,20 @@ def serve(stage, module, fn_name):
         raise ProtocolError(f'bad hello (magic {int(hello[0]) & 0xFFFFFFFF:#x}, version {hello[1]}; want {MAGIC:#x}, 1 to {VERSION})')
     version = int(hello[1])
     stage.index = int(hello[2])
+    # mpirun forwards SIGUSR1 and SIGUSR2 to every rank; their default action would end it, and
+    # a batch system's warning signal is the hub's to act on (it checkpoints and stops).
+    signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+    signal.signal(signal.SIGUSR2, signal.SIG_IGN)
     # v2: every step's sizes, once: iteration i takes table[i % P], iteration 0's n_in is `first`.
-    table, first = [], 0
+    table, first, flags = [], 0, 0
     merged = None  # with FLAG_MERGED: the intracommunicator the steps run on
     ring = None  # with FLAG_TIMES: the newest `cap` step records of iterations 0, every, 2*every...
     if version == 2:
         sizes = np.empty(3, dtype=np.int32)
         inter.Bcast([sizes, INT], root=0)
-        if int(sizes[2]) & ~(FLAG_TIMES | FLAG_MERGED):  # flags: an unknown one must not be ignored
+        if int(sizes[2]) & ~(FLAG_TIMES | FLAG_MERGED | FLAG_STATE):  # flags: an unknown one must not be ignored
             raise ProtocolError(f'step table flags {int(sizes[2])} are not known here')
-        first = int(sizes[1])
+        first, flags = int(sizes[1]), int(sizes[2])
         t = np.empty(2 * int(sizes[0]), dtype=np.int32)
         inter.Bcast([t, INT], root=0)
         table = [(int(t[2 * e]), int(t[2 * e + 1])) for e in range(int(sizes[0]))]
@@ -174,9 +246,11 @@ def serve(stage, module, fn_name):
         raise ProtocolError(f'hello says stage {hello[2]} of {hello[3]} ranks; this is {nranks} ranks' +
                             ('' if appnum is None else f', app number {appnum}'))
     # Load before saying ready, so start-up time counts it and a bad module fails early.
-    fn = load_function(module, fn_name)
+    user = load_module(module)
+    fn = callable_of(user, fn_name)
     if fn is None:
         raise ProtocolError(f'{module} has no function "{fn_name}"')
+    save, load = callable_of(user, 'save'), callable_of(user, 'load')
     inter.Gather([np.array([os.getpid(), host_hash()], dtype=np.int32), INT], None, root=0)
     now_us = lambda: time.monotonic_ns() / 1e3  # CLOCK_MONOTONIC, as every stage process on the host reads it
     if ring is not None:
@@ -191,12 +265,23 @@ def serve(stage, module, fn_name):
     head = np.empty(4, dtype=np.int32)
     head_buf = [head, INT]
     def step_list():
-        """(iteration, n_in, n_out) of every step until the stop: one per v1 header, an epoch's per v2 header."""
+        """(iteration, n_in, n_out) of every step until the stop: one per v1 header, an epoch's per v2 header.
+
+        With FLAG_STATE, a save or load between epochs runs here, after the last step's gather."""
+        started = loaded = False
         while True:
             inter.Bcast(head_buf, root=0)
             command, iteration, a, b = head.tolist()
             if command == CMD_STOP:
                 return
+            if flags & FLAG_STATE and command == CMD_SAVE and iteration >= 0:
+                save_state(inter, MPI, np, save, StageContext(rank, nranks, iteration))
+                continue
+            if flags & FLAG_STATE and command == CMD_LOAD and iteration >= 0 and not loaded and not started:
+                load_state(inter, MPI, np, load, StageContext(rank, nranks, iteration))
+                loaded = True
+                continue
+            started = True
             if version == 1 and command == CMD_RUN and a >= 1 and b >= 1:
                 yield iteration, a, b
             elif version == 2 and command == CMD_EPOCH and iteration >= 0 and a >= 1:

@@ -42,6 +42,8 @@ export class RunError extends Error implements Failure {
   readonly detail: string;
   /** Open MPI's own messages for this run, when it printed any (the CLI names it). */
   log?: string;
+  /** With checkpoints: the iteration the newest one on disk holds, where `--resume` goes on. */
+  resumeFrom?: number;
 
   constructor(f: Failure) {
     super(describeFailure(f));
@@ -50,6 +52,12 @@ export class RunError extends Error implements Failure {
     this.host = f.host;
     this.reason = f.reason;
     this.detail = f.detail;
+  }
+
+  /** The run had checkpoints: the message ends with where a resumed run would go on. */
+  resumeAt(iterations: number): void {
+    this.resumeFrom = iterations;
+    this.message = `${describeFailure(this)}; resume from iteration ${iterations} with --resume`;
   }
 }
 

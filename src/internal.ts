@@ -13,3 +13,6 @@ export { ARENA_BASE } from './arena.js';
 export { kernelModule, kernelWasmPath, nativeKernels, type KernelAddon } from './assets.js';
 export { chooseWire, ucxSelectable, UCX_ENV } from './mpi/wire.js';
 export { firstFailure } from './mpi/blame.js';
+export { IterStats } from './trace/stats.js';
+export { writeCheckpoint, readCheckpoint, newestCheckpoint, listCheckpoints, checkpointName } from './checkpoint/store.js';
+export { identityOf } from './checkpoint/identity.js';

@@ -21,6 +21,9 @@ import { computeBreakdown, type Breakdown } from './trace/breakdown.js';
 import { writeChromeTrace } from './trace/chrome.js';
 import { hostHash, hostLabel } from './mpi/protocol.js';
 import { version } from './version.js';
+import type { RunStates } from './checkpoint/state.js';
+import { CheckpointSession, checkCheckpointOptions, type CheckpointOptions, type ResumeOption } from './checkpoint/session.js';
+import { IterStats } from './trace/stats.js';
 import { WIRE_REQUESTS, type WireName, type WireRequest } from './mpi/wire.js';
 
 export type TransportName = 'mpi' | 'threads';
@@ -78,6 +81,20 @@ export interface RunOptions {
   traceEvery?: number;
   /** Keep at most the newest N iterations' times per rank (default 10000); older ones are dropped and counted. */
   traceCap?: number;
+  /**
+   * Take checkpoints into `dir` (docs/CHECKPOINTS.md): every `every` iterations, every
+   * `intervalS` seconds, when `requests` gets a 'checkpoint' event, and when the run ends or
+   * is stopped; the newest `keep` (default 2) are kept.
+   */
+  checkpoint?: CheckpointOptions;
+  /**
+   * Continue from the newest checkpoint in checkpoint.dir that verifies: `true` fails
+   * (UsageError) when there is none, `'if-any'` then starts from iteration 0.
+   * `iterations` stays the total, as in the first run.
+   */
+  resume?: ResumeOption;
+  /** Lines worth a user's eye that are not failures (a damaged checkpoint passed over, nothing left to run). */
+  onNote?: (line: string) => void;
 }
 
 export interface RunResult {
@@ -96,11 +113,17 @@ export interface RunResult {
   firstIterS: number;
   lastIterS: number;
   meanIterS: number;
+  /** From a histogram: within 2^-11 (0.05%) of the exact order statistic (src/trace/stats.ts). */
   medianIterS: number;
+  p95IterS: number;
   minIterS: number;
   maxIterS: number;
   totalS: number;
   stopped: boolean;
+  /** The iteration this run started at: 0, or the checkpoint it resumed from. The times above are this run's. */
+  resumedFrom: number;
+  /** With `checkpoint`: the folder, how many this run wrote, and the newest on disk. */
+  checkpoints?: { dir: string; written: number; last?: { path: string; iterations: number } };
   /** With `breakdown` or `trace`: where each iteration's time went, per stage (src/trace/breakdown.ts). */
   breakdown?: Breakdown;
   /** With `trace`: the file written and its event count. */
@@ -112,7 +135,8 @@ export interface RunResult {
 /** What driving the ring produced, before it is summarised (it crosses a pipe for MPI runs). */
 export interface RingOutcome {
   startS: number;
-  times: number[];
+  /** The times of the iterations this run ran. */
+  stats: IterStats;
   final: Float64Array;
   totalS: number;
   /** With ctx.timing: every step's times. */
@@ -133,6 +157,25 @@ export interface DriveHooks {
   onStarted?: () => void;
   /** About once a second while iterating: a supervisor's sign of life. */
   onBeat?: (iteration: number) => void;
+  /** Start from a checkpoint: at its iteration, with its Array1, its states loaded first. */
+  resume?: { iterations: number; array1: Float64Array; states: RunStates };
+  checkpoint?: CheckpointHooks;
+}
+
+/** When the loop takes checkpoints, and where they go (a writer here, or the supervisor of a hub). */
+export interface CheckpointHooks {
+  /** Iterations between checkpoints (0: not by count). */
+  every: number;
+  /** Milliseconds between checkpoints (0: not by time). */
+  intervalMs: number;
+  /** A checkpoint is being written: one that falls due waits for the next boundary after it. */
+  busy(): boolean;
+  /** One was asked for from outside (SIGUSR1, the caller): true once per request. */
+  requested(): boolean;
+  /** A capture to write: copies, so the loop may go on at once. */
+  take(iterations: number, array1: Float64Array, states: RunStates): void;
+  /** Resolves when nothing is being written. */
+  idle(): Promise<void>;
 }
 
 /** How often a fully synchronous loop lets the event loop run (signals, progress, exits). */
@@ -181,17 +224,52 @@ export async function runPipeline(pipeline: PipelineSpec | string, opts: RunOpti
   const wire = opts.wire ?? 'auto';
   if (!WIRE_REQUESTS.includes(wire)) throw new UsageError(`wire must be one of ${WIRE_REQUESTS.join(', ')} (got ${JSON.stringify(wire)})`);
   const timing = timingSpec(opts);
+  checkCheckpointOptions(opts.checkpoint, opts.resume);
   const plan = await preparePlan(spec, { transport, cBackend, procs: opts.procs, sizes: opts.sizes });
   if (plan.output) checkWritable(plan.output.file);
   if (opts.trace) checkWritable(opts.trace, 'trace');
   layout(plan); // sizes that cannot fit fail here, as bad input, wherever the hub will run
   if (transport === 'mpi') MpiTransport.preflight(plan, cBackend);
+  const note = opts.onNote ?? (() => {});
+  const cps = CheckpointSession.open(plan, opts.checkpoint, opts.resume, { transport, launch, cBackend }, note);
+  const from = cps?.resume;
+  if (from && timing) {
+    throw new UsageError(`breakdown and trace cannot be used on a resumed run (it resumes at iteration ${from.iterations}; its ranks' step times would not line up)`);
+  }
+  if (from && from.iterations >= opts.iterations) {
+    note(`${from.path} is at iteration ${from.iterations}: nothing is left to run for ${opts.iterations} iterations`);
+    await cps.close(false);
+    if (plan.output) writeNpy(plan.output.file, from.array1);
+    return resultOf(plan, opts, { transport, cBackend, launch, threads: 0, wire: 'memory', resumedFrom: from.iterations, cps }, { startS: 0, totalS: 0, stats: new IterStats(), final: from.array1 });
+  }
+  try {
+    return await runWith(plan, opts, { transport, cBackend, launch, wire, timeoutMs, timing, cps });
+  } catch (err) {
+    await cps?.close(false);
+    const last = cps?.lastIteration;
+    if (err instanceof RunError && last !== undefined) err.resumeAt(last);
+    throw err;
+  }
+}
+
+interface Settled {
+  transport: TransportName;
+  cBackend: CBackend;
+  launch: LaunchMode;
+  wire: WireRequest;
+  timeoutMs: number;
+  timing: TimingSpec | undefined;
+  cps: CheckpointSession | undefined;
+}
+
+async function runWith(plan: RingPlan, opts: RunOptions, { transport, cBackend, launch, wire, timeoutMs, timing, cps }: Settled): Promise<RunResult> {
+  const from = cps?.resume;
   let outcome: RingOutcome;
   let threads = 0;
   const writeEvery = (i: number, a: Float64Array) => writeNpy(plan.output!.file.replace(/(\.npy)?$/, `.${i + 1}.npy`), a);
   if (transport === 'mpi' && process.env.OMPI_COMM_WORLD_SIZE === undefined) {
     // The usual case: the hub runs in a process of its own, supervised from here.
-    outcome = await superviseMpiRun(plan, { iterations: opts.iterations, cBackend, launch, wire, spawnInfo: opts.spawnInfo ?? {}, timeoutMs, verbose: opts.verbose ?? false, timing }, {
+    outcome = await superviseMpiRun(plan, { iterations: opts.iterations, cBackend, launch, wire, spawnInfo: opts.spawnInfo ?? {}, timeoutMs, verbose: opts.verbose ?? false, timing, checkpoints: cps }, {
       signal: opts.signal,
       onIteration: opts.onIteration,
       onOutput: writeEvery,
@@ -204,13 +282,15 @@ export async function runPipeline(pipeline: PipelineSpec | string, opts: RunOpti
     const ctx: TransportContext = { arena: makeArena(plan, threads), timeoutMs, signal: opts.signal, timing };
     const t: Transport =
       transport === 'mpi'
-        ? new MpiTransport(plan, ctx, { cBackend, launch: 'spawn', merged: false, spawnInfo: opts.spawnInfo ?? {} })
+        ? new MpiTransport(plan, ctx, { cBackend, launch: 'spawn', merged: false, spawnInfo: opts.spawnInfo ?? {}, state: cps !== undefined })
         : new ThreadsTransport(plan, ctx, { cBackend, executors: threads, spins: opts.spins ?? 2000 });
     const { onIteration, onProgress } = opts;
     outcome = await inProcess(driveRing(plan, t, ctx.arena, {
       iterations: opts.iterations,
       signal: opts.signal,
       onOutput: writeEvery,
+      checkpoint: cps?.hooks(),
+      resume: from,
       onIteration:
         onIteration || onProgress
           ? (i, a) => {
@@ -220,40 +300,56 @@ export async function runPipeline(pipeline: PipelineSpec | string, opts: RunOpti
           : undefined,
     }));
   }
+  await cps?.close(true);
   if (plan.output) writeNpy(plan.output.file, outcome.final);
-  const { times, final, steps } = outcome;
   let trace: RunResult['trace'];
+  const { steps } = outcome;
   if (opts.trace && steps) {
     const here = new Map([[hostHash(), hostname()]]);
     const hostName = outcome.hostName ?? ((h: number) => hostLabel(h, here));
-    const about = { commloop: version, transport, launch, cBackend, iterations: times.length };
+    const about = { commloop: version, transport, launch, cBackend, iterations: outcome.stats.count };
     trace = { file: opts.trace, ...writeChromeTrace(opts.trace, steps, { stages: plan.stages, hostName, about }) };
   }
-  const done = times.length;
-  const sorted = Float64Array.from(times).sort();
+  const wireName: WireName = transport === 'threads' ? 'memory' : (outcome.wire ?? 'user');
+  return resultOf(plan, opts, { transport, cBackend, launch, threads, wire: wireName, resumedFrom: from?.iterations ?? 0, cps, trace }, outcome);
+}
+
+/** The result: what ran, where, and the times of this run's iterations. */
+function resultOf(
+  plan: RingPlan,
+  opts: RunOptions,
+  how: { transport: TransportName; cBackend: CBackend; launch: LaunchMode; threads: number; wire: WireName; resumedFrom: number; cps?: CheckpointSession; trace?: RunResult['trace'] },
+  outcome: Pick<RingOutcome, 'startS' | 'totalS' | 'stats' | 'final' | 'steps'>,
+): RunResult {
+  const t = outcome.stats.summary();
+  const done = how.resumedFrom + t.count;
+  const last = how.cps?.writer.last;
   return {
     stages: plan.stages.map(({ name, kind, ranks }) => ({ name, kind, ranks })),
     procs: plan.stages[0].ranks,
     sizes: opts.sizes ?? [plan.stages.map((_, s) => plan.schedule[0][(s + plan.stages.length - 1) % plan.stages.length])],
     iterations: done,
-    transport,
-    cBackend,
-    launch,
-    wire: transport === 'threads' ? 'memory' : (outcome.wire ?? 'user'),
-    threads,
-    checksum: checksum(final),
+    transport: how.transport,
+    cBackend: how.cBackend,
+    launch: how.launch,
+    wire: how.wire,
+    threads: how.threads,
+    checksum: checksum(outcome.final),
     startS: outcome.startS,
-    firstIterS: times[0] ?? 0,
-    lastIterS: times[done - 1] ?? 0,
-    meanIterS: done ? times.reduce((a, b) => a + b, 0) / done : 0,
-    medianIterS: done ? (sorted[(done - 1) >> 1] + sorted[done >> 1]) / 2 : 0,
-    minIterS: sorted[0] ?? 0,
-    maxIterS: sorted[done - 1] ?? 0,
+    firstIterS: t.firstS,
+    lastIterS: t.lastS,
+    meanIterS: t.meanS,
+    medianIterS: t.medianS,
+    p95IterS: t.p95S,
+    minIterS: t.minS,
+    maxIterS: t.maxS,
     totalS: outcome.totalS,
     stopped: done < opts.iterations,
-    ...(steps ? { breakdown: computeBreakdown(steps, plan.stages.map((st) => st.name)) } : {}),
-    ...(trace ? { trace } : {}),
-    final,
+    resumedFrom: how.resumedFrom,
+    ...(how.cps ? { checkpoints: { dir: how.cps.writer.dir, written: how.cps.writer.count, ...(last ? { last: { path: last.path, iterations: last.iterations } } : {}) } } : {}),
+    ...(outcome.steps ? { breakdown: computeBreakdown(outcome.steps, plan.stages.map((st) => st.name)) } : {}),
+    ...(how.trace ? { trace: how.trace } : {}),
+    final: outcome.final,
   };
 }
 
@@ -290,11 +386,11 @@ export async function driveRing(plan: RingPlan, transport: Transport, arena: Are
     await transport.start();
     const startS = (performance.now() - t0) / 1000;
     hooks.onStarted?.();
-    const { times, length } = await loop(plan, transport, arena, hooks);
+    const { stats, length } = await loop(plan, transport, arena, hooks);
     const a1 = arena.buffers[0] / 8;
     const final = arena.f64.slice(a1, a1 + length);
     await transport.close();
-    return { startS, times, final, totalS: (performance.now() - t0) / 1000, steps: transport.stepTimes?.() };
+    return { startS, stats, final, totalS: (performance.now() - t0) / 1000, steps: transport.stepTimes?.() };
   } catch (err) {
     await transport.close(true);
     throw err;
@@ -304,10 +400,21 @@ export async function driveRing(plan: RingPlan, transport: Transport, arena: Are
 async function loop(plan: RingPlan, transport: Transport, arena: Arena, hooks: DriveHooks & { iterations?: number }) {
   const { f64, buffers } = arena;
   const a1 = buffers[0] / 8;
-  let length = plan.initialLength;
-  if (typeof plan.initial === 'number') f64.fill(plan.initial, a1, a1 + length);
+  const { resume, checkpoint: cp } = hooks;
+  let length = resume ? resume.array1.length : plan.initialLength;
+  if (resume) f64.set(resume.array1, a1);
+  else if (typeof plan.initial === 'number') f64.fill(plan.initial, a1, a1 + length);
   else f64.set(plan.initial, a1);
-  const times: number[] = [];
+  if (resume?.states.some((st) => st !== null)) await transport.loadStates(resume.iterations, resume.states);
+  let lastCp = resume?.iterations ?? 0;
+  let lastCpAt = performance.now();
+  const capture = async (done: number) => {
+    const states = await transport.saveStates(done);
+    cp!.take(done, f64.slice(a1, a1 + length), states);
+    lastCp = done;
+    lastCpAt = performance.now();
+  };
+  const stats = new IterStats();
   const every = plan.output?.every ?? 0;
   const iterations = hooks.iterations ?? Infinity;
   let yielded = performance.now();
@@ -316,12 +423,20 @@ async function loop(plan: RingPlan, transport: Transport, arena: Arena, hooks: D
   let epoch = 0;
   let epochLeft = 0;
   let lastS = 0;
-  for (let i = 0; i < iterations; i++) {
+  let lastEnd = lastCpAt;
+  let done = lastCp;
+  for (let i = done; i < iterations; i++) {
     if (epochLeft === 0) {
+      // A checkpoint is taken between epochs, where every stage waits for a header.
+      if (cp && i > lastCp && !cp.busy() && ((cp.every && i - lastCp >= cp.every) || (cp.intervalMs && lastEnd - lastCpAt >= cp.intervalMs) || cp.requested())) {
+        await capture(i);
+      }
       if (hooks.signal?.aborted) break;
       if (epochs) {
-        // Lockstep with the caller: one iteration at a time; else as many as fit in EPOCH_MS.
+        // Lockstep with the caller: one iteration at a time; else as many as fit in EPOCH_MS,
+        // ending where a checkpoint by count falls due.
         epoch = hooks.onIteration ? 1 : nextEpoch(epoch, lastS, iterations - i);
+        if (cp?.every && lastCp + cp.every > i) epoch = Math.min(epoch, lastCp + cp.every - i);
         transport.beginEpoch!(i, epoch);
         epochLeft = epoch;
       }
@@ -336,7 +451,9 @@ async function loop(plan: RingPlan, transport: Transport, arena: Arena, hooks: D
     if (arena.copyBack) f64.copyWithin(a1, arena.copyBack.from / 8, arena.copyBack.from / 8 + length);
     const now = performance.now();
     lastS = (now - t) / 1000;
-    times.push(lastS);
+    lastEnd = now;
+    done = i + 1;
+    stats.add(lastS);
     if (every && (i + 1) % every === 0) hooks.onOutput?.(i, f64.subarray(a1, a1 + length));
     if (hooks.onIteration) {
       let go = hooks.onIteration(i, f64.subarray(a1, a1 + length));
@@ -352,5 +469,10 @@ async function loop(plan: RingPlan, transport: Transport, arena: Arena, hooks: D
       }
     }
   }
-  return { times, length };
+  // The run's end, a stop or the caller's false: the last checkpoint holds where it stopped.
+  if (cp && done > lastCp) {
+    await cp.idle();
+    await capture(done);
+  }
+  return { stats, length };
 }

@@ -2,6 +2,7 @@
 import type { Arena } from './arena.js';
 import type { StageStep } from './pipeline/model.js';
 import type { StepTimes, TimingSpec } from './trace/log.js';
+import type { RunStates } from './checkpoint/state.js';
 
 export interface Transport {
   /** Starts every stage's ranks; resolves when all are ready. */
@@ -18,6 +19,13 @@ export interface Transport {
    * can stop after any iteration.
    */
   beginEpoch?(first: number, count: number): void;
+  /**
+   * At an iteration boundary (between epochs): every stage rank's state, for a checkpoint;
+   * `iterations` is the next iteration to run. Stages that keep none give null.
+   */
+  saveStates(iterations: number): RunStates | Promise<RunStates>;
+  /** Once, after start() and before the first iteration of a resumed run: hands the states back. */
+  loadStates(iterations: number, states: RunStates): void | Promise<void>;
   /**
    * Stops every rank and releases the transport; safe to call more than once. After a
    * failure (`failed`) nothing is asked politely: a stage may be out of step or gone.

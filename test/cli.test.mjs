@@ -80,7 +80,7 @@ table('times read in the unit that fits, three significant digits', () => {
 });
 
 table('the original rows, the median with min … max of the iterations', () => {
-  const r = { iterations: 3, startS: 1.5, firstIterS: 0.0123, lastIterS: 0.000412, meanIterS: 0.0043, medianIterS: 0.0005, minIterS: 0.000412, maxIterS: 0.0123, totalS: 1.52 };
+  const r = { iterations: 3, resumedFrom: 0, startS: 1.5, firstIterS: 0.0123, lastIterS: 0.000412, meanIterS: 0.0043, medianIterS: 0.0005, minIterS: 0.000412, maxIterS: 0.0123, totalS: 1.52 };
   assert.is(
     breakdown(r),
     [
@@ -97,7 +97,7 @@ table('the original rows, the median with min … max of the iterations', () => 
 });
 
 table('a run stopped before its first iteration shows "-" for iteration times', () => {
-  const r = { iterations: 0, startS: 0.2, firstIterS: 0, lastIterS: 0, meanIterS: 0, medianIterS: 0, minIterS: 0, maxIterS: 0, totalS: 0.21 };
+  const r = { iterations: 0, resumedFrom: 0, startS: 0.2, firstIterS: 0, lastIterS: 0, meanIterS: 0, medianIterS: 0, minIterS: 0, maxIterS: 0, totalS: 0.21 };
   const rows = breakdown(r).split('\n').map((l) => l.split('|').map((c) => c.trim()));
   assert.equal(rows.map((c) => c[2]), ['Time', '------', '200 ms', '-', '-', '-', '-', '210 ms']);
 });

@@ -85,12 +85,13 @@ struct Buf {
   size_t elem = 0;
 };
 
-// A Float64Array or Int32Array view (over an ArrayBuffer or SharedArrayBuffer); null allowed when `optional`.
+// A Float64Array, Int32Array or Uint8Array view (over an ArrayBuffer or SharedArrayBuffer);
+// null allowed when `optional`. Uint8Array is MPI_BYTE: a stage's saved state (PROTOCOL.md section 5).
 Buf BufArg(const Napi::CallbackInfo& info, size_t i, const char* name, bool optional) {
   Buf b;
   if (info.Length() > i && (info[i].IsNull() || info[i].IsUndefined()) && optional) return b;
   if (info.Length() <= i || !info[i].IsTypedArray()) {
-    ThrowType(info.Env(), std::string(name) + (optional ? " must be a Float64Array, an Int32Array or null" : " must be a Float64Array or an Int32Array"));
+    ThrowType(info.Env(), std::string(name) + (optional ? " must be a Float64Array, an Int32Array, a Uint8Array or null" : " must be a Float64Array, an Int32Array or a Uint8Array"));
   }
   // napi_get_typedarray_info gives the data pointer for views over a
   // SharedArrayBuffer too; napi_get_arraybuffer_info would refuse those.
@@ -98,7 +99,7 @@ Buf BufArg(const Napi::CallbackInfo& info, size_t i, const char* name, bool opti
   size_t length = 0;
   void* data = nullptr;
   if (napi_get_typedarray_info(info.Env(), info[i], &type, &length, &data, nullptr, nullptr) != napi_ok) {
-    ThrowType(info.Env(), std::string(name) + " must be a Float64Array or an Int32Array");
+    ThrowType(info.Env(), std::string(name) + " must be a Float64Array, an Int32Array or a Uint8Array");
   }
   if (type == napi_float64_array) {
     b.type = MPI_DOUBLE;
@@ -106,8 +107,11 @@ Buf BufArg(const Napi::CallbackInfo& info, size_t i, const char* name, bool opti
   } else if (type == napi_int32_array) {
     b.type = MPI_INT;
     b.elem = 4;
+  } else if (type == napi_uint8_array) {
+    b.type = MPI_BYTE;
+    b.elem = 1;
   } else {
-    ThrowType(info.Env(), std::string(name) + " must be a Float64Array or an Int32Array");
+    ThrowType(info.Env(), std::string(name) + " must be a Float64Array, an Int32Array or a Uint8Array");
   }
   b.data = data;
   b.bytes = length * b.elem;
@@ -710,11 +714,11 @@ Napi::Value Collective(const Napi::CallbackInfo& info, bool scatter, bool others
   bool needAll = role.sends_all;
   bool needPart = role.takes_part && !(role.inter && role.sends_all) && !(others && role.sends_all);
   if (needAll) {
-    if (!all.data) ThrowType(env, std::string(allName) + " must be a Float64Array or an Int32Array at the root");
+    if (!all.data) ThrowType(env, std::string(allName) + " must be a Float64Array, an Int32Array or a Uint8Array at the root");
     NeedFits(env, all, allName, count, role.ranks);
   }
   if (needPart) {
-    if (!part.data) ThrowType(env, std::string(partName) + " must be a Float64Array or an Int32Array on a non-root rank");
+    if (!part.data) ThrowType(env, std::string(partName) + " must be a Float64Array, an Int32Array or a Uint8Array on a non-root rank");
     NeedFits(env, part, partName, count, 1);
   }
   if (needAll && needPart && all.type != part.type) ThrowType(env, "send and recv must have the same element type");

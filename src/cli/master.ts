@@ -47,14 +47,19 @@ async function main(argv: string[]): Promise<number> {
   };
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
+  // A batch system's warning (Slurm's --signal=B:USR1@N): a checkpoint at the next boundary, the run goes on.
+  const requests = new EventTarget();
+  process.on('SIGUSR1', () => requests.dispatchEvent(new Event('checkpoint')));
 
   const tty = process.stderr.isTTY === true;
   const t0 = performance.now();
   let shown = 0;
   const result = await runPipeline(spec, {
     ...opts,
+    checkpoint: opts.checkpoint && { ...opts.checkpoint, requests },
     spawnInfo: spawnInfo(opts),
     signal: stop.signal,
+    onNote: (line) => process.stderr.write(`note: ${line}\n`),
     onProgress: tty
       ? (done) => {
           const now = performance.now();
@@ -77,7 +82,9 @@ async function main(argv: string[]): Promise<number> {
     process.stderr.write(`note: step times of the ${result.breakdown.dropped} oldest kept iterations were dropped (--trace-cap ${opts.traceCap ?? result.breakdown.iterations}); the breakdown and trace hold the newest ${result.breakdown.iterations}\n`);
   }
   if (result.stopped && stop.signal.aborted) {
-    process.stderr.write(`commloop: stopped by signal after ${result.iterations} of ${opts.iterations} iterations\n`);
+    const cp = result.checkpoints?.last;
+    const saved = cp ? `; checkpoint at iteration ${cp.iterations} in ${cp.path}: resume with --resume` : '';
+    process.stderr.write(`commloop: stopped by signal after ${result.iterations} of ${opts.iterations} iterations${saved}\n`);
     return 130;
   }
   return 0;

@@ -37,6 +37,10 @@ export interface CliOptions {
   trace?: string;
   traceEvery?: number;
   traceCap?: number;
+  /** --checkpoint DIR and its schedule (docs/CHECKPOINTS.md). */
+  checkpoint?: { dir: string; every?: number; intervalS?: number; keep?: number };
+  /** --resume (true) or --resume-if-any. */
+  resume?: true | 'if-any';
 }
 
 export const TRANSPORTS: readonly TransportName[] = ['mpi', 'threads'];
@@ -89,6 +93,15 @@ Options:
   --trace-every N        keep the times of every N-th iteration only (default: 1)
   --trace-cap N          keep the newest N kept iterations per rank, 1 to ${MAX_CAP}
                          (default: ${DEFAULT_TIMING.cap}); older ones are dropped and counted
+  --checkpoint DIR       take checkpoints into DIR (docs/CHECKPOINTS.md): when the
+                         run ends or is stopped (SIGINT, SIGTERM), on SIGUSR1, and
+                         as often as the two flags below say
+  --checkpoint-every N   a checkpoint every N iterations
+  --checkpoint-interval S  a checkpoint every S seconds (wall clock)
+  --checkpoint-keep N    keep the newest N checkpoints (default: 2)
+  --resume               continue from the newest checkpoint in DIR that verifies
+                         (exit 2 when there is none); -i stays the total
+  --resume-if-any        the same, or start from iteration 0 when DIR has none
   --verbose              print Open MPI's own messages and full stacks
   --cflags               print the C compiler flags of the stage SDK (its -I) and
                          exit: mpicc my_stage.c $(npx commloop --cflags) -o my_stage
@@ -157,6 +170,12 @@ const OPTIONS = {
   trace: { type: 'string' },
   'trace-every': { type: 'string' },
   'trace-cap': { type: 'string' },
+  checkpoint: { type: 'string' },
+  'checkpoint-every': { type: 'string' },
+  'checkpoint-interval': { type: 'string' },
+  'checkpoint-keep': { type: 'string' },
+  resume: { type: 'boolean' },
+  'resume-if-any': { type: 'boolean' },
   breakdown: { type: 'boolean' },
   benchmark: { type: 'boolean', short: 'g' },
   json: { type: 'boolean' },
@@ -167,7 +186,7 @@ const OPTIONS = {
 } as const;
 type Flag = keyof typeof OPTIONS;
 /** The boolean flags are CliOptions fields of the same name. */
-type BooleanFlag = { [F in Flag]: (typeof OPTIONS)[F]['type'] extends 'boolean' ? F : never }[Flag];
+type BooleanFlag = Exclude<{ [F in Flag]: (typeof OPTIONS)[F]['type'] extends 'boolean' ? F : never }[Flag], 'resume' | 'resume-if-any'>;
 
 /** Edit distance (insert, delete, substitute, swap two neighbours), for "did you mean". */
 function distance(a: string, b: string): number {
@@ -220,6 +239,9 @@ export function parseArgs(argv: string[]): CliOptions {
   let rawSizes: string | undefined;
   let launchGiven = false;
   let wireGiven = false;
+  let cpDir: string | undefined;
+  const cpWhen: { every?: number; intervalS?: number; keep?: number } = {};
+  const cpFlag: string[] = [];
   // strict: false hands every token back, unknown ones included, so each message is ours.
   const { tokens } = parseArgv({ args: argv, options: OPTIONS, strict: false, allowPositionals: true, tokens: true });
   for (const tok of tokens) {
@@ -230,7 +252,11 @@ export function parseArgs(argv: string[]): CliOptions {
     const flag = `--${name}`;
     if (OPTIONS[name].type === 'boolean') {
       if (tok.value !== undefined) throw new UsageError(`${flag} takes no value (got "${tok.value}")`);
-      o[name as BooleanFlag] = true;
+      if (name === 'resume' || name === 'resume-if-any') {
+        const want = name === 'resume' ? true : 'if-any';
+        if (o.resume !== undefined && o.resume !== want) throw new UsageError('--resume and --resume-if-any exclude each other: give one');
+        o.resume = want;
+      } else o[name as BooleanFlag] = true;
       continue;
     }
     const value = tok.value;
@@ -289,8 +315,28 @@ export function parseArgs(argv: string[]): CliOptions {
       case 'trace-cap':
         o.traceCap = positiveInt(flag, value, MAX_CAP);
         break;
+      case 'checkpoint':
+        if (value === '' || value.startsWith('-')) throw new UsageError(`--checkpoint needs a folder name (got "${value}")`);
+        cpDir = value;
+        break;
+      case 'checkpoint-every':
+        cpWhen.every = positiveInt(flag, value);
+        cpFlag.push(flag);
+        break;
+      case 'checkpoint-interval':
+        cpWhen.intervalS = seconds(flag, value);
+        cpFlag.push(flag);
+        break;
+      case 'checkpoint-keep':
+        cpWhen.keep = positiveInt(flag, value, 1000);
+        cpFlag.push(flag);
+        break;
     }
   }
+  if (cpDir === undefined && (cpFlag.length || o.resume)) {
+    throw new UsageError(`${cpFlag[0] ?? (o.resume === true ? '--resume' : '--resume-if-any')} needs --checkpoint DIR`);
+  }
+  if (cpDir !== undefined) o.checkpoint = { dir: cpDir, ...cpWhen };
   if ((o.traceEvery !== undefined || o.traceCap !== undefined) && !o.trace && !o.breakdown) {
     throw new UsageError(`${o.traceEvery !== undefined ? '--trace-every' : '--trace-cap'} needs --trace FILE or --breakdown`);
   }

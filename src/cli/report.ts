@@ -10,6 +10,8 @@ export function summary(r: RunResult): string {
     `ring      ${r.stages.map((s) => s.name).join(' -> ')}, ${ranks}, sizes ${sizes}`,
     `run       ${r.iterations} iterations, transport ${r.transport}${how}, c-backend ${r.cBackend}${r.transport === 'mpi' ? `, wire ${r.wire}` : ''}`,
     `checksum  ${r.checksum}`,
+    ...(r.resumedFrom ? [`resumed   from iteration ${r.resumedFrom}: ${r.iterations - r.resumedFrom} iterations run now`] : []),
+    ...(r.checkpoints?.last ? [`checkpoint ${r.checkpoints.last.path} (iteration ${r.checkpoints.last.iterations}; ${r.checkpoints.written} written by this run)`] : []),
     ...(r.trace ? [`trace     ${r.trace.file} (${r.trace.events} events; open in https://ui.perfetto.dev or chrome://tracing)`] : []),
   ].join('\n');
 }
@@ -39,14 +41,15 @@ export function formatTime(seconds: number): string {
  * the unit that fits, and the median iteration with the range of all iterations.
  */
 export function breakdown(r: RunResult): string {
-  const t = (s: number, isIteration = true) => (isIteration && r.iterations === 0 ? '-' : formatTime(s));
+  const ran = r.iterations - r.resumedFrom;
+  const t = (s: number, isIteration = true) => (isIteration && ran === 0 ? '-' : formatTime(s));
   const rows: [string, string, string][] = [
     ['Part of code', 'Time', 'Range (min … max)'],
     ['Start workers', t(r.startS, false), ''],
     ['First loop iter', t(r.firstIterS), ''],
     ['Last loop iter', t(r.lastIterS), ''],
     ['Mean iteration', t(r.meanIterS), ''],
-    ['Median iteration', t(r.medianIterS), r.iterations ? `${formatTime(r.minIterS)} … ${formatTime(r.maxIterS)}` : ''],
+    ['Median iteration', t(r.medianIterS), ran ? `${formatTime(r.minIterS)} … ${formatTime(r.maxIterS)}` : ''],
     ['Total', t(r.totalS, false), ''],
   ];
   const w = [0, 1, 2].map((c) => Math.max(...rows.map((row) => row[c].length)));

@@ -16,7 +16,7 @@ export class MpiError extends Error {
   }
 }
 
-export type MpiBuffer = Float64Array | Int32Array;
+export type MpiBuffer = Float64Array | Int32Array | Uint8Array;
 
 export interface MpiAddon {
   readonly ROOT: number;

@@ -8,6 +8,8 @@ import type { FailureReason } from '../errors.js';
 import type { RingPlan } from '../pipeline/model.js';
 import type { CBackend } from '../stage/kernel.js';
 import type { StepTimes, TimingSpec } from '../trace/log.js';
+import type { RunStates, StateFormat } from '../checkpoint/state.js';
+import type { WireIterStats } from '../trace/stats.js';
 
 export const MARK = '@@commloop ';
 /** "IN,OUT": the hub's channel fds (spawn mode: 3,4; unset under mpirun: stdin, stdout). */
@@ -28,6 +30,23 @@ export interface HubOptions {
   lockstep: boolean;
   /** Keep step times (src/trace/log.ts) and send them with the result. */
   timing?: TimingSpec;
+  /** Stages that keep state get FLAG_STATE: the run checkpoints or resumes. */
+  state: boolean;
+  /** Take checkpoints (the supervisor writes them): by count and by time; 0 for neither. */
+  checkpoint?: { every: number; intervalMs: number };
+  /** Start from a checkpoint. */
+  resume?: { iterations: number; array1: string; states: WireStates };
+}
+
+/** RunStates with each rank's bytes as base64. */
+export type WireStates = ([format: number, bytes: string][] | null)[];
+
+export function statesToWire(states: RunStates): WireStates {
+  return states.map((ranks) => ranks && ranks.map((r) => [r.format, Buffer.from(r.bytes.buffer, r.bytes.byteOffset, r.bytes.byteLength).toString('base64')]));
+}
+
+export function statesFromWire(states: WireStates): RunStates {
+  return states.map((ranks) => ranks && ranks.map(([format, b]) => ({ format: format as StateFormat, bytes: new Uint8Array(Buffer.from(b, 'base64')) })));
 }
 
 /** Supervisor -> hub. */
@@ -35,7 +54,11 @@ export type ToHub =
   | { t: 'run'; plan: WirePlan; opts: HubOptions }
   | { t: 'stop' }
   | { t: 'go' }
-  | { t: 'halt' };
+  | { t: 'halt' }
+  /** A checkpoint at the next boundary (SIGUSR1, the caller). */
+  | { t: 'checkpoint' }
+  /** The last checkpoint sent is on disk: the next may come. */
+  | { t: 'written' };
 
 /** Hub -> supervisor. Arrays travel as base64 of their float64 bytes. */
 export type FromHub =
@@ -45,7 +68,9 @@ export type FromHub =
   | { t: 'pulse'; host: string }
   | { t: 'it'; i: number; a: string }
   | { t: 'out'; i: number; a: string }
-  | { t: 'done'; startS: number; totalS: number; times: number[]; final: string; steps?: WireStepTimes }
+  /** A checkpoint for the supervisor to write: after `n` iterations, Array1 and the states. */
+  | { t: 'checkpoint'; n: number; a: string; states: WireStates }
+  | { t: 'done'; startS: number; totalS: number; stats: WireIterStats; final: string; steps?: WireStepTimes }
   | { t: 'fail'; stage?: string; rank?: number; host?: string; reason: FailureReason; detail: string };
 
 /** A RingPlan that survives JSON: an initial array as base64. */

@@ -11,7 +11,8 @@ import { createInterface } from 'node:readline';
 import { makeArena } from '../arena.js';
 import { RunError } from '../errors.js';
 import { driveRing } from '../run.js';
-import { HUB_FDS_ENV, MARK, encodeArray, fromWire, stepTimesToWire, type FromHub, type ToHub } from './channel.js';
+import { HUB_FDS_ENV, MARK, decodeArray, encodeArray, fromWire, statesFromWire, statesToWire, stepTimesToWire, type FromHub, type ToHub } from './channel.js';
+import type { CheckpointHooks } from '../run.js';
 import { mpi } from './addon.js';
 import { MpiTransport } from './transport.js';
 
@@ -33,6 +34,14 @@ let run: Extract<ToHub, { t: 'run' }> | undefined;
 let gotRun: () => void;
 const started = new Promise<void>((resolve) => (gotRun = resolve));
 let reply: ((go: boolean) => void) | undefined;
+/** Checkpoints: one sent and not yet written; one asked for; who waits for the write. */
+let writing = false;
+let wanted = false;
+let written: (() => void)[] = [];
+
+// mpirun forwards SIGUSR1 and SIGUSR2 to every rank, this one too: the caller's supervisor
+// handles them (a checkpoint) and says so on the channel; Node would open its inspector.
+for (const sig of ['SIGUSR1', 'SIGUSR2'] as const) process.on(sig, () => {});
 
 lines.on('line', (line) => {
   const m = JSON.parse(line) as ToHub;
@@ -41,6 +50,11 @@ lines.on('line', (line) => {
     gotRun();
   } else if (m.t === 'stop') stop.abort();
   else if (m.t === 'go' || m.t === 'halt') reply?.(m.t === 'go');
+  else if (m.t === 'checkpoint') wanted = true;
+  else if (m.t === 'written') {
+    writing = false;
+    for (const w of written.splice(0)) w();
+  }
 });
 // The lifeline: whoever started the run is gone, so nobody waits for its result.
 lines.on('close', () => {
@@ -54,6 +68,21 @@ const { plan: wire, opts } = run!;
 const plan = fromWire(wire);
 const arena = makeArena(plan, 0);
 const transport = new MpiTransport(plan, { arena, timeoutMs: opts.timeoutMs, timing: opts.timing }, opts);
+// The supervisor writes the checkpoints (on the caller's host, wherever this hub runs).
+const checkpoint: CheckpointHooks | undefined = opts.checkpoint && {
+  ...opts.checkpoint,
+  busy: () => writing,
+  requested: () => {
+    const w = wanted;
+    wanted = false;
+    return w;
+  },
+  take: (n, a, states) => {
+    writing = true;
+    send({ t: 'checkpoint', n, a: encodeArray(a), states: statesToWire(states) });
+  },
+  idle: () => (writing ? new Promise<void>((resolve) => written.push(resolve)) : Promise.resolve()),
+};
 try {
   // From the first spawn on, failures the addon's watchdog finds go to the supervisor; in
   // spawn mode this process's parent is the supervisor, its lifeline.
@@ -62,6 +91,8 @@ try {
   const outcome = await driveRing(plan, transport, arena, {
     iterations: opts.iterations,
     signal: stop.signal,
+    checkpoint,
+    resume: opts.resume && { iterations: opts.resume.iterations, array1: decodeArray(opts.resume.array1), states: statesFromWire(opts.resume.states) },
     onStarted: () => {
       send({ t: 'ready', ranks: transport.ranks.map((r) => [r.stage, r.rank, r.pid, r.host]) });
     },
@@ -75,7 +106,7 @@ try {
       : undefined,
   });
   const steps = outcome.steps && stepTimesToWire(outcome.steps);
-  send({ t: 'done', startS: outcome.startS, totalS: outcome.totalS, times: outcome.times, final: encodeArray(outcome.final), steps });
+  send({ t: 'done', startS: outcome.startS, totalS: outcome.totalS, stats: outcome.stats.toJSON(), final: encodeArray(outcome.final), steps });
   process.exit(0); // the channel's socket would otherwise keep this process up
 } catch (err) {
   const e = err instanceof RunError ? err : new RunError({ reason: 'protocol', detail: (err as Error).message.split('\n')[0] });

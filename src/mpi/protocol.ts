@@ -14,6 +14,12 @@ export const CMD_STOP = 0;
 export const CMD_RUN = 1;
 /** v2: run `count` steps {CMD_EPOCH, first iteration, count, 0}, sizes from the step table. */
 export const CMD_EPOCH = 2;
+/** v2 with FLAG_STATE, between epochs: every rank sends its state {CMD_SAVE, iteration, 0, 0} (docs/PROTOCOL.md section 5). */
+export const CMD_SAVE = 3;
+/** v2 with FLAG_STATE, once before the first epoch of a resumed run: every rank gets its state back. */
+export const CMD_LOAD = 4;
+/** The tag of a state's bytes, rank to hub (save) and hub to rank (load). */
+export const TAG_STATE = 7;
 /** v2 step-table flag: keep step times and ship them at the stop (docs/PROTOCOL.md, "Step times"). */
 export const FLAG_TIMES = 1;
 /**
@@ -22,6 +28,8 @@ export const FLAG_TIMES = 1;
  * intercommunicator's collectives over Open MPI's shared memory (bench c-floor-mpmd*).
  */
 export const FLAG_MERGED = 2;
+/** v2 step-table flag: the stage may be asked for its state, and handed it back (CMD_SAVE, CMD_LOAD). */
+export const FLAG_STATE = 4;
 /**
  * Set for every process of a run (docs/PROTOCOL.md, "A rank that never returns"): the
  * step deadline in ms. A stage whose compute outlasts it reports itself, naming its rank,

@@ -10,7 +10,8 @@ import { RunError, type Failure } from '../errors.js';
 import type { RingPlan } from '../pipeline/model.js';
 import type { RingOutcome } from '../run.js';
 import { firstFailure } from './blame.js';
-import { STAGE_FAIL, decodeArray, stepTimesFromWire, type FromHub } from './channel.js';
+import { STAGE_FAIL, decodeArray, statesFromWire, stepTimesFromWire, type FromHub } from './channel.js';
+import { IterStats } from '../trace/stats.js';
 import { exitGraceMs, overdue, type RunClock } from './deadlines.js';
 import { pendingLaunches, unreachable, type LaunchedHub } from './hub-launch.js';
 import { jobFamily, removeSegments, writeFailureLog } from './leftovers.js';
@@ -95,12 +96,15 @@ export class Supervision implements RunClock {
       case 'out':
         this.hooks.onOutput?.(m.i, decodeArray(m.a));
         break;
+      case 'checkpoint':
+        this.writeCheckpoint(m);
+        break;
       case 'done':
         this.endedAt = now;
         this.outcome = {
           startS: m.startS,
           totalS: m.totalS,
-          times: m.times,
+          stats: IterStats.fromJSON(m.stats),
           final: decodeArray(m.final),
           steps: m.steps && stepTimesFromWire(m.steps),
           hostName: (hash) => hostLabel(hash, this.hub.hostNames),
@@ -115,6 +119,26 @@ export class Supervision implements RunClock {
       default:
         m satisfies never; // a new message of FromHub needs its case here
     }
+  }
+
+  /**
+   * A checkpoint the hub took: written here (on the caller's host, wherever the hub runs)
+   * while the ring goes on; the hub sends the next one only after 'written'. A write that
+   * fails ends the run with its error.
+   */
+  private writeCheckpoint(m: Extract<FromHub, { t: 'checkpoint' }>): void {
+    const cps = this.opts.checkpoints;
+    const failed = (err: unknown) => {
+      this.callerError ??= err;
+      this.kill();
+    };
+    if (!cps) return failed(new Error('the hub sent a checkpoint that this run did not ask for'));
+    try {
+      cps.write(m.n, decodeArray(m.a), statesFromWire(m.states));
+    } catch (err) {
+      return failed(err);
+    }
+    cps.writer.idle().then(() => this.hub.tell({ t: 'written' }), failed);
   }
 
   /** One line of the hub's stderr: a stage's failure report, Open MPI's noise (kept), or a stage's own output. */

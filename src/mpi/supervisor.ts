@@ -16,7 +16,8 @@ import type { RingPlan } from '../pipeline/model.js';
 import type { RingOutcome } from '../run.js';
 import type { CBackend } from '../stage/kernel.js';
 import type { TimingSpec } from '../trace/log.js';
-import { toWire } from './channel.js';
+import type { CheckpointSession } from '../checkpoint/session.js';
+import { encodeArray, statesToWire, toWire } from './channel.js';
 import { WATCH_MS } from './deadlines.js';
 import { launchHub } from './hub-launch.js';
 import { STARTUP_LOOK_MS } from './startup-watch.js';
@@ -34,6 +35,8 @@ export interface SuperviseOptions {
   timeoutMs: number;
   verbose: boolean;
   timing?: TimingSpec;
+  /** The run's checkpoints: the hub takes them, this side writes them (on the caller's host). */
+  checkpoints?: CheckpointSession;
 }
 
 export interface SuperviseHooks {
@@ -47,8 +50,22 @@ export function superviseMpiRun(plan: RingPlan, opts: SuperviseOptions, hooks: S
   const hub = launchHub(plan, opts);
   return new Promise<RingOutcome>((resolve, reject) => {
     const run = new Supervision(plan, opts, hooks, hub);
-    const { wire: _request, ...hubOpts } = opts;
-    hub.tell({ t: 'run', plan: toWire(plan), opts: { ...hubOpts, merged: hub.wire.merged, lockstep: Boolean(hooks.onIteration) } });
+    const { wire: _request, checkpoints: cps, ...hubOpts } = opts;
+    const from = cps?.resume;
+    hub.tell({
+      t: 'run',
+      plan: toWire(plan),
+      opts: {
+        ...hubOpts,
+        merged: hub.wire.merged,
+        lockstep: Boolean(hooks.onIteration),
+        state: cps !== undefined,
+        ...(cps ? { checkpoint: { every: cps.every, intervalMs: cps.intervalMs } } : {}),
+        ...(from ? { resume: { iterations: from.iterations, array1: encodeArray(from.array1), states: statesToWire(from.states) } } : {}),
+      },
+    });
+    // A checkpoint asked for here (SIGUSR1) is the hub's to take, at its next boundary.
+    if (cps) cps.forward = () => hub.tell({ t: 'checkpoint' });
     hub.listen((m) => run.onHubMessage(m));
     createInterface({ input: hub.child.stderr!, crlfDelay: Infinity }).on('line', (line) => run.onStderrLine(line));
 
@@ -68,6 +85,7 @@ export function superviseMpiRun(plan: RingPlan, opts: SuperviseOptions, hooks: S
       clearInterval(watch);
       clearInterval(startupLooks);
       hooks.signal?.removeEventListener('abort', onAbort);
+      if (cps) cps.forward = undefined;
       const end = run.settle(code, signal);
       if ('outcome' in end) resolve(end.outcome);
       else reject(end.error);

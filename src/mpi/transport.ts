@@ -9,7 +9,8 @@ import { join } from 'node:path';
 import { addonPath, distDir, howToBuild, nativeWorkerPath, pythonStagePath } from '../assets.js';
 import { RunError } from '../errors.js';
 import type { CBackend } from '../stage/kernel.js';
-import { CMD_EPOCH, CMD_RUN, CMD_STOP, FLAG_MERGED, FLAG_TIMES, MAGIC, hostHash, stepTable } from './protocol.js';
+import { CMD_EPOCH, CMD_LOAD, CMD_RUN, CMD_SAVE, CMD_STOP, FLAG_MERGED, FLAG_STATE, FLAG_TIMES, MAGIC, TAG_STATE, hostHash, stepTable } from './protocol.js';
+import { STATE_NONE, type RankState, type RunStates, type StateFormat } from '../checkpoint/state.js';
 import { monoUs } from '../trace/clock.js';
 import { CLOCK_ROUNDS, REC, chronological, clockOffsets, keptCount, newRing, slotOf, type StepTimes } from '../trace/log.js';
 import { MpiError, mpi, setMpiEnvironment, type MpiAddon } from './addon.js';
@@ -24,6 +25,8 @@ export interface MpiOptions {
   merged: boolean;
   /** MPI_Info keys for every spawn (host, hostfile); empty on one machine. */
   spawnInfo: Record<string, string>;
+  /** The run takes checkpoints or resumes: stages that keep state get FLAG_STATE. */
+  state: boolean;
 }
 
 /**
@@ -82,6 +85,8 @@ export class MpiTransport implements Transport {
   private offsets: StepTimes['offsets'] = [];
   /** Per stage, the steps its ranks ran: what they keep and ship follows from it. */
   private steps: number[] = [];
+  /** Stages that answered a save with no state from every rank: they have no hooks, and are not asked again. */
+  private readonly stateless = new Set<number>();
 
   constructor(
     private readonly plan: RingPlan,
@@ -132,7 +137,8 @@ export class MpiTransport implements Transport {
           const { first, table } = stepTable(this.plan, s);
           // {P, first, flags}: FLAG_TIMES asks for step times (of stages that keep them), FLAG_MERGED
           // for steps on a merged intracommunicator (the project's own stages, where the wire says).
-          m.bcast(comm, Int32Array.of(table.length / 2, first, (times ? FLAG_TIMES : 0) | (merge ? FLAG_MERGED : 0)), m.ROOT);
+          const flags = (times ? FLAG_TIMES : 0) | (merge ? FLAG_MERGED : 0) | (this.stateful(s) ? FLAG_STATE : 0);
+          m.bcast(comm, Int32Array.of(table.length / 2, first, flags), m.ROOT);
           m.bcast(comm, table, m.ROOT);
           if (times) m.bcast(comm, Int32Array.of(timing.every, timing.cap), m.ROOT);
         }
@@ -285,6 +291,66 @@ export class MpiTransport implements Transport {
     }
     this.midStep = false;
     return undefined;
+  }
+
+  /** Stage s got FLAG_STATE: it may be asked for its state (docs/PROTOCOL.md section 5). */
+  private stateful(s: number): boolean {
+    const st = this.plan.stages[s];
+    return this.opts.state && st.state && st.protocol === 2;
+  }
+
+  /** CMD_SAVE to every stage that may keep state: each rank's {format, nbytes}, then its bytes. */
+  saveStates(iterations: number): RunStates {
+    const { m } = this;
+    const header = Int32Array.of(CMD_SAVE, iterations, 0, 0);
+    this.midStep = true;
+    const states = this.plan.stages.map((st, s): RankState[] | null => {
+      if (!this.stateful(s) || this.stateless.has(s)) return null;
+      const comm = this.comms[s];
+      const sizes = new Int32Array(2 * st.ranks);
+      const out: RankState[] = [];
+      this.step(s, `the state save before iteration ${iterations}`, () => {
+        m.bcast(comm, header, m.ROOT);
+        m.gather(comm, null, sizes, 2, m.ROOT);
+        for (let r = 0; r < st.ranks; r++) {
+          const [format, n] = [sizes[2 * r], sizes[2 * r + 1]];
+          if (format < 0 || format > 2 || n < 0 || (format === STATE_NONE && n !== 0)) {
+            throw new RunError({ stage: st.name, rank: r, reason: 'protocol', detail: `answered the state save with format ${format} and ${n} bytes (docs/PROTOCOL.md section 5)` });
+          }
+          const bytes = new Uint8Array(n);
+          if (n > 0) m.recv(comm, bytes, r, TAG_STATE);
+          out.push({ format: format as StateFormat, bytes });
+        }
+      });
+      if (out.every((r) => r.format === STATE_NONE)) {
+        this.stateless.add(s);
+        return null;
+      }
+      return out;
+    });
+    this.midStep = false;
+    return states;
+  }
+
+  /** CMD_LOAD to every stage the checkpoint holds state for: {format, nbytes} scattered, the bytes sent, an ack gathered. */
+  loadStates(iterations: number, states: RunStates): void {
+    const { m } = this;
+    const header = Int32Array.of(CMD_LOAD, iterations, 0, 0);
+    this.midStep = true;
+    states.forEach((ranks, s) => {
+      if (!ranks || !this.stateful(s)) return;
+      const comm = this.comms[s];
+      const st = this.plan.stages[s];
+      this.step(s, `the state load before iteration ${iterations}`, () => {
+        m.bcast(comm, header, m.ROOT);
+        m.scatter(comm, Int32Array.from(ranks.flatMap((r) => [r.format, r.bytes.length])), null, 2, m.ROOT);
+        ranks.forEach((r, rank) => {
+          if (r.bytes.length > 0) m.send(comm, r.bytes, rank, TAG_STATE);
+        });
+        m.gather(comm, null, new Int32Array(st.ranks), 1, m.ROOT);
+      });
+    });
+    this.midStep = false;
   }
 
   /**

@@ -6,8 +6,9 @@
  */
 import { KernelTrap, instantiateKernel, nullGuard } from '../stage/kernel.js';
 import { ARENA_BASE } from '../arena.js';
-import { errorLine, loadTransform, mustBeSync } from '../stage/ts-transform.js';
-import { CMD_EPOCH, CMD_RUN, CMD_STOP, FLAG_MERGED, FLAG_TIMES, MAGIC, STEP_TIMEOUT_ENV, hostHash, stageComm } from './protocol.js';
+import { errorLine, loadStateHooks, loadTransform, mustBeSync, type StateHooks } from '../stage/ts-transform.js';
+import { NO_STATE, STATE_NONE, stateOfValue, valueOfState, type RankState, type StateFormat } from '../checkpoint/state.js';
+import { CMD_EPOCH, CMD_LOAD, CMD_RUN, CMD_SAVE, CMD_STOP, FLAG_MERGED, FLAG_STATE, FLAG_TIMES, MAGIC, STEP_TIMEOUT_ENV, TAG_STATE, hostHash, stageComm } from './protocol.js';
 import { monoUs } from '../trace/clock.js';
 import { CLOCK_ROUNDS, chronological, newRing, slotOf, type TimingSpec } from '../trace/log.js';
 import { mpi } from './addon.js';
@@ -18,6 +19,10 @@ if (!((kind === 'ts' || kind === 'c') && what && exportName)) {
   process.stderr.write(`commloop worker: usage: worker.js ts MODULE EXPORT [NAME] | worker.js c WASM EXPORT [NAME] (got "${process.argv.slice(2).join(' ')}")\n`);
   process.exit(2);
 }
+
+// mpirun forwards SIGUSR1 and SIGUSR2 to every rank: a batch system's warning is the master's
+// (a checkpoint), and Node would otherwise open its inspector on SIGUSR1.
+for (const sig of ['SIGUSR1', 'SIGUSR2'] as const) process.on(sig, () => {});
 
 const m = mpi();
 m.init();
@@ -47,10 +52,12 @@ let table = new Int32Array(0);
 let timing: TimingSpec | undefined;
 /** With FLAG_MERGED: the intracommunicator the steps run on. */
 let merged: number | null = null;
+/** With FLAG_STATE: the hub may send CMD_SAVE and CMD_LOAD between epochs. */
+let stateful = false;
 if (version === 2) {
   const head = new Int32Array(3);
   m.bcast(parent, head, 0);
-  if ((head[2] & ~(FLAG_TIMES | FLAG_MERGED)) !== 0) {
+  if ((head[2] & ~(FLAG_TIMES | FLAG_MERGED | FLAG_STATE)) !== 0) {
     process.stderr.write(`commloop-fail: ${hello[2]} ${rank} ProtocolError: step table flags ${head[2]} are not known here\n`);
     m.abort(parent, 1);
   }
@@ -64,6 +71,7 @@ if (version === 2) {
   }
   // MPMD: steps on the intercommunicator merged with the hub's side (the hub is rank 0).
   if (head[2] & FLAG_MERGED) merged = m.merge(parent, true);
+  stateful = (head[2] & FLAG_STATE) !== 0;
 }
 const ring = timing ? newRing(timing) : undefined;
 /**
@@ -78,6 +86,7 @@ function failed(err: unknown): never {
 
 // Load before saying ready, so start-up time counts it and a bad module fails early.
 const transform = kind === 'ts' ? await loadTransform(what, exportName).catch(failed) : undefined;
+const hooks: StateHooks = kind === 'ts' && stateful ? await loadStateHooks(what).catch(failed) : {};
 m.gather(parent, Int32Array.of(process.pid, hostHash()), null, 2, 0);
 if (timing) {
   // The hub's clock rounds: the time this rank's clock reads when each broadcast arrives.
@@ -185,6 +194,37 @@ function step(iteration: number, nIn: number, nOut: number): void {
   steps++;
 }
 
+/** CMD_SAVE (docs/PROTOCOL.md section 5): {format, nbytes} to the hub, then the bytes. */
+function save(iteration: number): void {
+  let state: RankState = NO_STATE;
+  if (hooks.save) {
+    try {
+      state = stateOfValue(hooks.save({ rank, nranks, iteration }));
+    } catch (err) {
+      failed(new Error(`save() failed: ${errorLine(err)}`));
+    }
+  }
+  m.gather(parent, Int32Array.of(state.format, state.bytes.length), null, 2, 0);
+  if (state.bytes.length > 0) m.send(parent, state.bytes, 0, TAG_STATE);
+}
+
+/** CMD_LOAD: this rank's {format, nbytes}, the bytes, then an ack once load() took them. */
+function load(iteration: number): void {
+  const size = new Int32Array(2);
+  m.scatter(parent, null, size, 2, 0);
+  const bytes = new Uint8Array(size[1]);
+  if (size[1] > 0) m.recv(parent, bytes, 0, TAG_STATE);
+  if (size[0] !== STATE_NONE) {
+    try {
+      if (!hooks.load) throw new Error('the checkpoint holds a state for this rank, but the module exports no load(state, ctx)');
+      hooks.load(valueOfState({ format: size[0] as StateFormat, bytes }), { rank, nranks, iteration });
+    } catch (err) {
+      failed(new Error(`load() failed: ${errorLine(err)}`));
+    }
+  }
+  m.gather(parent, Int32Array.of(0), null, 1, 0);
+}
+
 const header = new Int32Array(4);
 const P = table.length / 2;
 for (;;) {
@@ -197,7 +237,9 @@ for (;;) {
       const e = 2 * (i % P);
       step(i, i === 0 ? first : table[e], table[e + 1]);
     }
-  } else {
+  } else if (header[0] === CMD_SAVE && stateful) save(header[1]);
+  else if (header[0] === CMD_LOAD && stateful) load(header[1]);
+  else {
     process.stderr.write(`commloop-fail: ${hello[2]} ${rank} ProtocolError: bad header {${header.join(', ')}} for protocol ${version}\n`);
     m.abort(parent, 1);
   }

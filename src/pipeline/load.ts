@@ -21,7 +21,7 @@ const KINDS = ['ts', 'c', 'exec', 'python'];
 const FIELDS: Record<string, string[]> = {
   ts: ['name', 'kind', 'ranks', 'size', 'module', 'export'],
   c: ['name', 'kind', 'ranks', 'size', 'source', 'function', 'cflags', 'libs'],
-  exec: ['name', 'kind', 'ranks', 'size', 'command', 'cwd', 'env', 'protocol', 'times'],
+  exec: ['name', 'kind', 'ranks', 'size', 'command', 'cwd', 'env', 'protocol', 'times', 'state'],
   python: ['name', 'kind', 'ranks', 'size', 'module', 'function', 'python', 'cwd', 'env'],
 };
 /** Kinds that run as a separate MPI program, so only over the MPI transport. */
@@ -166,6 +166,11 @@ export function validatePipeline(obj: unknown, baseDir: string): PipelineSpec {
         if (st.times && out.protocol !== 2) throw new UsageError(`stage "${name}": "times": true needs "protocol": 2 (got ${show(out.protocol ?? 1)})`);
         out.times = st.times;
       }
+      if (st.state !== undefined) {
+        if (typeof st.state !== 'boolean') throw new UsageError(`stage "${name}": "state" must be true or false (got ${show(st.state)})`);
+        if (st.state && out.protocol !== 2) throw new UsageError(`stage "${name}": "state": true needs "protocol": 2 (got ${show(out.protocol ?? 1)})`);
+        out.state = st.state;
+      }
     }
     return out;
   });
@@ -223,7 +228,7 @@ export async function preparePlan(spec: PipelineSpec, opts: PrepareOptions): Pro
   const userC: CSource[] = [];
   const stages: RingStage[] = [];
   for (const [s, st] of spec.stages.entries()) {
-    const rs: RingStage = { name: st.name, kind: st.kind, ranks: ranks[s], protocol: 2, times: true };
+    const rs: RingStage = { name: st.name, kind: st.kind, ranks: ranks[s], protocol: 2, times: true, state: st.kind === 'ts' || st.kind === 'python', origin: st.module ?? st.source ?? st.command?.[0] };
     if (st.kind === 'ts') {
       rs.export = st.export ?? 'transform';
       rs.module = st.module!.startsWith('builtin:') ? st.module! : await buildTsModule(st.name, st.module!);
@@ -256,6 +261,7 @@ export async function preparePlan(spec: PipelineSpec, opts: PrepareOptions): Pro
       rs.env = st.env;
       rs.protocol = st.protocol ?? 1; // written by others from docs/PROTOCOL.md, v1 unless it says
       rs.times = st.times ?? false;
+      rs.state = st.state ?? false;
     }
     stages.push(rs);
   }

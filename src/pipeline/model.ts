@@ -40,6 +40,12 @@ export interface StageSpec {
    * every stage built with include/commloop_stage.h does; needs protocol 2 (default false).
    */
   times?: boolean;
+  /**
+   * exec: the program saves and loads its state at checkpoints (docs/PROTOCOL.md section 5),
+   * as a program built with include/commloop_stage.h and state callbacks does; needs
+   * protocol 2 (default false: the stage is stateless).
+   */
+  state?: boolean;
   /** exec, python: the stage's working directory (default: the pipeline file's directory). */
   cwd?: string;
   /** exec, python: variables added to every rank's environment. */
@@ -77,6 +83,10 @@ export interface RingStage {
   protocol: 1 | 2;
   /** The stage keeps and ships its step times when asked (docs/PROTOCOL.md, "Step times"). */
   times: boolean;
+  /** The stage saves and loads state at checkpoints (docs/PROTOCOL.md section 5): ts, python, and exec with "state". */
+  state: boolean;
+  /** The code as the pipeline names it (a module, source or program path): a checkpoint's identity. */
+  origin?: string;
   cwd?: string;
   /** exec, python: variables added to every rank's environment. */
   env?: Record<string, string>;

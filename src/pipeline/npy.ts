@@ -32,6 +32,20 @@ export function readArray(path: string): Float64Array {
     if (buf.length % 8 !== 0) throw new Error(`${path}: raw float64 file length ${buf.length} is not a multiple of 8`);
     return toFloat64(buf, 0, buf.length / 8);
   }
+  const { descr, shape, data } = parseNpy(buf, path);
+  if (descr !== '<f8') throw new Error(`${path}: dtype '${descr}' is not supported (only '<f8')`);
+  if (data.length !== shape.reduce((n, d) => n * d, 1) * 8) {
+    throw new Error(`${path}: shape (${shape.join(', ')}${shape.length === 1 ? ',' : ''}) needs ${shape.reduce((n, d) => n * d, 1) * 8} bytes of data but the file has ${data.length}`);
+  }
+  return toFloat64(buf, buf.length - data.length, data.length / 8);
+}
+
+/**
+ * A `.npy` file's dtype, shape and data bytes (any dtype; C order only). Throws an `Error`
+ * naming `path` when it is not such a file. The data's length is not checked against the
+ * shape: that needs the dtype's size, which the caller knows.
+ */
+export function parseNpy(buf: Buffer, path: string): { descr: string; shape: number[]; data: Buffer } {
   if (buf.length < 8 || !buf.subarray(0, 6).equals(MAGIC)) throw new Error(`${path}: not a .npy file (bad magic)`);
   const major = buf[6]!;
   const minor = buf[7]!;
@@ -54,10 +68,7 @@ export function readArray(path: string): Float64Array {
     if (!header.has(key)) throw new Error(`${path}: malformed .npy header (no '${key}'): ${text.trim()}`);
   }
   const descr = header.get('descr')!;
-  if (descr.v !== '<f8') {
-    const shown = typeof descr.v === 'string' ? `'${descr.v}'` : descr.src;
-    throw new Error(`${path}: dtype ${shown} is not supported (only '<f8')`);
-  }
+  if (typeof descr.v !== 'string') throw new Error(`${path}: malformed .npy header (descr is ${descr.src}): ${text.trim()}`);
   const fortran = header.get('fortran_order')!;
   if (fortran.v === true) throw new Error(`${path}: fortran_order arrays are not supported`);
   if (fortran.v !== false) throw new Error(`${path}: malformed .npy header (fortran_order is ${fortran.src}): ${text.trim()}`);
@@ -66,12 +77,7 @@ export function readArray(path: string): Float64Array {
   if (!Array.isArray(dims) || dims.some((d) => typeof d.v !== 'number' || d.v < 0 || !Number.isSafeInteger(d.v))) {
     throw new Error(`${path}: malformed .npy header (shape is ${shape.src}): ${text.trim()}`);
   }
-  const count = dims.reduce((n, d) => n * (d.v as number), 1);
-  const dataBytes = buf.length - dataStart;
-  if (dataBytes !== count * 8) {
-    throw new Error(`${path}: shape ${shape.src} needs ${count * 8} bytes of data but the file has ${dataBytes}`);
-  }
-  return toFloat64(buf, dataStart, count);
+  return { descr: descr.v, shape: dims.map((d) => d.v as number), data: buf.subarray(dataStart) };
 }
 
 /**
@@ -79,7 +85,43 @@ export function readArray(path: string): Float64Array {
  * (header padded so the data starts at a multiple of 64 bytes). Creates the parent directory.
  */
 export function writeNpy(path: string, a: Float64Array): void {
-  const dict = `{'descr': '<f8', 'fortran_order': False, 'shape': (${a.length},), }`;
+  makeDirs(dirname(path));
+  writeFileSync(path, npyBytes(a));
+}
+
+/** Every typed array's NumPy dtype (little-endian; the .npy a checkpoint keeps for a ts stage's state). */
+export const NPY_DTYPES = {
+  '<f8': Float64Array,
+  '<f4': Float32Array,
+  '<i4': Int32Array,
+  '<u4': Uint32Array,
+  '<i2': Int16Array,
+  '<u2': Uint16Array,
+  '|i1': Int8Array,
+  '|u1': Uint8Array,
+  '<i8': BigInt64Array,
+  '<u8': BigUint64Array,
+} as const;
+export type NpyArray =
+  | Float64Array
+  | Float32Array
+  | Int32Array
+  | Uint32Array
+  | Int16Array
+  | Uint16Array
+  | Int8Array
+  | Uint8Array
+  | Uint8ClampedArray
+  | BigInt64Array
+  | BigUint64Array;
+
+/**
+ * A 1-D typed array as the bytes of a `.npy` file, format 1.0, laid out exactly as
+ * `numpy.save` does (header padded so the data starts at a multiple of 64 bytes).
+ */
+export function npyBytes(a: NpyArray): Buffer {
+  const descr = a instanceof Uint8ClampedArray ? '|u1' : Object.entries(NPY_DTYPES).find(([, T]) => a instanceof T)![0];
+  const dict = `{'descr': '${descr}', 'fortran_order': False, 'shape': (${a.length},), }`;
   const grown = dict + ' '.repeat(Math.max(0, GROWTH_AXIS_MAX_DIGITS - String(a.length).length));
   const hlen = grown.length + 1; // + '\n'
   const pad = ALIGN - ((MAGIC.length + 2 + 2 + hlen) % ALIGN);
@@ -90,14 +132,8 @@ export function writeNpy(path: string, a: Float64Array): void {
   header.writeUInt16LE(hlen + pad, 8);
   header.write(grown, 10, 'latin1');
   header[header.length - 1] = 0x0a;
-  const data = Buffer.alloc(a.length * 8);
-  if (littleEndian) {
-    Buffer.from(a.buffer, a.byteOffset, a.byteLength).copy(data);
-  } else {
-    for (let i = 0; i < a.length; i++) data.writeDoubleLE(a[i]!, i * 8);
-  }
-  makeDirs(dirname(path));
-  writeFileSync(path, Buffer.concat([header, data]));
+  if (!littleEndian) throw new Error('writing .npy files needs a little-endian host');
+  return Buffer.concat([header, Buffer.from(a.buffer, a.byteOffset, a.byteLength)]);
 }
 
 /** A fresh (8-byte aligned) copy of `count` little-endian doubles at `offset` of `buf`. */
@@ -195,7 +231,7 @@ function makeDirs(dir: string): void {
  * and a probe file created and removed there (root passes access() checks on /proc, so
  * only a real create tells).
  */
-export function checkWritable(path: string, what: 'output' | 'trace' = 'output'): void {
+export function checkWritable(path: string, what: 'output' | 'trace' | 'checkpoint' = 'output'): void {
   const probe = `${path}.commloop-probe-${process.pid}`;
   try {
     makeDirs(dirname(path));
@@ -203,6 +239,7 @@ export function checkWritable(path: string, what: 'output' | 'trace' = 'output')
     rmSync(probe, { force: true });
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+    if (what === 'checkpoint') throw new UsageError(`--checkpoint folder ${dirname(path)} cannot be written (${code})`);
     throw new UsageError(what === 'output' ? `pipeline: "output" file ${path} cannot be written (${code})` : `--trace file ${path} cannot be written (${code})`);
   }
 }

@@ -8,7 +8,8 @@ import { nativeKernels } from '../assets.js';
 import { RunError } from '../errors.js';
 import type { RingStage, StageStep } from '../pipeline/model.js';
 import { KernelTrap, instantiateKernel, nullGuard, type CBackend } from './kernel.js';
-import { errorLine, loadTransform, mustBeSync } from './ts-transform.js';
+import { errorLine, loadStateHooks, loadTransform, mustBeSync, type StateHooks } from './ts-transform.js';
+import { STATE_NONE, stateOfValue, valueOfState, type RankState } from '../checkpoint/state.js';
 import { monoUs } from '../trace/clock.js';
 import { REC, slotOf, type TimingSpec } from '../trace/log.js';
 
@@ -39,6 +40,13 @@ export interface ExecutorInit {
 
 type Runner = (step: StageStep, rank: number, inAt: number, outAt: number) => void;
 
+/** One rank's state, as a thread reports it (save) or is handed it (load). */
+export interface OwnedState {
+  stage: number;
+  rank: number;
+  state: RankState;
+}
+
 export class Executor {
   /** "stage rank" of the user code running now: what this thread prints is labelled with it. */
   printing = '';
@@ -46,6 +54,7 @@ export class Executor {
   private constructor(
     private readonly init: ExecutorInit,
     private readonly run: Runner[],
+    private readonly hooks: StateHooks[],
   ) {}
 
   static async create(init: ExecutorInit): Promise<Executor> {
@@ -53,7 +62,9 @@ export class Executor {
     const needsWasm = init.stages.some((s) => s.kind === 'c') && init.cBackend === 'wasm';
     const wasm = needsWasm ? instantiateKernel(init.memory, init.wasmModule, init.stackTop) : undefined;
     const run: Runner[] = [];
+    const hooks: StateHooks[] = [];
     for (const st of init.stages) {
+      hooks.push(st.kind === 'ts' ? await loadStateHooks(st.module!) : {});
       const nranks = st.ranks;
       if (st.kind === 'ts') {
         const fn = await loadTransform(st.module!, st.export!);
@@ -88,7 +99,46 @@ export class Executor {
         });
       }
     }
-    return new Executor(init, run);
+    return new Executor(init, run, hooks);
+  }
+
+  /** Ranks r of stage s that this executor runs. */
+  private *mine(s: number): Generator<number> {
+    for (let r = this.init.index; r < this.init.stages[s].ranks; r += this.init.executors) yield r;
+  }
+
+  /** Every state this executor's ranks keep, from their stage's save(ctx); stages without one give none. */
+  saveStates(iteration: number): OwnedState[] {
+    const out: OwnedState[] = [];
+    this.init.stages.forEach((st, s) => {
+      const save = this.hooks[s].save;
+      if (!save) return;
+      for (const r of this.mine(s)) {
+        this.printing = `${st.name} ${r}`;
+        try {
+          out.push({ stage: s, rank: r, state: stateOfValue(save({ rank: r, nranks: st.ranks, iteration })) });
+        } catch (err) {
+          throw new RunError({ stage: st.name, rank: r, reason: 'user-code', detail: `save() failed: ${errorLine(err)}` });
+        }
+      }
+    });
+    return out;
+  }
+
+  /** Hands each of this executor's ranks its saved state (load(state, ctx)). */
+  loadStates(iteration: number, states: OwnedState[]): void {
+    for (const { stage: s, rank: r, state } of states) {
+      if (state.format === STATE_NONE) continue;
+      const st = this.init.stages[s];
+      this.printing = `${st.name} ${r}`;
+      try {
+        const load = this.hooks[s].load;
+        if (!load) throw new Error('the checkpoint holds a state for this rank, but the module exports no load(state, ctx)');
+        load(valueOfState(state), { rank: r, nranks: st.ranks, iteration });
+      } catch (err) {
+        throw new RunError({ stage: st.name, rank: r, reason: 'user-code', detail: `load() failed: ${errorLine(err)}` });
+      }
+    }
   }
 
   /** Runs this executor's ranks of the step; `running(r)` hears of each rank before it runs. */

@@ -9,6 +9,24 @@ export async function loadTransform(module: string, exportName: string): Promise
   return fn;
 }
 
+/** A ts stage module's state hooks (docs/CHECKPOINTS.md): `save(ctx)` and `load(state, ctx)`, each optional. */
+export interface StateHooks {
+  save?: (ctx: StageCtx) => unknown;
+  load?: (state: unknown, ctx: StageCtx) => unknown;
+}
+export interface StageCtx {
+  rank: number;
+  nranks: number;
+  iteration: number;
+}
+
+export async function loadStateHooks(module: string): Promise<StateHooks> {
+  if (module.startsWith('builtin:')) return {};
+  const mod = (await import(pathToFileURL(module).href)) as Record<string, unknown>;
+  const fn = (name: string) => (typeof mod[name] === 'function' ? (mod[name] as never) : undefined);
+  return { save: fn('save'), load: fn('load') };
+}
+
 /** The named export; for the default name "transform", the default export also serves. */
 export function pickTransform(mod: Record<string, unknown>, exportName: string): Transform | undefined {
   const fn = mod[exportName] ?? (exportName === 'transform' ? mod.default : undefined);

@@ -4,7 +4,7 @@
  * Slots that different threads write sit on different cache lines.
  */
 export const GO = 0; // hub bumps it to publish a dispatch (or a stop)
-export const CMD = 1; // CMD_RUN or CMD_STOP, valid when GO changes
+export const CMD = 1; // CMD_RUN, CMD_STOP, CMD_SAVE or CMD_LOAD, valid when GO changes
 export const STAGE = 2;
 export const ITER = 3;
 export const NIN = 4;
@@ -17,6 +17,10 @@ export const SLOTS = FAILED + 1 + MAX_THREADS;
 
 export const CMD_RUN = 0;
 export const CMD_STOP = 1;
+/** Each thread posts its ranks' states ({ type: 'states' }), for a checkpoint at iteration ITER. */
+export const CMD_SAVE = 2;
+/** Each thread takes its ranks' states from its port (receiveMessageOnPort) and loads them. */
+export const CMD_LOAD = 3;
 
 export function newControl(): Int32Array {
   return new Int32Array(new SharedArrayBuffer(SLOTS * 4));

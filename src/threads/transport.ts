@@ -7,11 +7,12 @@
  */
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
-import { Worker } from 'node:worker_threads';
+import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
 import { distDir, nativeKernels } from '../assets.js';
-import { CMD, CMD_RUN, CMD_STOP, DONE, FAILED, GO, ITER, NIN, NOUT, STAGE, newControl, waitChange } from './control.js';
+import { CMD, CMD_LOAD, CMD_RUN, CMD_SAVE, CMD_STOP, DONE, FAILED, GO, ITER, NIN, NOUT, STAGE, newControl, waitChange } from './control.js';
 import { RunError, type Failure } from '../errors.js';
-import type { ExecutorInit } from '../stage/executor.js';
+import type { ExecutorInit, OwnedState } from '../stage/executor.js';
+import type { RankState, RunStates } from '../checkpoint/state.js';
 import type { CBackend } from '../stage/kernel.js';
 import type { RingPlan, StageStep } from '../pipeline/model.js';
 import { STOP_GRACE_MS, stoppedDetail, type Transport, type TransportContext } from '../transport.js';
@@ -34,11 +35,14 @@ let runs = 0;
 /** The slow path's wait between looks at a failure, a stop or the deadline. */
 const WAIT_SLICE_MS = 50;
 
-export type ThreadMessage = { type: 'ready' } | { type: 'error'; failure: Failure };
+export type ThreadMessage = { type: 'ready' } | { type: 'error'; failure: Failure } | { type: 'states'; states: OwnedState[] };
 
 export class ThreadsTransport implements Transport {
   private readonly ctrl = newControl();
   private readonly workers: Worker[] = [];
+  /** Per thread, the port its CMD_LOAD states go to; and the states threads posted for a save. */
+  private readonly statePorts: MessagePort[] = [];
+  private saved: OwnedState[][] = [];
   private readonly exited: Promise<void>[] = [];
   private failure: RunError | undefined;
   private current: StageStep | undefined;
@@ -87,8 +91,11 @@ export class ThreadsTransport implements Transport {
   async start(): Promise<void> {
     const ready: Promise<void>[] = [];
     for (let i = 0; i < this.opts.executors; i++) {
+      const { port1, port2 } = new MessageChannel();
+      this.statePorts.push(port1);
       const w = new Worker(join(distDir, 'thread-worker.js'), {
-        workerData: { init: this.init(i), ctrl: this.ctrl, spins: this.opts.spins },
+        workerData: { init: this.init(i), ctrl: this.ctrl, spins: this.opts.spins, states: port2 },
+        transferList: [port2],
       });
       this.workers.push(w);
       ready.push(
@@ -100,6 +107,7 @@ export class ThreadsTransport implements Transport {
       );
       w.on('message', (m: ThreadMessage) => {
         if (m.type === 'error') this.failure ??= new RunError(m.failure);
+        else if (m.type === 'states') this.saved.push(m.states);
       });
       w.on('error', (err) => {
         this.failure ??= this.lost(i, `failed: ${err.message.split('\n')[0]}`);
@@ -116,6 +124,50 @@ export class ThreadsTransport implements Transport {
       );
     }
     await withDeadline(Promise.all(ready), this.ctx.timeoutMs, () => new RunError({ reason: 'start', detail: `worker threads did not start within ${this.ctx.timeoutMs} ms` }));
+  }
+
+  /** Every thread's ranks' states (their stage's save(ctx)), after iteration `iterations - 1`. */
+  async saveStates(iterations: number): Promise<RunStates> {
+    const states: RunStates = this.plan.stages.map(() => null);
+    if (!this.plan.stages.some((st) => st.kind === 'ts')) return states;
+    this.saved = [];
+    await this.command(CMD_SAVE, iterations, `the state save before iteration ${iterations}`);
+    // Each thread posted its states before it counted itself done: give the messages a turn.
+    for (let k = 0; k < 1000 && this.saved.length < this.workers.length; k++) await new Promise((resolve) => setImmediate(resolve));
+    if (this.saved.length < this.workers.length) throw new RunError({ reason: 'protocol', detail: 'a worker thread saved no states' });
+    for (const { stage, rank, state } of this.saved.flat()) {
+      const ranks = (states[stage] ??= Array.from({ length: this.plan.stages[stage].ranks }, (): RankState => ({ format: 0, bytes: new Uint8Array(0) })));
+      ranks[rank] = state;
+    }
+    return states;
+  }
+
+  /** Hands every rank its state: each thread's share through its port, then CMD_LOAD. */
+  async loadStates(iterations: number, states: RunStates): Promise<void> {
+    this.statePorts.forEach((port, i) => {
+      const mine: OwnedState[] = [];
+      states.forEach((ranks, stage) => ranks?.forEach((state, rank) => rank % this.opts.executors === i && mine.push({ stage, rank, state })));
+      port.postMessage(mine);
+    });
+    await this.command(CMD_LOAD, iterations, `the state load before iteration ${iterations}`);
+  }
+
+  /** Publishes a command other than a step and waits, within the deadline, for every thread. */
+  private async command(cmd: number, iterations: number, what: string): Promise<void> {
+    const ctrl = this.ctrl;
+    this.timedAt = -1;
+    Atomics.store(ctrl, DONE, 0);
+    Atomics.store(ctrl, ITER, iterations);
+    Atomics.store(ctrl, CMD, cmd);
+    Atomics.add(ctrl, GO, 1);
+    Atomics.notify(ctrl, GO);
+    const deadline = performance.now() + this.ctx.timeoutMs;
+    while (Atomics.load(ctrl, DONE) !== this.workers.length) {
+      if (this.failure) throw this.failure;
+      if (performance.now() > deadline) throw new RunError({ reason: 'timeout', detail: `${what} did not finish within ${this.ctx.timeoutMs} ms` });
+      await new Promise((resolve) => setTimeout(resolve, 1));
+    }
+    await this.checkFailed();
   }
 
   /** A thread that died: blame the rank it was running (control.ts RUNNING), else the stage in flight's first of its ranks. */

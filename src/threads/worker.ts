@@ -1,8 +1,8 @@
 /** A worker thread of the threads transport: runs its executor's share of each dispatch. */
-import { parentPort, workerData } from 'node:worker_threads';
-import { CMD, CMD_STOP, DONE, FAILED, GO, ITER, NIN, NOUT, STAGE, waitChange } from './control.js';
+import { parentPort, receiveMessageOnPort, workerData, type MessagePort } from 'node:worker_threads';
+import { CMD, CMD_LOAD, CMD_SAVE, CMD_STOP, DONE, FAILED, GO, ITER, NIN, NOUT, STAGE, waitChange } from './control.js';
 import { RunError } from '../errors.js';
-import { Executor, type ExecutorInit } from '../stage/executor.js';
+import { Executor, type ExecutorInit, type OwnedState } from '../stage/executor.js';
 import { stdoutToStderr } from '../stage/stdout.js';
 import type { ThreadMessage } from './transport.js';
 
@@ -10,9 +10,11 @@ interface ThreadData {
   init: ExecutorInit;
   ctrl: Int32Array;
   spins: number;
+  /** Where CMD_LOAD's states come from, read synchronously (this thread never runs its event loop). */
+  states: MessagePort;
 }
 
-const { init, ctrl, spins } = workerData as ThreadData;
+const { init, ctrl, spins, states } = workerData as ThreadData;
 const port = parentPort!;
 const post = (m: ThreadMessage) => port.postMessage(m);
 const executor = await Executor.create(init);
@@ -28,7 +30,8 @@ for (;;) {
   let go = seen;
   while (go === seen) go = waitChange(ctrl, GO, seen, spins, Infinity);
   seen = go;
-  if (Atomics.load(ctrl, CMD) === CMD_STOP) break;
+  const cmd = Atomics.load(ctrl, CMD);
+  if (cmd === CMD_STOP) break;
   const step = {
     stage: Atomics.load(ctrl, STAGE),
     iteration: Atomics.load(ctrl, ITER),
@@ -36,7 +39,9 @@ for (;;) {
     nOut: Atomics.load(ctrl, NOUT),
   };
   try {
-    executor.runShare(step, running);
+    if (cmd === CMD_SAVE) post({ type: 'states', states: executor.saveStates(step.iteration) });
+    else if (cmd === CMD_LOAD) executor.loadStates(step.iteration, (receiveMessageOnPort(states)?.message ?? []) as OwnedState[]);
+    else executor.runShare(step, running);
   } catch (err) {
     Atomics.compareExchange(ctrl, FAILED, 0, init.index + 1);
     const e = err instanceof RunError ? err : new RunError({ reason: 'user-code', detail: (err as Error).message });
