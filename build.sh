@@ -37,6 +37,9 @@ if ((with_test)); then
   /usr/bin/python3 -c 'import mpi4py, numpy' >/dev/null 2>&1 || missing+=(python3-mpi4py python3-numpy)
   # test/hosts/: the bed of hosts as network namespaces (ip netns; unshare is util-linux's).
   command -v ip >/dev/null 2>&1 || missing+=(iproute2)
+  # test/slurm/: the Slurm bed (a controller and three slurmd nodes in network namespaces, munge auth).
+  command -v slurmctld >/dev/null 2>&1 || missing+=(slurm-wlm)
+  command -v munged >/dev/null 2>&1 || missing+=(munge)
 fi
 if ((${#missing[@]})); then
   if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null 2>&1; then

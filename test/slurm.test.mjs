@@ -1,0 +1,206 @@
+// A real Slurm cluster on this machine (test/slurm/bed.sh): munged and slurmctld on the
+// controller "ctl", one slurmd on each of the nodes n1 n2 n3, each a network namespace on the
+// bed's bridge (10.78.0.0/24). The bed comes up once for the file and goes down at its end.
+// These tests check the bed itself: srun across the nodes, a batch job, mpirun inside an
+// allocation, and scancel ending a job's processes on every node.
+//
+// Helpers for the tests of this file (exported nowhere):
+//   slurm(args, opts)    runs a Slurm client (srun, sbatch, salloc, scancel, scontrol, ...) to
+//                        its end in the root namespace with the bed's environment (ENV; opts.env
+//                        replaces it, opts.timeout in ms, default 60 s); { status, stdout, stderr, ms }
+//   onNode(node, args)   the same inside bed host `node` (ctl, n1, n2, n3; `bed.sh run`)
+//   leftovers()          what jobs left: every process in the bed's hosts but its daemons, and every
+//                        process in the root namespace started with ENV; [{ pid, node, cmd }]
+//   nothingLeft(ms)      waits up to ms for leftovers() to be empty, then asserts it is
+//   until(cond, ms)      polls cond every 100 ms until it holds or ms pass; whether it held
+//   nodeOf(pid)          the bed host a process runs in ('root' outside the bed)
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { cmdline, exists, root } from './helpers.mjs';
+
+const BED = join(root, 'test', 'slurm', 'bed.sh');
+const NODES = ['n1', 'n2', 'n3'];
+const HOSTS = ['ctl', ...NODES];
+const SUBNET = '10.78.0.0/24';
+const KILL_WAIT_S = 5; // bed.sh's KillWait
+const bed = (...args) => spawnSync('sh', [BED, ...args], { encoding: 'utf8' });
+
+/** Why the bed cannot be made here, or undefined once it is up. */
+function prepare() {
+  if (process.getuid?.() !== 0) return 'not root: the Slurm bed needs network namespaces (run npm test as root)';
+  if (spawnSync('ip', ['-V']).error) return 'no ip command: apt-get install -y iproute2 (bash build.sh --test does)';
+  const missing = [['slurmctld', 'slurm-wlm'], ['munged', 'munge']].filter(([c]) => spawnSync('sh', ['-c', `command -v ${c}`]).status !== 0).map(([, p]) => p);
+  if (missing.length) throw new Error(`missing ${missing.join(' ')}: apt-get install -y ${missing.join(' ')} (bash build.sh --test does)`);
+  process.on('exit', () => bed('down'));
+  const up = bed('up');
+  // 3: this machine cannot make namespaces or bridges; any other failure is the bed's own.
+  if (up.status === 3) return up.stderr.trim().split('\n')[0];
+  if (up.status !== 0) throw new Error(`sh test/slurm/bed.sh up failed:\n${up.stderr}${up.error?.message ?? ''}`);
+  return undefined;
+}
+const why = prepare();
+if (why) console.log(`slurm.test.mjs: every test skipped: ${why}`);
+
+const dir = mkdtempSync(join(tmpdir(), 'commloop-slurm-'));
+process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
+
+// Marks every process the tests start (and, through srun's --export=ALL, the jobs' tasks).
+const MARK = `COMMLOOP_SLURM_TEST=${process.pid}`;
+const ENV = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('SLURM_')));
+for (const line of why ? [] : bed('env').stdout.split('\n')) {
+  const m = /^export (\w+)=(.*)$/.exec(line);
+  if (m) ENV[m[1]] = m[2];
+}
+ENV.COMMLOOP_SLURM_TEST = String(process.pid);
+
+function slurm(args, { env = ENV, timeout = 60_000 } = {}) {
+  const t0 = Date.now();
+  const r = spawnSync(args[0], args.slice(1), { encoding: 'utf8', env, timeout, cwd: dir });
+  return { status: r.status, signal: r.signal, stdout: r.stdout, stderr: r.stderr + (r.error ? String(r.error) : ''), ms: Date.now() - t0 };
+}
+const onNode = (node, args, opts) => slurm(['sh', BED, 'run', node, ...args], opts);
+
+const netns = () => Object.fromEntries(HOSTS.map((h) => [`net:[${statSync(`/run/netns/clslurm-${h}`, { throwIfNoEntry: false })?.ino}]`, h]));
+function nodeOf(pid, ns = netns()) {
+  try {
+    return ns[readlinkSync(`/proc/${pid}/ns/net`)] ?? 'root';
+  } catch {
+    return 'gone';
+  }
+}
+const marked = (pid) => {
+  try {
+    return readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0').includes(MARK);
+  } catch {
+    return false;
+  }
+};
+function leftovers() {
+  const inBed = bed('pids').stdout.split(/\s+/).filter(Boolean).map(Number);
+  const mine = readdirSync('/proc').filter((n) => /^[0-9]+$/.test(n)).map(Number).filter((p) => p !== process.pid && marked(p));
+  const ns = netns();
+  return [...new Set([...inBed, ...mine])].filter(exists).map((pid) => ({ pid, node: nodeOf(pid, ns), cmd: cmdline(pid).slice(0, 80) }));
+}
+/** Polls `cond` every 100 ms (a look at the bed costs a few processes) until it holds or `ms` pass. */
+async function until(cond, ms) {
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    if (cond()) return true;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return cond();
+}
+async function nothingLeft(ms) {
+  await until(() => leftovers().length === 0, ms);
+  assert.equal(leftovers(), [], 'processes of a job left');
+}
+
+const test = suite('the Slurm bed');
+const it = why ? test.skip : test;
+
+it('srun -N3 hostname runs on the three nodes; srun from a node runs on another', async () => {
+  const r = slurm(['srun', '-N3', 'hostname']);
+  assert.is(r.status, 0, r.stderr);
+  assert.equal(r.stdout.trim().split('\n').sort(), NODES);
+  assert.is(r.stderr, '');
+  const n2 = onNode('n2', ['srun', '-N1', '-w', 'n3', 'hostname']); // a client on a node, as on a login node
+  assert.is(n2.status, 0, n2.stderr);
+  assert.is(n2.stdout, 'n3\n');
+  await nothingLeft(5_000);
+});
+
+it('an sbatch --wait job of 2 nodes sees its node list, runs srun on both and exits 0', async () => {
+  const result = join(dir, 'batch.result');
+  const script = join(dir, 'batch.sh');
+  writeFileSync(script, [
+    '#!/bin/sh',
+    '#SBATCH -N2',
+    `#SBATCH -o ${join(dir, 'batch.out')}`,
+    `exec >${result}`,
+    'echo "list $SLURM_JOB_NODELIST"',
+    'echo "batch $(hostname)"',
+    'scontrol show hostnames "$SLURM_JOB_NODELIST"',
+    'echo ---',
+    'srun hostname | sort',
+    '',
+  ].join('\n'));
+  const r = slurm(['sbatch', '--wait', '--parsable', script]);
+  assert.is(r.status, 0, r.stderr);
+  assert.match(r.stdout, /^\d+\n$/);
+  const [head, ran] = readFileSync(result, 'utf8').split('---\n');
+  const [list, batch, ...nodes] = head.trim().split('\n');
+  assert.is(nodes.length, 2, head);
+  assert.ok(nodes.every((n) => NODES.includes(n)), head);
+  assert.match(list, /^list n(\[\d[-,]\d\]|\d)$/);
+  assert.is(batch, `batch ${nodes[0]}`); // the script runs on the job's first node
+  assert.equal(ran.trim().split('\n'), nodes);
+  assert.is(readFileSync(join(dir, 'batch.out'), 'utf8'), '');
+  await nothingLeft(5_000);
+});
+
+it('mpirun inside salloc -N2 runs a rank on each node (daemons started through srun)', async () => {
+  assert.ok(existsSync('/usr/bin/mpirun'), 'no mpirun: apt-get install -y openmpi-bin (bash build.sh does)');
+  const env = {
+    ...ENV,
+    OMPI_ALLOW_RUN_AS_ROOT: '1',
+    OMPI_ALLOW_RUN_AS_ROOT_CONFIRM: '1',
+    OMPI_MCA_btl_tcp_if_include: SUBNET,
+    OMPI_MCA_oob_tcp_if_include: SUBNET,
+  };
+  const py = 'from mpi4py import MPI; import socket; print(MPI.COMM_WORLD.rank, MPI.COMM_WORLD.size, socket.gethostname())';
+  const r = slurm(['salloc', '-N2', 'mpirun', '/usr/bin/python3', '-c', py], { env });
+  assert.is(r.status, 0, r.stderr);
+  const ranks = r.stdout.trim().split('\n').map((l) => l.split(' ')).sort();
+  assert.equal(ranks.map(([rank, size]) => `${rank}/${size}`), ['0/2', '1/2'], r.stdout);
+  const hosts = ranks.map(([, , host]) => host);
+  assert.ok(hosts.every((h) => NODES.includes(h)) && hosts[0] !== hosts[1], `ranks on ${hosts}`);
+  // "revoked": salloc, on its way out, sometimes hears slurmctld end the allocation it gave back.
+  const said = /^salloc: Granted job allocation (\d+)\nsalloc: Relinquishing job allocation \1\n(?:salloc: Job allocation \1 has been revoked\.\n)?$/;
+  assert.ok(said.test(r.stderr), r.stderr);
+  await nothingLeft(5_000);
+});
+
+it(`scancel ends a job's processes on every node within KillWait (${KILL_WAIT_S} s) + 3 s, even those that ignore SIGTERM`, async () => {
+  const script = join(dir, 'cancel.sh');
+  // Every task ignores SIGTERM (an ignored signal stays ignored across exec): only SIGKILL, KillWait after, ends it.
+  writeFileSync(script, '#!/bin/sh\nsrun sh -c \'trap "" TERM; exec sleep 300\'\n');
+  const r = slurm(['sbatch', '--parsable', '-N3', '-o', join(dir, 'cancel.out'), script]);
+  assert.is(r.status, 0, r.stderr);
+  const id = r.stdout.trim();
+  const sleeps = () => leftovers().filter((p) => p.cmd === 'sleep 300').map((p) => p.node).sort();
+  let on = [];
+  assert.ok(await until(() => (on = sleeps()).length === 3, 15_000), `the job's tasks are on ${on}`);
+  assert.equal(on, NODES);
+  const t = Date.now();
+  const c = slurm(['scancel', id]);
+  assert.is(c.status, 0, c.stderr);
+  await until(() => leftovers().length === 0, (KILL_WAIT_S + 3) * 1000);
+  const ms = Date.now() - t;
+  assert.equal(leftovers(), [], 'processes of the job left');
+  assert.ok(ms >= (KILL_WAIT_S - 1) * 1000, `ended in ${ms} ms: before KillWait, so SIGTERM was not ignored?`);
+  assert.match(slurm(['scontrol', 'show', 'job', id]).stdout, /JobState=CANCELLED /);
+  console.log(`slurm.test.mjs: scancel ended the job in ${ms} ms`);
+});
+
+test.run();
+
+// Keep last: after every test, `down` leaves nothing of the bed.
+const end = suite('the Slurm bed goes down');
+(why ? end.skip : end)('down stops every daemon, removes the namespaces, links, bridge and state dir', async () => {
+  const daemons = ['munged', 'slurmctld', ...NODES].map((d) => Number(bed('pid', d).stdout));
+  assert.ok(daemons.every((p) => p > 0 && exists(p)), `daemons ${daemons}`);
+  const r = bed('down');
+  assert.is(r.status, 0, r.stderr);
+  // Dead by now (down waits for that); their parent, pid 1, may take a moment to reap them.
+  await until(() => !daemons.some(exists), 3_000);
+  assert.equal(daemons.filter(exists).map((p) => `${p} ${readFileSync(`/proc/${p}/stat`, 'utf8').slice(0, 40)}`), [], 'daemons left');
+  assert.equal(spawnSync('ip', ['netns', 'list'], { encoding: 'utf8' }).stdout.split('\n').filter((l) => l.startsWith('clslurm-')), []);
+  assert.equal(spawnSync('ip', ['-o', 'link', 'show'], { encoding: 'utf8' }).stdout.split('\n').filter((l) => /clsbr0|clsv-/.test(l)), []);
+  assert.not.ok(existsSync('/run/commloop-slurm'));
+  assert.equal(leftovers(), []);
+});
+end.run();
