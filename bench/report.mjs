@@ -296,6 +296,39 @@ function startupSection(cells, machine) {
   return out;
 }
 
+/**
+ * The "Checkpoints" section, from bench/results/checkpoint.jsonl (bench/checkpoint.mjs) when
+ * there is one: what one checkpoint costs, and a run with --checkpoint-every 100 against none.
+ */
+function checkpointSection(root) {
+  let rows;
+  try {
+    rows = readFileSync(join(root, 'bench', 'results', 'checkpoint.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+  } catch {
+    return [];
+  }
+  const ms = (s) => (s * 1e3).toFixed(2);
+  const md = ['## Checkpoints', '', 'From `node bench/checkpoint.mjs` (bench/results/checkpoint.jsonl). Per checkpoint: the ring\'s pause (asking every stage', 'for its state, copying Array1; over MPI also encoding it for the hub\'s channel) and the write (fsync included), which', 'runs on another thread (threads) or in the supervising process (MPI) while the ring goes on. A checkpoint every 10', 'iterations; one that falls due while the previous is still being written waits for the next boundary.', ''];
+  md.push('| ring | N | transport | written | pause ms | write ms | iteration ms |', '|---|---:|---|---:|---:|---:|---:|');
+  for (const r of rows.filter((r) => r.kind === 'cost')) md.push(`| ${r.ring} | ${r.ranks} | ${r.transport} | ${r.written} | ${ms(r.pauseS)} | ${ms(r.writeS)} | ${ms(r.meanIterS)} |`);
+  md.push('', 'A run with `--checkpoint-every 100` against the same run without, default sizes (10,1000,1000000), rounds interleaved;', 'iteration time is the run\'s total less its start-up; the ratio is the median of the rounds\' ratios (target: within 1.05x).', '');
+  md.push('| N | transport | iterations | with / without | rounds |', '|---:|---|---:|---:|---|');
+  const groups = new Map();
+  for (const r of rows.filter((r) => r.kind === 'overhead')) {
+    const k = `${r.ranks} ${r.transport}`;
+    if (!groups.has(k)) groups.set(k, []);
+    groups.get(k).push(r);
+  }
+  for (const g of groups.values()) {
+    const ratios = g.map((r) => r.withS / r.withoutS);
+    const sorted = [...ratios].sort((a, b) => a - b);
+    const med = (sorted[(sorted.length - 1) >> 1] + sorted[sorted.length >> 1]) / 2;
+    md.push(`| ${g[0].ranks} | ${g[0].transport} | ${g[0].iterations} | ${med.toFixed(3)}x${med <= 1.05 ? ' (met)' : ' (missed)'} | ${ratios.map((x) => x.toFixed(3)).join(', ')} |`);
+  }
+  md.push('');
+  return md;
+}
+
 export function writeReport(results, root) {
   const machine = results.find((r) => r.kind === 'machine') ?? {};
   const trials = results.filter((r) => r.kind === 'trial');
@@ -438,6 +471,7 @@ export function writeReport(results, root) {
     }
     md.push('');
   }
+  md.push(...checkpointSection(root));
   md.push('## Kernel micro-benchmark', '', 'ns per element of `halfmean` (one read pass, one write pass), median of repeated calls in one process.', '');
   md.push('| doubles | WASM ns/elem | native ns/elem | WASM / native |', '|---:|---:|---:|---:|');
   for (const k of kernels) md.push(`| ${k.n} | ${k.wasmNsPerElem.toFixed(3)} | ${k.nativeNsPerElem.toFixed(3)} | ${x(k.ratio)} |`);

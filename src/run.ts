@@ -122,8 +122,11 @@ export interface RunResult {
   stopped: boolean;
   /** The iteration this run started at: 0, or the checkpoint it resumed from. The times above are this run's. */
   resumedFrom: number;
-  /** With `checkpoint`: the folder, how many this run wrote, and the newest on disk. */
-  checkpoints?: { dir: string; written: number; last?: { path: string; iterations: number } };
+  /**
+   * With `checkpoint`: the folder, how many this run wrote, the newest on disk, and their
+   * mean cost: `pauseS` the loop's (asking the stages, copying), `writeS` the writer's.
+   */
+  checkpoints?: { dir: string; written: number; last?: { path: string; iterations: number }; pauseS: number; writeS: number };
   /** With `breakdown` or `trace`: where each iteration's time went, per stage (src/trace/breakdown.ts). */
   breakdown?: Breakdown;
   /** With `trace`: the file written and its event count. */
@@ -172,8 +175,8 @@ export interface CheckpointHooks {
   busy(): boolean;
   /** One was asked for from outside (SIGUSR1, the caller): true once per request. */
   requested(): boolean;
-  /** A capture to write: copies, so the loop may go on at once. */
-  take(iterations: number, array1: Float64Array, states: RunStates): void;
+  /** A capture to write: copies, so the loop may go on at once; `pauseMs` is what taking it cost the loop. */
+  take(iterations: number, array1: Float64Array, states: RunStates, pauseMs: number): void;
   /** Resolves when nothing is being written. */
   idle(): Promise<void>;
 }
@@ -346,7 +349,7 @@ function resultOf(
     totalS: outcome.totalS,
     stopped: done < opts.iterations,
     resumedFrom: how.resumedFrom,
-    ...(how.cps ? { checkpoints: { dir: how.cps.writer.dir, written: how.cps.writer.count, ...(last ? { last: { path: last.path, iterations: last.iterations } } : {}) } } : {}),
+    ...(how.cps ? { checkpoints: { dir: how.cps.writer.dir, written: how.cps.writer.count, ...(last ? { last: { path: last.path, iterations: last.iterations } } : {}), ...how.cps.costs() } } : {}),
     ...(outcome.steps ? { breakdown: computeBreakdown(outcome.steps, plan.stages.map((st) => st.name)) } : {}),
     ...(how.trace ? { trace: how.trace } : {}),
     final: outcome.final,
@@ -409,10 +412,12 @@ async function loop(plan: RingPlan, transport: Transport, arena: Arena, hooks: D
   let lastCp = resume?.iterations ?? 0;
   let lastCpAt = performance.now();
   const capture = async (done: number) => {
+    const t = performance.now();
     const states = await transport.saveStates(done);
-    cp!.take(done, f64.slice(a1, a1 + length), states);
-    lastCp = done;
+    const array = f64.slice(a1, a1 + length);
     lastCpAt = performance.now();
+    cp!.take(done, array, states, lastCpAt - t);
+    lastCp = done;
   };
   const stats = new IterStats();
   const every = plan.output?.every ?? 0;

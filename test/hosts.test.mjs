@@ -11,12 +11,15 @@ import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { MPI_MISSING, cmdline, exists, haveMpi, master, root, until } from './helpers.mjs';
+import { MPI_MISSING, cliJson, cmdline, exists, haveMpi, master, root, until } from './helpers.mjs';
+import { listCheckpoints } from '../dist/internal.js';
 import { referenceRing } from './reference.mjs';
 
 const BED = join(root, 'test', 'hosts', 'bed.sh');
 const AGENT = join(root, 'test', 'hosts', 'agent.sh');
 const RING = join(root, 'test', 'fixtures', 'hosts', 'ring.json');
+/** A ring with a stage that keeps state, for the checkpoint tests. */
+const STATEFUL = join(root, 'test', 'fixtures', 'hosts', 'stateful.json');
 const bed = (...args) => spawnSync('sh', [BED, ...args], { encoding: 'utf8' });
 
 /** Why the bed cannot be made here, or undefined once it is up. */
@@ -52,9 +55,9 @@ const ENV = {
 };
 
 /** Starts the CLI on the bed; `where` collects the fixture's "where RANK HOST PID" lines. */
-function run(args) {
+function run(args, ring = RING) {
   const t0 = Date.now();
-  const child = spawn(process.execPath, [master, '--pipeline', RING, ...args], { env: ENV });
+  const child = spawn(process.execPath, [master, '--pipeline', ring, ...args], { env: ENV });
   const r = { child, stdout: '', stderr: '', where: [] };
   child.stdout.on('data', (d) => (r.stdout += d));
   child.stderr.on('data', (d) => {
@@ -141,6 +144,31 @@ for (const launch of ['spawn', 'mpmd']) {
     const lines = said(r);
     assert.is(lines.length, 1, r.stderr);
     assert.match(lines[0], new RegExp(String.raw`^commloop: stage "ts2" rank 1 on h2: was killed by SIGKILL \((?:reported by Open MPI|pid \d+)\)${LOG}$`), lines[0]);
+    await nothingLeft(10_000);
+  });
+
+  it('a stateful rank killed on h2 with checkpoints: exit 1 naming it and where to resume; --resume gives the one-host checksum', async () => {
+    const cp = join(dir, `cp-${launch}`);
+    const args = [...MODE, '-p', '2', '-i', '20000', '--hostfile', hostfile('h1', 'h2'), '--timeout', '20', '--checkpoint', cp, '--checkpoint-every', '50'];
+    const inH2 = () => spawnSync('ip', ['netns', 'pids', 'commloop-h2'], { encoding: 'utf8' }).stdout.split(/\s+/).filter(Boolean).map(Number);
+    const accOnH2 = () => inH2().filter((p) => /worker\.js ts \S*ts_state\.mjs/.test(cmdline(p)));
+    const r = run(args, STATEFUL);
+    assert.ok(await until(() => accOnH2().length === 1 && listCheckpoints(cp).length > 0, 30_000), `no acc rank on h2 or no checkpoint: ${r.stderr}`);
+    const t = Date.now();
+    process.kill(accOnH2()[0], 'SIGKILL');
+    const { code, at } = await r.exit;
+    assert.is(code, 1);
+    assert.ok(at - t < 10_000, `took ${at - t} ms`);
+    const lines = said(r);
+    assert.is(lines.length, 1, r.stderr);
+    const from = Number(/; resume from iteration (\d+) with --resume$/.exec(lines[0])?.[1]);
+    assert.match(lines[0], new RegExp(String.raw`^commloop: stage "acc" rank \d on h2: was killed by SIGKILL \((?:reported by Open MPI|pid \d+)\)${LOG}; resume from iteration ${from} with --resume$`), lines[0]);
+    await nothingLeft(10_000);
+    const again = run([...args, '--resume', '--json'], STATEFUL);
+    assert.is((await again.exit).code, 0, again.stderr);
+    const j = JSON.parse(again.stdout);
+    assert.is(j.resumedFrom, from);
+    assert.is(j.checksum, cliJson(['--pipeline', STATEFUL, '-p', '2', '-i', '20000']).checksum);
     await nothingLeft(10_000);
   });
 

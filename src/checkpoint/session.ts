@@ -119,9 +119,19 @@ export class CheckpointSession {
     return a;
   }
 
-  /** Writes a capture (the writer must be free). */
-  write(iterations: number, array1: Float64Array, states: RunStates): void {
+  private pausesMs = 0;
+  private captures = 0;
+
+  /** Writes a capture (the writer must be free); `pauseMs`: what taking it cost the loop. */
+  write(iterations: number, array1: Float64Array, states: RunStates, pauseMs: number): void {
+    this.pausesMs += pauseMs;
+    this.captures++;
     this.writer.take({ iterations, array1, states, identity: this.identity, taken: this.taken });
+  }
+
+  /** The mean cost of a checkpoint so far, in seconds: the loop's pause, the writer's time. */
+  costs(): { pauseS: number; writeS: number } {
+    return { pauseS: this.captures ? this.pausesMs / this.captures / 1000 : 0, writeS: this.writer.count ? this.writer.writeMs / this.writer.count / 1000 : 0 };
   }
 
   /** The loop's hooks, for a loop in this process. */
@@ -131,7 +141,7 @@ export class CheckpointSession {
       intervalMs: this.intervalMs,
       busy: () => this.writer.busy(),
       requested: () => this.requested(),
-      take: (n, a, states) => this.write(n, a, states),
+      take: (n, a, states, pauseMs) => this.write(n, a, states, pauseMs),
       idle: () => this.writer.idle(),
     };
   }

@@ -25,6 +25,8 @@ export class CheckpointWriter {
   /** The newest checkpoint written, and how many this writer wrote. */
   last: Written | undefined;
   count = 0;
+  /** The time every write took, together. */
+  writeMs = 0;
 
   constructor(
     readonly dir: string,
@@ -50,6 +52,7 @@ export class CheckpointWriter {
         if (r.ok) {
           this.last = { path: r.path, iterations: cp.iterations, bytes: r.bytes, ms: r.ms };
           this.count++;
+          this.writeMs += r.ms;
         } else this.failure ??= new Error(`checkpoint ${join(this.dir, '')}: cannot be written (${r.error})`);
         resolve();
       };

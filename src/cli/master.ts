@@ -3,7 +3,7 @@
  * `commloop:` line saying what failed first), 2 on bad input, 130 when stopped by
  * SIGINT or SIGTERM (the result so far is still printed).
  */
-import { RunError, UsageError } from '../errors.js';
+import { RunError, UsageError, describeFailure } from '../errors.js';
 import { join } from 'node:path';
 import { rootDir } from '../assets.js';
 import { version } from '../version.js';
@@ -96,7 +96,10 @@ main(process.argv.slice(2)).then(
   },
   (err: Error) => {
     const log = err instanceof RunError && err.log ? ` (Open MPI's messages: ${err.log})` : '';
-    process.stderr.write(`commloop: ${err.message.split('\n')[0]}${log}\n`);
+    // How to go on ends the line, after the log's name.
+    const resume = err instanceof RunError && err.resumeFrom !== undefined ? `; resume from iteration ${err.resumeFrom} with --resume` : '';
+    const what = err instanceof RunError ? describeFailure(err) : err.message.split('\n')[0];
+    process.stderr.write(`commloop: ${what}${log}${resume}\n`);
     if (verbose && !(err instanceof UsageError) && err.stack) process.stderr.write(err.stack + '\n');
     // A run the user stopped exits 130 even when a hung stage kept it from stopping cleanly.
     process.exitCode = err instanceof UsageError ? 2 : stopping ? 130 : 1;

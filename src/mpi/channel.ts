@@ -69,7 +69,7 @@ export type FromHub =
   | { t: 'it'; i: number; a: string }
   | { t: 'out'; i: number; a: string }
   /** A checkpoint for the supervisor to write: after `n` iterations, Array1 and the states. */
-  | { t: 'checkpoint'; n: number; a: string; states: WireStates }
+  | { t: 'checkpoint'; n: number; a: string; states: WireStates; ms: number }
   | { t: 'done'; startS: number; totalS: number; stats: WireIterStats; final: string; steps?: WireStepTimes }
   | { t: 'fail'; stage?: string; rank?: number; host?: string; reason: FailureReason; detail: string };
 

@@ -77,9 +77,12 @@ const checkpoint: CheckpointHooks | undefined = opts.checkpoint && {
     wanted = false;
     return w;
   },
-  take: (n, a, states) => {
+  take: (n, a, states, pauseMs) => {
     writing = true;
-    send({ t: 'checkpoint', n, a: encodeArray(a), states: statesToWire(states) });
+    const t = performance.now();
+    const m = { t: 'checkpoint' as const, n, a: encodeArray(a), states: statesToWire(states), ms: 0 };
+    m.ms = pauseMs + performance.now() - t; // the loop's pause includes encoding it for the channel
+    send(m);
   },
   idle: () => (writing ? new Promise<void>((resolve) => written.push(resolve)) : Promise.resolve()),
 };

@@ -134,7 +134,7 @@ export class Supervision implements RunClock {
     };
     if (!cps) return failed(new Error('the hub sent a checkpoint that this run did not ask for'));
     try {
-      cps.write(m.n, decodeArray(m.a), statesFromWire(m.states));
+      cps.write(m.n, decodeArray(m.a), statesFromWire(m.states), m.ms);
     } catch (err) {
       return failed(err);
     }
