@@ -60,8 +60,8 @@ for (const c of costCases) {
 }
 
 // 2. --checkpoint-every 100 against none, default sizes, rounds interleaved.
-const rounds = quick ? 2 : 5;
-for (const [ranks, iterations] of [[2, quick ? 200 : 600]]) {
+const rounds = quick ? 2 : 7;
+for (const [ranks, iterations] of [[2, quick ? 200 : 1500]]) {
   for (const transport of ['mpi', 'threads']) {
     const ratios = [];
     const base = ['-p', String(ranks), '--transport', transport, '-i', String(iterations)];

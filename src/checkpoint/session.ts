@@ -68,6 +68,7 @@ export class CheckpointSession {
   ) {
     this.identity = identityOf(plan);
     this.writer = new CheckpointWriter(opts.dir, opts.keep ?? 2);
+    this.writer.start();
     this.resume = resume;
     this.every = opts.every ?? 0;
     this.intervalMs = (opts.intervalS ?? 0) * 1000;

@@ -33,6 +33,14 @@ export class CheckpointWriter {
     private readonly keep: number,
   ) {}
 
+  /**
+   * Starts the writer's thread now (it takes tens of milliseconds to boot), so that the
+   * first checkpoint does not wait for it: called as the run starts its stages.
+   */
+  start(): void {
+    (this.worker ??= new Worker(join(distDir, 'checkpoint-writer.js'))).unref();
+  }
+
   busy(): boolean {
     this.check();
     return this.inFlight !== undefined;
@@ -42,7 +50,8 @@ export class CheckpointWriter {
   take(cp: Checkpoint): void {
     this.check();
     if (this.inFlight) throw new Error('a checkpoint is already being written');
-    const w = (this.worker ??= new Worker(join(distDir, 'checkpoint-writer.js')));
+    this.start();
+    const w = this.worker!;
     w.ref(); // a write in flight keeps the process up
     this.inFlight = new Promise<void>((resolve) => {
       const done = (r: Reply) => {

@@ -43,6 +43,7 @@ export class ThreadsTransport implements Transport {
   /** Per thread, the port its CMD_LOAD states go to; and the states threads posted for a save. */
   private readonly statePorts: MessagePort[] = [];
   private saved: OwnedState[][] = [];
+  private stateless = false;
   private readonly exited: Promise<void>[] = [];
   private failure: RunError | undefined;
   private current: StageStep | undefined;
@@ -129,12 +130,14 @@ export class ThreadsTransport implements Transport {
   /** Every thread's ranks' states (their stage's save(ctx)), after iteration `iterations - 1`. */
   async saveStates(iterations: number): Promise<RunStates> {
     const states: RunStates = this.plan.stages.map(() => null);
-    if (!this.plan.stages.some((st) => st.kind === 'ts')) return states;
+    // No ts stage, or none whose module has a save: a first save said so, none is asked again.
+    if (this.stateless || !this.plan.stages.some((st) => st.kind === 'ts')) return states;
     this.saved = [];
     await this.command(CMD_SAVE, iterations, `the state save before iteration ${iterations}`);
     // Each thread posted its states before it counted itself done: give the messages a turn.
     for (let k = 0; k < 1000 && this.saved.length < this.workers.length; k++) await new Promise((resolve) => setImmediate(resolve));
     if (this.saved.length < this.workers.length) throw new RunError({ reason: 'protocol', detail: 'a worker thread saved no states' });
+    if (this.saved.every((list) => list.length === 0)) this.stateless = true;
     for (const { stage, rank, state } of this.saved.flat()) {
       const ranks = (states[stage] ??= Array.from({ length: this.plan.stages[stage].ranks }, (): RankState => ({ format: 0, bytes: new Uint8Array(0) })));
       ranks[rank] = state;
@@ -161,8 +164,13 @@ export class ThreadsTransport implements Transport {
     Atomics.store(ctrl, CMD, cmd);
     Atomics.add(ctrl, GO, 1);
     Atomics.notify(ctrl, GO);
+    // A save of small states takes microseconds: wait for it here first, as a step does.
+    const need = this.workers.length;
+    const soon = performance.now() + SYNC_WAIT_MS;
+    let done = Atomics.load(ctrl, DONE);
+    while (done !== need && performance.now() < soon) done = waitChange(ctrl, DONE, done, this.hubSpins, SYNC_WAIT_MS);
     const deadline = performance.now() + this.ctx.timeoutMs;
-    while (Atomics.load(ctrl, DONE) !== this.workers.length) {
+    while (Atomics.load(ctrl, DONE) !== need) {
       if (this.failure) throw this.failure;
       if (performance.now() > deadline) throw new RunError({ reason: 'timeout', detail: `${what} did not finish within ${this.ctx.timeoutMs} ms` });
       await new Promise((resolve) => setTimeout(resolve, 1));
