@@ -16,3 +16,4 @@ export { firstFailure } from './mpi/blame.js';
 export { IterStats } from './trace/stats.js';
 export { writeCheckpoint, readCheckpoint, newestCheckpoint, listCheckpoints, checkpointName } from './checkpoint/store.js';
 export { identityOf } from './checkpoint/identity.js';
+export { expandHostlist, slurmAllocation } from './mpi/slurm.js';

@@ -98,7 +98,8 @@ export interface RunOptions {
 }
 
 export interface RunResult {
-  stages: { name: string; kind: string; ranks: number }[];
+  /** The ring as it ran; `hosts[r]`: the host rank r ran on (its name where the run knows it, else `host #HASH`). */
+  stages: { name: string; kind: string; ranks: number; hosts: string[] }[];
   procs: number;
   sizes: number[][];
   iterations: number;
@@ -146,6 +147,8 @@ export interface RingOutcome {
   steps?: StepTimes;
   /** Names for the host hashes of the run's ranks (default: this host's). */
   hostName?: (hash: number) => string;
+  /** Per stage, the host each rank ran on (default: this host, for every rank). */
+  hosts?: string[][];
   /** MPI runs: the wire it used (default: `user` for a hub under the user's own mpirun). */
   wire?: WireName;
 }
@@ -322,13 +325,13 @@ function resultOf(
   plan: RingPlan,
   opts: RunOptions,
   how: { transport: TransportName; cBackend: CBackend; launch: LaunchMode; threads: number; wire: WireName; resumedFrom: number; cps?: CheckpointSession; trace?: RunResult['trace'] },
-  outcome: Pick<RingOutcome, 'startS' | 'totalS' | 'stats' | 'final' | 'steps'>,
+  outcome: Pick<RingOutcome, 'startS' | 'totalS' | 'stats' | 'final' | 'steps' | 'hosts'>,
 ): RunResult {
   const t = outcome.stats.summary();
   const done = how.resumedFrom + t.count;
   const last = how.cps?.writer.last;
   return {
-    stages: plan.stages.map(({ name, kind, ranks }) => ({ name, kind, ranks })),
+    stages: plan.stages.map(({ name, kind, ranks }, s) => ({ name, kind, ranks, hosts: outcome.hosts?.[s] ?? new Array<string>(ranks).fill(hostname()) })),
     procs: plan.stages[0].ranks,
     sizes: opts.sizes ?? [plan.stages.map((_, s) => plan.schedule[0][(s + plan.stages.length - 1) % plan.stages.length])],
     iterations: done,

@@ -21,6 +21,7 @@ import { existsSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSyn
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { cmdline, exists, root } from './helpers.mjs';
+import { expandHostlist, listCheckpoints, newestCheckpoint, slurmAllocation } from '../dist/internal.js';
 
 const BED = join(root, 'test', 'slurm', 'bed.sh');
 const NODES = ['n1', 'n2', 'n3'];
@@ -187,6 +188,161 @@ it(`scancel ends a job's processes on every node within KillWait (${KILL_WAIT_S}
 });
 
 test.run();
+
+// Runs anywhere: how an allocation's node list is read (src/mpi/slurm.ts).
+const lists = suite('Slurm node lists');
+lists('expandHostlist reads the common forms, and gives up on the rest', () => {
+  assert.equal(expandHostlist('n1'), ['n1']);
+  assert.equal(expandHostlist('n[1-3]'), ['n1', 'n2', 'n3']);
+  assert.equal(expandHostlist('n[1-2,5],gpu01'), ['n1', 'n2', 'n5', 'gpu01']);
+  assert.equal(expandHostlist('node[08-11]'), ['node08', 'node09', 'node10', 'node11']);
+  assert.equal(expandHostlist('rack[1-2]-gpu,login'), ['rack1-gpu', 'rack2-gpu', 'login']);
+  assert.is(expandHostlist('r[1-2]n[1-2]'), undefined);
+  assert.is(expandHostlist('n[3-1]'), undefined);
+  assert.equal(slurmAllocation({ SLURM_JOB_ID: '7', SLURM_JOB_NODELIST: 'n[1,3]' }), { jobId: '7', nodes: ['n1', 'n3'] });
+  assert.is(slurmAllocation({ SLURM_JOB_NODELIST: 'n1' }), undefined);
+});
+lists.run();
+
+// commloop in the allocation: both launch modes, no hostfile; the job script of
+// docs/CLUSTERS.md as written; the warning signal, scancel, a requeue and a node lost.
+const jobs = suite('commloop on the Slurm bed');
+const jt = why ? jobs.skip : jobs;
+const RING = join(root, 'test', 'fixtures', 'hosts', 'stateful.json');
+const bin = join(dir, 'bin');
+// `commloop` on PATH, as an installed package puts it: the job script calls it by that name.
+spawnSync('mkdir', ['-p', bin]);
+writeFileSync(join(bin, 'commloop'), `#!/bin/sh\nexec ${process.execPath} ${join(root, 'dist', 'master.js')} "$@"\n`, { mode: 0o755 });
+const JOB_ENV = { ...ENV, PATH: `${bin}:${ENV.PATH}`, OMPI_MCA_btl_tcp_if_include: SUBNET, OMPI_MCA_oob_tcp_if_include: SUBNET };
+// The job script, exactly as docs/CLUSTERS.md shows it; it runs commloop with ./ring.json.
+const SCRIPT = /## A job script\n\n```bash\n([\s\S]*?)```/.exec(readFileSync(join(root, 'docs', 'CLUSTERS.md'), 'utf8'))[1];
+const localRef = new Map();
+const reference = (k) => {
+  if (!localRef.has(k)) {
+    const r = spawnSync(process.execPath, [join(root, 'dist', 'master.js'), '--pipeline', RING, '-p', '2', '-i', String(k), '--json'], { encoding: 'utf8' });
+    localRef.set(k, JSON.parse(r.stdout).checksum);
+  }
+  return localRef.get(k);
+};
+let jobDirs = 0;
+/** A folder to submit from: the ring as ring.json, the job script as ring.sbatch. */
+function jobDir() {
+  const d = join(dir, `job${++jobDirs}`);
+  spawnSync('mkdir', ['-p', d]);
+  writeFileSync(join(d, 'ring.json'), readFileSync(RING, 'utf8').replaceAll('"./', `"${join(root, 'test', 'fixtures', 'hosts')}/`).replaceAll('"../', `"${join(root, 'test', 'fixtures')}/`));
+  writeFileSync(join(d, 'ring.sbatch'), SCRIPT);
+  return d;
+}
+const inDir = (d, args, opts = {}) => {
+  const t0 = Date.now();
+  const r = spawnSync(args[0], args.slice(1), { encoding: 'utf8', env: JOB_ENV, timeout: 120_000, cwd: d, ...opts });
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr, ms: Date.now() - t0 };
+};
+const jobState = (id) => /JobState=(\w+)/.exec(slurm(['scontrol', 'show', 'job', id]).stdout)?.[1];
+const logOf = (d, id) => readFileSync(join(d, `ring-${id}.log`), 'utf8');
+const jsonOf = (text) => text.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l));
+
+for (const launch of ['spawn', 'mpmd']) {
+  const MODE = ['--launch', launch];
+
+  jt(`${launch}: salloc -N2, no hostfile: every stage's ranks on both nodes, named, the one-host checksum`, async () => {
+    const r = inDir(dir, ['salloc', '-N2', 'commloop', '--pipeline', RING, '-p', '2', '-i', '50', '--json', ...MODE]);
+    assert.is(r.status, 0, r.stderr);
+    const j = JSON.parse(r.stdout);
+    assert.is(j.checksum, reference(50));
+    for (const st of j.stages) assert.equal(new Set(st.hosts).size, 2, `${st.name} on ${st.hosts}`);
+    assert.ok(j.stages.every((st) => st.hosts.every((h) => NODES.includes(h))), JSON.stringify(j.stages));
+    assert.is(j.wire, launch === 'spawn' ? 'tcp' : 'shm');
+    await nothingLeft(10_000);
+  });
+
+  jt(`${launch}: the job script of docs/CLUSTERS.md runs the ring across 2 nodes`, async () => {
+    const d = jobDir();
+    const r = inDir(d, ['sbatch', '--wait', '--parsable', 'ring.sbatch', '-i', '2000', '--json', ...MODE]);
+    assert.is(r.status, 0, r.stderr);
+    const [j] = jsonOf(logOf(d, r.stdout.trim()));
+    assert.equal([j.checksum, j.resumedFrom, j.checkpoints.last.iterations], [reference(2000), 0, 2000]);
+    assert.equal([...new Set(j.stages.flatMap((st) => st.hosts))].sort().length, 2);
+    await nothingLeft(10_000);
+  });
+
+  jt(`${launch}: SIGUSR1 to the batch shell takes a checkpoint and the job goes on; scancel ends it within KillWait, nothing left, the checkpoint intact`, async () => {
+    const d = jobDir();
+    const r = inDir(d, ['sbatch', '--parsable', 'ring.sbatch', ...MODE]);
+    assert.is(r.status, 0, r.stderr);
+    const id = r.stdout.trim();
+    const ckpt = join(d, 'ckpt');
+    assert.ok(await until(() => existsSync(join(d, `ring-${id}.log`)) && /^where 1 /m.test(logOf(d, id)), 30_000), 'the ring did not start');
+    assert.equal(listCheckpoints(ckpt), []);
+    assert.is(slurm(['scancel', '--signal=USR1', '--batch', id]).status, 0);
+    assert.ok(await until(() => listCheckpoints(ckpt).length === 1, 10_000), `no checkpoint after SIGUSR1: ${logOf(d, id)}`);
+    await new Promise((res) => setTimeout(res, 500));
+    assert.is(jobState(id), 'RUNNING');
+    const t = Date.now();
+    assert.is(slurm(['scancel', id]).status, 0);
+    await until(() => leftovers().length === 0, (KILL_WAIT_S + 5) * 1000);
+    const ms = Date.now() - t;
+    assert.equal(leftovers(), [], 'processes of the job left');
+    console.log(`slurm.test.mjs: ${launch}: scancel ended the ring's job in ${ms} ms`);
+    const found = newestCheckpoint(ckpt);
+    assert.equal(found.notes, []);
+    assert.ok(found.checkpoint.iterations > 0);
+  });
+
+  jt(`${launch}: a job requeued mid-run resumes from its checkpoint and ends with the uninterrupted checksum`, async () => {
+    const d = jobDir();
+    const r = inDir(d, ['sbatch', '--parsable', 'ring.sbatch', '-i', '20000', '--checkpoint-every', '500', '--json', ...MODE]);
+    assert.is(r.status, 0, r.stderr);
+    const id = r.stdout.trim();
+    const ckpt = join(d, 'ckpt');
+    assert.ok(await until(() => listCheckpoints(ckpt).length > 0, 30_000), 'no checkpoint within 30 s');
+    const q = slurm(['scontrol', 'requeue', id]);
+    assert.is(q.status, 0, q.stderr);
+    // A requeued job waits for its begin time; it may start now.
+    await until(() => jobState(id) === 'PENDING', 15_000);
+    slurm(['scontrol', 'update', `JobId=${id}`, 'StartTime=now']);
+    assert.ok(await until(() => jobState(id) === 'COMPLETED', 90_000), `the job is ${jobState(id)}: ${logOf(d, id)}`);
+    const runs = jsonOf(logOf(d, id));
+    assert.is(runs.length, 1, logOf(d, id));
+    assert.ok(runs[0].resumedFrom > 0, `resumed from ${runs[0].resumedFrom}`);
+    assert.is(runs[0].checksum, reference(20000));
+    await nothingLeft(10_000);
+  });
+}
+
+// Last: each kills a node's slurmd and everything in it (n2, then n3, so the other runs keep two nodes).
+for (const [launch, node] of [['spawn', 'n2'], ['mpmd', 'n3']]) {
+  jt(`${launch}: ${node} lost mid-run (its slurmd and ranks killed): exit 1 within 15 s, one line naming the stage, rank and node`, async () => {
+    const ckpt = join(dir, `lost-${launch}`);
+    const { spawn } = await import('node:child_process');
+    const child = spawn('salloc', ['-N2', '-w', `n1,${node}`, 'commloop', '--pipeline', RING, '-p', '2', '-i', '100000000', '--timeout', '10', '--checkpoint', ckpt, '--checkpoint-every', '500', '--launch', launch], { env: JOB_ENV, cwd: dir });
+    let err = '';
+    child.stderr.on('data', (b) => (err += b));
+    const exit = new Promise((res) => child.on('exit', (code) => res(code)));
+    assert.ok(await until(() => listCheckpoints(ckpt).length > 0, 30_000), `no checkpoint: ${err}`);
+    const t = Date.now();
+    const inNode = () => leftovers().filter((p) => p.node === node).map((p) => p.pid);
+    try {
+      process.kill(Number(bed('pid', node).stdout), 'SIGKILL');
+      for (const pid of inNode()) process.kill(pid, 'SIGKILL');
+      const code = await exit;
+      const ms = Date.now() - t;
+      assert.is(code, 1, err);
+      assert.ok(ms < 15_000, `took ${ms} ms`);
+      const lines = err.split('\n').filter((l) => l.startsWith('commloop:'));
+      assert.is(lines.length, 1, err);
+      assert.match(lines[0], new RegExp(`^commloop: stage "(where|acc|c)" rank \\d on ${node}: its node was lost: Open MPI lost its daemon there \\(the node or its network went down\\)( \\(Open MPI's messages: \\S+\\))?; resume from iteration \\d+ with --resume$`), lines[0]);
+      console.log(`slurm.test.mjs: ${launch}: ${node} lost: ${lines[0]} (${ms} ms)`);
+      await nothingLeft(10_000);
+    } finally {
+      // The node comes back (ReturnToService=2) for what follows.
+      bed('start', node);
+      assert.ok(await until(() => /^idle/.test(slurm(['sinfo', '-h', '-n', node, '-o', '%t']).stdout), 30_000), `${node} did not come back: ${slurm(['sinfo', '-n', node]).stdout}`);
+    }
+  });
+}
+
+jobs.run();
 
 // Keep last: after every test, `down` leaves nothing of the bed.
 const end = suite('the Slurm bed goes down');

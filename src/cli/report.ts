@@ -10,6 +10,7 @@ export function summary(r: RunResult): string {
     `ring      ${r.stages.map((s) => s.name).join(' -> ')}, ${ranks}, sizes ${sizes}`,
     `run       ${r.iterations} iterations, transport ${r.transport}${how}, c-backend ${r.cBackend}${r.transport === 'mpi' ? `, wire ${r.wire}` : ''}`,
     `checksum  ${r.checksum}`,
+    ...(r.stages.some((st) => st.hosts.some((h) => h !== r.stages[0].hosts[0])) ? [`hosts     ${r.stages.map((st) => `${st.name}: ${st.hosts.map((h, k) => `${k}@${h}`).join(' ')}`).join(', ')}`] : []),
     ...(r.resumedFrom ? [`resumed   from iteration ${r.resumedFrom}: ${r.iterations - r.resumedFrom} iterations run now`] : []),
     ...(r.checkpoints?.last ? [`checkpoint ${r.checkpoints.last.path} (iteration ${r.checkpoints.last.iterations}; ${r.checkpoints.written} written by this run)`] : []),
     ...(r.trace ? [`trace     ${r.trace.file} (${r.trace.events} events; open in https://ui.perfetto.dev or chrome://tracing)`] : []),

@@ -22,6 +22,7 @@ import { cmdline, type Proc } from './procs.js';
 import { STEP_TIMEOUT_ENV, hostHash } from './protocol.js';
 import type { SuperviseOptions } from './supervisor.js';
 import { chooseWire, type Wire } from './wire.js';
+import { slurmAllocation } from './slurm.js';
 
 /** A started hub: its process, the run's wire, its hosts, and the channel to it. */
 export interface LaunchedHub {
@@ -31,8 +32,10 @@ export interface LaunchedHub {
   /** `cmd` is mpirun: the name a failure gives it, and what to install when it is missing. */
   viaMpirun: boolean;
   wire: Wire;
-  /** The run has hosts of its own (--host, --hostfile). */
+  /** The run has hosts of its own (--host, --hostfile, a Slurm allocation of several nodes). */
   remote: boolean;
+  /** The spawn keys the run uses: the caller's, with map_by=node inside an allocation of several nodes. */
+  spawnInfo: Record<string, string>;
   /** The hosts of --host and the hostfile, by name, in order (listedHosts). */
   launchHosts: string[];
   /** Host-name hashes the run can name (knownHosts). */
@@ -45,14 +48,21 @@ export interface LaunchedHub {
 
 export function launchHub(plan: RingPlan, opts: SuperviseOptions): LaunchedHub {
   const env: NodeJS.ProcessEnv = { ...process.env };
-  const remote = Boolean(opts.spawnInfo.host || opts.spawnInfo.hostfile);
+  const listed = Boolean(opts.spawnInfo.host || opts.spawnInfo.hostfile);
+  // Inside an allocation of several nodes, Open MPI's own Slurm support finds them; every
+  // stage's ranks go round the nodes (a spawn from the batch node would fill it first and
+  // fail for slots), and the run is not local: no loopback-only TCP.
+  const alloc = slurmAllocation(env);
+  const spread = !listed && alloc !== undefined && alloc.nodes.length > 1;
+  const spawnInfo = spread && !opts.spawnInfo.map_by ? { ...opts.spawnInfo, map_by: 'node' } : opts.spawnInfo;
+  const remote = listed || spread;
   setMpiEnvironment(!remote, env);
   const wire = chooseWire({ launch: opts.launch, local: !remote, request: opts.wire, env });
   for (const [k, v] of Object.entries(wire.env)) env[k] ??= v; // what the user set stays
   const hub = join(distDir, 'hub.js');
   const mpirun = existsSync('/usr/bin/mpirun.openmpi') ? '/usr/bin/mpirun.openmpi' : 'mpirun';
   const [cmd, args] =
-    opts.launch === 'mpmd' ? [mpirun, mpmdCommand(plan, opts.cBackend, opts.spawnInfo)] : [process.execPath, [hub]];
+    opts.launch === 'mpmd' ? [mpirun, mpmdCommand(plan, opts.cBackend, spawnInfo)] : [process.execPath, [hub]];
   // Its own process group: a terminal's Ctrl-C reaches the caller, who asks for a clean stop.
   const spawnMode = opts.launch === 'spawn';
   if (spawnMode) env[HUB_FDS_ENV] = '3,4';
@@ -68,8 +78,9 @@ export function launchHub(plan: RingPlan, opts: SuperviseOptions): LaunchedHub {
     viaMpirun: cmd === mpirun,
     wire,
     remote,
+    spawnInfo,
     launchHosts,
-    hostNames: knownHosts(launchHosts),
+    hostNames: knownHosts([...launchHosts, ...(alloc?.nodes ?? [])]),
     tell(m) {
       if (toHub.writable) toHub.write(JSON.stringify(m) + '\n');
     },

@@ -16,6 +16,7 @@ export function mpmdCommand(plan: RingPlan, cBackend: CBackend, spawnInfo: Recor
   const args: string[] = [];
   if (spawnInfo.hostfile) args.push('--hostfile', spawnInfo.hostfile);
   if (spawnInfo.host) args.push('--host', spawnInfo.host);
+  if (spawnInfo.map_by) args.push('--map-by', spawnInfo.map_by);
   // The step deadline reaches the stages on every host (a stage reports its own stuck rank).
   args.push('-x', STEP_TIMEOUT_ENV);
   args.push('-np', '1', process.execPath, join(distDir, 'hub.js'));

@@ -41,6 +41,15 @@ export function openMpiLines(): (line: string) => boolean {
 }
 
 /**
+ * The host whose Open MPI daemon the job lost ("ORTE has lost communication with a remote
+ * daemon ... Remote daemon: [[J,0],D] on node H"): a node that died, or its network. Its
+ * ranks went with it, and every failure after that is the teardown.
+ */
+export function lostDaemonHost(lines: string[]): string | undefined {
+  return /ORTE has lost communication with a remote daemon\.[\s\S]*?Remote daemon\s*: \S+ on node (\S+)/.exec(lines.join('\n'))?.[1];
+}
+
+/**
  * The first rank Open MPI says ended, as a Failure: "... process rank R with PID P on node
  * H exited on signal N (Name)". Under MPMD, R is the world rank (0 the hub, then each
  * stage's ranks in ring order); in spawn mode R is the rank in a stage's own job, and the

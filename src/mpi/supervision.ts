@@ -15,7 +15,7 @@ import { IterStats } from '../trace/stats.js';
 import { exitGraceMs, overdue, type RunClock } from './deadlines.js';
 import { pendingLaunches, unreachable, type LaunchedHub } from './hub-launch.js';
 import { jobFamily, removeSegments, writeFailureLog } from './leftovers.js';
-import { failureFromOpenMpi, openMpiLines } from './openmpi-text.js';
+import { failureFromOpenMpi, lostDaemonHost, openMpiLines } from './openmpi-text.js';
 import { descendants, killRecorded, procOf, type Proc } from './procs.js';
 import { hostLabel } from './protocol.js';
 import { StartupWatch } from './startup-watch.js';
@@ -62,7 +62,7 @@ export class Supervision implements RunClock {
     this.stageCount = plan.stages.length;
     this.launchHosts = hub.launchHosts;
     // A local job: its ranks are mpirun's (or the hub's orted's) children here, watched until Ready.
-    this.startup = hub.launchHosts.length ? undefined : new StartupWatch(plan, opts.launch);
+    this.startup = hub.remote ? undefined : new StartupWatch(plan, opts.launch);
   }
 
   /** One message of the hub (channel.ts FromHub). */
@@ -108,6 +108,7 @@ export class Supervision implements RunClock {
           final: decodeArray(m.final),
           steps: m.steps && stepTimesFromWire(m.steps),
           hostName: (hash) => hostLabel(hash, this.hub.hostNames),
+          hosts: this.plan.stages.map((st, s) => Array.from({ length: st.ranks }, (_, r) => hostLabel(this.ranks.get(`${s}/${r}`)?.host ?? 0, this.hub.hostNames))),
           wire: this.hub.wire.name,
         };
         break;
@@ -221,8 +222,9 @@ export class Supervision implements RunClock {
     removeSegments(this.families);
     if (this.callerError !== undefined) return { error: this.callerError };
     if (this.outcome && !this.hubFailure) return { outcome: this.outcome };
-    // A host that ssh could not reach is the cause of whatever failed at start-up.
-    const lostHost = this.readyAt ? undefined : unreachable(this.noise, this.launching, this.timeoutMs);
+    // A host that ssh could not reach is the cause of whatever failed at start-up; a host
+    // whose daemon Open MPI lost (a node gone) of whatever failed after.
+    const lostHost = this.readyAt ? this.lostNode() : unreachable(this.noise, this.launching, this.timeoutMs);
     // mpirun or the hub process killed by a signal nobody here sent: that is the cause (a rank's
     // death makes mpirun exit with a code, not die by a signal).
     const launcher: Failure = {
@@ -242,6 +244,24 @@ export class Supervision implements RunClock {
     const err = new RunError(failure);
     if (this.noise.length) err.log = writeFailureLog(this.noise, this.t0, this.hub.child.pid);
     return { error: err };
+  }
+
+  /**
+   * The node whose Open MPI daemon the job lost, as the failure of the first stage rank that
+   * ran there (its ranks all went with it; Open MPI says only the node).
+   */
+  private lostNode(): Failure | undefined {
+    const host = lostDaemonHost(this.noise);
+    if (!host) return undefined;
+    for (const [s, st] of this.plan.stages.entries()) {
+      for (let r = 0; r < st.ranks; r++) {
+        const at = this.ranks.get(`${s}/${r}`);
+        if (at && hostLabel(at.host, this.hub.hostNames) === host) {
+          return { stage: st.name, rank: r, host, reason: 'exited', detail: 'its node was lost: Open MPI lost its daemon there (the node or its network went down)' };
+        }
+      }
+    }
+    return { reason: 'exited', host, detail: `host ${host} was lost: Open MPI lost its daemon there (the node or its network went down)` };
   }
 
   /** Records one process of the run, and its job family. */

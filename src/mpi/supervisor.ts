@@ -57,6 +57,7 @@ export function superviseMpiRun(plan: RingPlan, opts: SuperviseOptions, hooks: S
       plan: toWire(plan),
       opts: {
         ...hubOpts,
+        spawnInfo: hub.spawnInfo,
         merged: hub.wire.merged,
         lockstep: Boolean(hooks.onIteration),
         state: cps !== undefined,

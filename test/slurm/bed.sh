@@ -34,6 +34,7 @@
 #                                       daemons (what jobs left), one pid a line
 #   sh test/slurm/bed.sh pid NAME       the pid of a daemon: munged, slurmctld, or a node
 #                                       name for its slurmd
+#   sh test/slurm/bed.sh start NODE     start NODE's slurmd again (after a test killed it)
 # Needs root, iproute2, util-linux (nsenter, unshare, setpriv), slurm-wlm and munge.
 set -eu
 BR=clsbr0
@@ -252,11 +253,15 @@ case ${1:-} in
         case $mine in *" $pid "*) ;; *) echo "$pid" ;; esac
       done
     done ;;
+  start)
+    # A node's slurmd again, after a test killed it (a node lost and back).
+    case " $NODES " in *" ${2:-} "*) ;; *) echo "bed.sh: no node ${2:-}" >&2; exit 2 ;; esac
+    daemon "slurmd-$2" "$2" slurmd -D -N "$2" -f "$CONF" ;;
   pid)
     case ${2:-} in
       munged | slurmctld) f=$STATE/pid/$2 ;;
       *) f=$STATE/pid/slurmd-${2:-} ;;
     esac
     cat "$f" 2>/dev/null || { echo "bed.sh: no daemon ${2:-}" >&2; exit 1; } ;;
-  *) echo 'usage: sh bed.sh up | down | env | run NAME CMD... | pids | pid NAME' >&2; exit 2 ;;
+  *) echo 'usage: sh bed.sh up | down | env | run NAME CMD... | pids | pid NAME | start NODE' >&2; exit 2 ;;
 esac
