@@ -246,9 +246,13 @@ for (const launch of ['spawn', 'mpmd']) {
   const MODE = ['--launch', launch];
 
   jt(`${launch}: salloc -N2, no hostfile: every stage's ranks on both nodes, named, the one-host checksum`, async () => {
-    const r = inDir(dir, ['salloc', '-N2', 'commloop', '--pipeline', RING, '-p', '2', '-i', '50', '--json', ...MODE]);
+    const trace = join(dir, `trace-${launch}.json`);
+    const r = inDir(dir, ['salloc', '-N2', 'commloop', '--pipeline', RING, '-p', '2', '-i', '50', '--json', '--trace', trace, ...MODE]);
     assert.is(r.status, 0, r.stderr);
     const j = JSON.parse(r.stdout);
+    // The trace names each rank's node too.
+    const names = JSON.parse(readFileSync(trace, 'utf8')).traceEvents.filter((e) => e.name === 'thread_name' && e.pid > 0).map((e) => e.args.name);
+    assert.equal(names.filter((n) => / @ n\d$/.test(n)).length, 6, names.join(', '));
     assert.is(j.checksum, reference(50));
     for (const st of j.stages) assert.equal(new Set(st.hosts).size, 2, `${st.name} on ${st.hosts}`);
     assert.ok(j.stages.every((st) => st.hosts.every((h) => NODES.includes(h))), JSON.stringify(j.stages));
