@@ -13,6 +13,7 @@
 #   sh test/hosts/bed.sh pids         the processes inside the bed's hosts, one a line
 # Idempotent: `up` and `down` clear whatever a killed run left. Needs root and iproute2.
 set -eu
+. "$(dirname "$0")/../netns.sh"
 BR=clbr0
 PREFIX=commloop-
 STATE=/run/commloop-bed
@@ -21,15 +22,7 @@ link() { printf 'clv-%s' "$1" | cut -c1-15; }
 namespaces() { ip netns list | awk '{print $1}' | grep "^$PREFIX" || true; }
 
 down() {
-  for ns in $(namespaces); do
-    # Whatever a killed test run left inside goes with it.
-    for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -9 "$pid" 2>/dev/null || true; done
-    ip netns del "$ns" 2>/dev/null || true
-  done
-  for l in $(ip -o link show | awk -F': ' '{print $2}' | cut -d@ -f1 | grep '^clv-' || true); do
-    ip link del "$l" 2>/dev/null || true
-  done
-  ip link del "$BR" 2>/dev/null || true
+  netns_down "$PREFIX" clv- "$BR"
   ip route del unreachable 10.77.1.0/24 2>/dev/null || true
   rm -rf "$STATE"
 }

@@ -37,6 +37,7 @@
 #   sh test/slurm/bed.sh start NODE     start NODE's slurmd again (after a test killed it)
 # Needs root, iproute2, util-linux (nsenter, unshare, setpriv), slurm-wlm and munge.
 set -eu
+. "$(dirname "$0")/../netns.sh"
 BR=clsbr0
 NET=10.78.0
 PREFIX=clslurm-
@@ -101,15 +102,7 @@ down() {
     i=$((i + 1))
   done
   for d in $running; do kill -KILL "${d%%:*}" 2>/dev/null || true; done
-  for ns in $(namespaces); do
-    # Whatever a job or a killed test run left inside goes with it.
-    for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -9 "$pid" 2>/dev/null || true; done
-    ip netns del "$ns" 2>/dev/null || true
-  done
-  for l in $(ip -o link show | awk -F': ' '{print $2}' | cut -d@ -f1 | grep '^clsv-' || true); do
-    ip link del "$l" 2>/dev/null || true
-  done
-  ip link del "$BR" 2>/dev/null || true
+  netns_down "$PREFIX" clsv- "$BR"
   rm -rf "$STATE"
 }
 
