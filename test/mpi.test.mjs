@@ -248,6 +248,28 @@ async function killAtStart(extra, rounds) {
   }
 }
 
+// scancel and a time limit send SIGTERM to every process of a job at once. Whichever end is
+// seen first (a clean stop, or the hub or a rank dead of the signal), the run says it was
+// stopped, not that a rank failed, and exits 130.
+for (const launch of ['spawn', 'mpmd']) {
+  failures(`--launch ${launch}: SIGTERM to every process of the run at once (as scancel sends it): exit 130, one "stopped by signal" line, nothing left`, async () => {
+    const run = await longRun(['--launch', launch]);
+    const pids = descendants(run.child.pid);
+    for (const p of [run.child.pid, ...pids]) {
+      try {
+        process.kill(p, 'SIGTERM');
+      } catch {} // gone already
+    }
+    const r = await run.exit;
+    assert.is(r.code, 130, r.stderr);
+    const lines = r.stderr.split('\n').filter((l) => l.startsWith('commloop:'));
+    assert.is(lines.length, 1, r.stderr);
+    assert.match(lines[0], /^commloop: stopped by signal( after \d+ of 2000000000 iterations|; the run's processes were signalled too \(.+\))$/, lines[0]);
+    console.log(`mpi.test.mjs: ${launch}: SIGTERM to all: ${lines[0]}`);
+    await assertNoneLeft(pids);
+  });
+}
+
 for (const wire of WIRES) {
   failures(`a rank killed as it starts is named within 5 s, not a rank torn down after it [wire ${wire}]`, () => killAtStart(['--wire', wire], 2));
 }

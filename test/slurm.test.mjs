@@ -241,13 +241,51 @@ const inDir = (d, args, opts = {}) => {
 const jobState = (id) => /JobState=(\w+)/.exec(slurm(['scontrol', 'show', 'job', id]).stdout)?.[1];
 const logOf = (d, id) => readFileSync(join(d, `ring-${id}.log`), 'utf8');
 const jsonOf = (text) => text.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l));
+/**
+ * Open MPI 4.1's spawn across daemons hangs now and then at start-up (docs/CLUSTERS.md, "Spawn
+ * or MPMD": 1 start in 10 to 1 in 4 here, as on the hosts bed; open-mpi/ompi#9713). commloop
+ * names it at --timeout; the tests below are about placement and the scheduler, so a start
+ * that hangs is tried again, at most twice, and said.
+ */
+const HUNG = (ms) => new RegExp(String.raw`^commloop: (stage "\w+": did not answer its spawn|the stages did not start) within ${ms} ms( \(Open MPI's messages: \S+\))?$`, 'm');
+const TRIES = 3;
+/** The controller's log lines of job `id`: where a job goes wrong, they say why. */
+const ctld = (id) => readFileSync('/run/commloop-slurm/log/slurmctld.log', 'utf8').split('\n').filter((l) => new RegExp(`JobId=${id}\\b`).test(l)).join('\n');
+/**
+ * Submits the job script with `args` (after `--timeout 20`) from `d` and waits until its ring
+ * runs: the first stage's ranks print where they are on the first iteration. A job whose
+ * ring does not run within 30 s (HUNG) is cancelled and submitted again, and that is said.
+ */
+async function submitRing(d, args) {
+  for (let attempt = 1; ; attempt++) {
+    const r = inDir(d, ['sbatch', '--parsable', 'ring.sbatch', '--timeout', '20', ...args]);
+    assert.is(r.status, 0, r.stderr);
+    const id = r.stdout.trim();
+    if (await until(() => existsSync(join(d, `ring-${id}.log`)) && /^where 1 /m.test(logOf(d, id)), 30_000)) return id;
+    const log = existsSync(join(d, `ring-${id}.log`)) ? logOf(d, id).trim().split('\n').join(' | ') : 'no log';
+    const why = `job ${id} ${jobState(id)}; log: ${log}; slurmctld: ${ctld(id).split('\n').join(' | ')}`;
+    slurm(['scancel', id]);
+    await nothingLeft((KILL_WAIT_S + 5) * 1000);
+    spawnSync('rm', ['-rf', join(d, 'ckpt')]);
+    if (attempt === TRIES) assert.unreachable(`the ring did not run within 30 s, ${TRIES} times: ${why}`);
+    console.log(`slurm.test.mjs: the ring did not run within 30 s (${why}); submitting it again`);
+  }
+}
 
 for (const launch of ['spawn', 'mpmd']) {
   const MODE = ['--launch', launch];
 
   jt(`${launch}: salloc -N2, no hostfile: every stage's ranks on both nodes, named, the one-host checksum`, async () => {
     const trace = join(dir, `trace-${launch}.json`);
-    const r = inDir(dir, ['salloc', '-N2', 'commloop', '--pipeline', RING, '-p', '2', '-i', '50', '--json', '--trace', trace, ...MODE]);
+    // A start that hangs is tried again (HUNG).
+    let r;
+    for (let attempt = 1; ; attempt++) {
+      r = inDir(dir, ['salloc', '-N2', 'commloop', '--pipeline', RING, '-p', '2', '-i', '50', '--json', '--trace', trace, '--timeout', '20', ...MODE]);
+      const hung = HUNG(20000).exec(r.stderr);
+      if (!hung || attempt === TRIES) break;
+      console.log(`slurm.test.mjs: ${launch}: ${hung[0]}; trying again`);
+      await nothingLeft(10_000);
+    }
     assert.is(r.status, 0, r.stderr);
     const j = JSON.parse(r.stdout);
     // The trace names each rank's node too.
@@ -262,21 +300,18 @@ for (const launch of ['spawn', 'mpmd']) {
 
   jt(`${launch}: the job script of docs/CLUSTERS.md runs the ring across 2 nodes`, async () => {
     const d = jobDir();
-    const r = inDir(d, ['sbatch', '--wait', '--parsable', 'ring.sbatch', '-i', '2000', '--json', ...MODE]);
-    assert.is(r.status, 0, r.stderr);
-    const [j] = jsonOf(logOf(d, r.stdout.trim()));
+    const id = await submitRing(d, ['-i', '2000', '--json', ...MODE]);
+    assert.ok(await until(() => jobState(id) === 'COMPLETED', 60_000), `the job is ${jobState(id)}: ${logOf(d, id)}`);
+    const [j] = jsonOf(logOf(d, id));
     assert.equal([j.checksum, j.resumedFrom, j.checkpoints.last.iterations], [reference(2000), 0, 2000]);
     assert.equal([...new Set(j.stages.flatMap((st) => st.hosts))].sort().length, 2);
     await nothingLeft(10_000);
   });
 
-  jt(`${launch}: SIGUSR1 to the batch shell takes a checkpoint and the job goes on; scancel ends it within KillWait, nothing left, the checkpoint intact`, async () => {
+  jt(`${launch}: SIGUSR1 to the batch shell takes a checkpoint and the job goes on; scancel ends it within KillWait, nothing left, the checkpoint intact, exit 130`, async () => {
     const d = jobDir();
-    const r = inDir(d, ['sbatch', '--parsable', 'ring.sbatch', ...MODE]);
-    assert.is(r.status, 0, r.stderr);
-    const id = r.stdout.trim();
+    const id = await submitRing(d, MODE);
     const ckpt = join(d, 'ckpt');
-    assert.ok(await until(() => existsSync(join(d, `ring-${id}.log`)) && /^where 1 /m.test(logOf(d, id)), 30_000), 'the ring did not start');
     assert.equal(listCheckpoints(ckpt), []);
     assert.is(slurm(['scancel', '--signal=USR1', '--batch', id]).status, 0);
     assert.ok(await until(() => listCheckpoints(ckpt).length === 1, 10_000), `no checkpoint after SIGUSR1: ${logOf(d, id)}`);
@@ -290,14 +325,26 @@ for (const launch of ['spawn', 'mpmd']) {
     console.log(`slurm.test.mjs: ${launch}: scancel ended the ring's job in ${ms} ms`);
     const found = newestCheckpoint(ckpt);
     assert.equal(found.notes, []);
-    assert.ok(found.checkpoint.iterations > 0);
+    const at = found.checkpoint.iterations;
+    assert.ok(at > 0);
+    // commloop gets the SIGTERM with its ranks. Either the step in flight ended first and it
+    // took a last checkpoint, or a process of the run died of the signal first: then it says
+    // it was stopped, not that the rank failed. Both exit 130.
+    const said = logOf(d, id).split('\n').filter((l) => l.startsWith('commloop:'));
+    assert.is(said.length, 1, logOf(d, id));
+    const stopped = [
+      String.raw`stopped by signal after ${at} of 10000000 iterations; checkpoint at iteration ${at} in \S+: resume with --resume`,
+      // What the signal ended first: the hub, a rank, mpirun, Open MPI's daemon on the other node.
+      String.raw`stopped by signal; the run's processes were signalled too \(.+\); resume from iteration ${at} with --resume`,
+    ];
+    assert.match(said[0], new RegExp(`^commloop: (${stopped.join('|')})$`), said[0]);
+    console.log(`slurm.test.mjs: ${launch}: after scancel: ${said[0]}`);
+    assert.match(slurm(['scontrol', 'show', 'job', id]).stdout, /ExitCode=130:0/);
   });
 
   jt(`${launch}: a job requeued mid-run resumes from its checkpoint and ends with the uninterrupted checksum`, async () => {
     const d = jobDir();
-    const r = inDir(d, ['sbatch', '--parsable', 'ring.sbatch', '-i', '20000', '--checkpoint-every', '500', '--json', ...MODE]);
-    assert.is(r.status, 0, r.stderr);
-    const id = r.stdout.trim();
+    const id = await submitRing(d, ['-i', '20000', '--checkpoint-every', '500', '--json', ...MODE]);
     const ckpt = join(d, 'ckpt');
     assert.ok(await until(() => listCheckpoints(ckpt).length > 0, 30_000), 'no checkpoint within 30 s');
     const q = slurm(['scontrol', 'requeue', id]);
@@ -305,7 +352,18 @@ for (const launch of ['spawn', 'mpmd']) {
     // A requeued job waits for its begin time; it may start now.
     await until(() => jobState(id) === 'PENDING', 15_000);
     slurm(['scontrol', 'update', `JobId=${id}`, 'StartTime=now']);
-    assert.ok(await until(() => jobState(id) === 'COMPLETED', 90_000), `the job is ${jobState(id)}: ${logOf(d, id)}`);
+    for (let attempt = 1; ; attempt++) {
+      assert.ok(await until(() => ['COMPLETED', 'FAILED'].includes(jobState(id)), 90_000), `the job is ${jobState(id)}: ${logOf(d, id)}\nslurmctld:\n${ctld(id)}`);
+      // The run after the requeue may hang at start-up too (HUNG): the job is requeued again.
+      const hung = HUNG(20000).exec(logOf(d, id).split('DUE TO JOB REQUEUE').slice(1).join(''));
+      if (jobState(id) === 'COMPLETED' || !hung || attempt === TRIES) break;
+      console.log(`slurm.test.mjs: ${launch}: after the requeue: ${hung[0]}; requeued again`);
+      await nothingLeft((KILL_WAIT_S + 5) * 1000);
+      assert.is(slurm(['scontrol', 'requeue', id]).status, 0);
+      await until(() => jobState(id) === 'PENDING', 15_000);
+      slurm(['scontrol', 'update', `JobId=${id}`, 'StartTime=now']);
+    }
+    assert.is(jobState(id), 'COMPLETED', `${logOf(d, id)}\nslurmctld:\n${ctld(id)}`);
     const runs = jsonOf(logOf(d, id));
     assert.is(runs.length, 1, logOf(d, id));
     assert.ok(runs[0].resumedFrom > 0, `resumed from ${runs[0].resumedFrom}`);
@@ -319,11 +377,21 @@ for (const [launch, node] of [['spawn', 'n2'], ['mpmd', 'n3']]) {
   jt(`${launch}: ${node} lost mid-run (its slurmd and ranks killed): exit 1 within 15 s, one line naming the stage, rank and node`, async () => {
     const ckpt = join(dir, `lost-${launch}`);
     const { spawn } = await import('node:child_process');
-    const child = spawn('salloc', ['-N2', '-w', `n1,${node}`, 'commloop', '--pipeline', RING, '-p', '2', '-i', '100000000', '--timeout', '10', '--checkpoint', ckpt, '--checkpoint-every', '500', '--launch', launch], { env: JOB_ENV, cwd: dir });
-    let err = '';
-    child.stderr.on('data', (b) => (err += b));
-    const exit = new Promise((res) => child.on('exit', (code) => res(code)));
-    assert.ok(await until(() => listCheckpoints(ckpt).length > 0, 30_000), `no checkpoint: ${err}`);
+    let err, exit;
+    // A start that hangs is tried again (HUNG).
+    for (let attempt = 1; ; attempt++) {
+      const child = spawn('salloc', ['-N2', '-w', `n1,${node}`, 'commloop', '--pipeline', RING, '-p', '2', '-i', '100000000', '--timeout', '10', '--checkpoint', ckpt, '--checkpoint-every', '500', '--launch', launch], { env: JOB_ENV, cwd: dir });
+      err = '';
+      child.stderr.on('data', (b) => (err += b));
+      exit = new Promise((res) => child.on('exit', (code) => res(code)));
+      const hung = () => HUNG(10000).exec(err);
+      assert.ok(await until(() => listCheckpoints(ckpt).length > 0 || hung(), 30_000), `no checkpoint: ${err}`);
+      if (!hung() || attempt === TRIES) break;
+      await exit;
+      console.log(`slurm.test.mjs: ${launch}: ${hung()[0]}; trying again`);
+      await nothingLeft(10_000);
+    }
+    assert.ok(listCheckpoints(ckpt).length > 0, `no checkpoint: ${err}`);
     const t = Date.now();
     const inNode = () => leftovers().filter((p) => p.node === node).map((p) => p.pid);
     try {

@@ -90,15 +90,27 @@ async function main(argv: string[]): Promise<number> {
   return 0;
 }
 
+/**
+ * A failure that may be another process's end by the signal that stops this one (scancel's
+ * SIGTERM reaches the ranks and Open MPI's daemons too), and how long to wait for ours.
+ */
+const SIGNALLED = /killed by SIG(?:TERM|INT|HUP)\b|its node was lost/;
+const SIGNAL_WAIT_MS = 300;
+
 main(process.argv.slice(2)).then(
   (code) => {
     process.exitCode = code;
   },
-  (err: Error) => {
+  async (err: Error) => {
+    // scancel and a time limit signal every process of the job at once: the hub's or a rank's
+    // death by that signal may be seen before this process's own, which is the cause.
+    if (!stopping && err instanceof RunError && SIGNALLED.test(err.detail)) await new Promise((r) => setTimeout(r, SIGNAL_WAIT_MS));
     const log = err instanceof RunError && err.log ? ` (Open MPI's messages: ${err.log})` : '';
     // How to go on ends the line, after the log's name.
     const resume = err instanceof RunError && err.resumeFrom !== undefined ? `; resume from iteration ${err.resumeFrom} with --resume` : '';
-    const what = err instanceof RunError ? describeFailure(err) : err.message.split('\n')[0];
+    let what = err instanceof RunError ? describeFailure(err) : err.message.split('\n')[0];
+    // Stopped by a signal: what failed after it is its consequence, said as such.
+    if (stopping && err instanceof RunError && !err.detail.startsWith('stopped by signal')) what = `stopped by signal; the run's processes were signalled too (${what})`;
     process.stderr.write(`commloop: ${what}${log}${resume}\n`);
     if (verbose && !(err instanceof UsageError) && err.stack) process.stderr.write(err.stack + '\n');
     // A run the user stopped exits 130 even when a hung stage kept it from stopping cleanly.
