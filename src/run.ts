@@ -280,6 +280,7 @@ async function runWith(plan: RingPlan, opts: RunOptions, { transport, cBackend, 
       onIteration: opts.onIteration,
       onOutput: writeEvery,
       onProgress: opts.onProgress,
+      onNote: opts.onNote,
     });
   } else {
     // Threads, or a hub the user started under their own mpirun: the loop runs here.
