@@ -93,7 +93,7 @@ export interface RunOptions {
    * `iterations` stays the total, as in the first run.
    */
   resume?: ResumeOption;
-  /** Lines worth a user's eye that are not failures (a damaged checkpoint passed over, nothing left to run). */
+  /** Lines worth a user's eye that are not failures (a damaged checkpoint passed over, nothing left to run, a start across hosts tried again). */
   onNote?: (line: string) => void;
 }
 

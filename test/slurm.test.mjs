@@ -349,9 +349,11 @@ for (const launch of ['spawn', 'mpmd']) {
     assert.ok(await until(() => listCheckpoints(ckpt).length > 0, 30_000), 'no checkpoint within 30 s');
     const q = slurm(['scontrol', 'requeue', id]);
     assert.is(q.status, 0, q.stderr);
-    // A requeued job waits for its begin time; it may start now.
+    // A requeued job waits for its begin time; it may start 2 s from now. Not at once: slurmd
+    // revokes the job's credential at the requeue, to the second, and kills a start within
+    // that second as "non-startable batch job: Job credential revoked" (seen: FAILED).
     await until(() => jobState(id) === 'PENDING', 15_000);
-    slurm(['scontrol', 'update', `JobId=${id}`, 'StartTime=now']);
+    slurm(['scontrol', 'update', `JobId=${id}`, 'StartTime=now+2']);
     for (let attempt = 1; ; attempt++) {
       assert.ok(await until(() => ['COMPLETED', 'FAILED'].includes(jobState(id)), 90_000), `the job is ${jobState(id)}: ${logOf(d, id)}\nslurmctld:\n${ctld(id)}`);
       // The run after the requeue may hang at start-up too (HUNG): the job is requeued again.
@@ -361,7 +363,7 @@ for (const launch of ['spawn', 'mpmd']) {
       await nothingLeft((KILL_WAIT_S + 5) * 1000);
       assert.is(slurm(['scontrol', 'requeue', id]).status, 0);
       await until(() => jobState(id) === 'PENDING', 15_000);
-      slurm(['scontrol', 'update', `JobId=${id}`, 'StartTime=now']);
+      slurm(['scontrol', 'update', `JobId=${id}`, 'StartTime=now+2']);
     }
     assert.is(jobState(id), 'COMPLETED', `${logOf(d, id)}\nslurmctld:\n${ctld(id)}`);
     const runs = jsonOf(logOf(d, id));
