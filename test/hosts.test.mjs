@@ -155,7 +155,8 @@ for (const launch of ['spawn', 'mpmd']) {
     let r;
     for (let attempt = 1; ; attempt++) {
       r = run([...MODE, '-p', '2', '--sizes', '10,1000,1000', '-i', '1000000', '--hostfile', hostfile('h1', 'h2'), '--timeout', '20']);
-      if (await until(() => ts2OnH2().length === 1 && r.where.length === 2, 30_000)) break;
+      // 50 s: commloop's own second start after a hang (--timeout 20) included.
+      if (await until(() => ts2OnH2().length === 1 && r.where.length === 2, 50_000)) break;
       r.child.kill('SIGINT');
       await r.exit;
       await nothingLeft(10_000);
