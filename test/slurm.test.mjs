@@ -413,6 +413,8 @@ for (const [launch, node] of [['spawn', 'n2'], ['mpmd', 'n3']]) {
     } finally {
       // The node comes back (ReturnToService=2) for what follows.
       bed('start', node);
+      // Only the lost node's ranks could not remove their shared memory (bed.sh start clears it).
+      assert.equal(readdirSync('/dev/shm').filter((f) => /^vader_segment\.n\d\./.test(f)), [], 'shared memory of the run left');
       assert.ok(await until(() => /^idle/.test(slurm(['sinfo', '-h', '-n', node, '-o', '%t']).stdout), 30_000), `${node} did not come back: ${slurm(['sinfo', '-n', node]).stdout}`);
     }
   });

@@ -247,8 +247,11 @@ case ${1:-} in
       done
     done ;;
   start)
-    # A node's slurmd again, after a test killed it (a node lost and back).
+    # A node's slurmd again, after a test killed it (a node lost and back). The bed's nodes
+    # share this machine's /dev/shm: the shared-memory segments of the ranks killed with the
+    # node (Open MPI's vader_segment.NODE.*) go, as a real node's reboot would clear them.
     case " $NODES " in *" ${2:-} "*) ;; *) echo "bed.sh: no node ${2:-}" >&2; exit 2 ;; esac
+    rm -f /dev/shm/vader_segment."$2".*
     daemon "slurmd-$2" "$2" slurmd -D -N "$2" -f "$CONF" ;;
   pid)
     case ${2:-} in
