@@ -25,9 +25,10 @@ import type { RunStates } from './checkpoint/state.js';
 import { CheckpointSession, checkCheckpointOptions, type CheckpointOptions, type ResumeOption } from './checkpoint/session.js';
 import { IterStats } from './trace/stats.js';
 import { WIRE_REQUESTS, type WireName, type WireRequest } from './mpi/wire.js';
+import { LAUNCH_REQUESTS, chooseLaunch, placementOf, type LaunchMode, type LaunchRequest } from './mpi/placement.js';
 
 export type TransportName = 'mpi' | 'threads';
-export type LaunchMode = 'spawn' | 'mpmd';
+export type { LaunchMode, LaunchRequest } from './mpi/placement.js';
 
 export interface RunOptions {
   /** Overrides every stage's ranks (the demo ring needs it). */
@@ -38,8 +39,13 @@ export interface RunOptions {
   transport?: TransportName;
   /** Default: native with mpi, wasm with threads. */
   cBackend?: CBackend;
-  /** mpi transport: how the stages start (default spawn; mpmd: one mpirun holds the hub and every stage). */
-  launch?: LaunchMode;
+  /**
+   * mpi transport: how the stages start: `auto` (default) spawn mode where every rank is on
+   * this host, MPMD where the ranks span several hosts (--host, a hostfile, a Slurm allocation
+   * of several nodes; src/mpi/placement.ts says why); `spawn`: MPI_Comm_spawn per stage;
+   * `mpmd`: one mpirun holds the hub and every stage.
+   */
+  launch?: LaunchRequest;
   /**
    * mpi transport: what the messages travel on (src/mpi/wire.ts): `auto` (default) the
    * fastest this run can have (spawn mode on one host: UCX shared memory where Open MPI can
@@ -67,7 +73,7 @@ export interface RunOptions {
   onIteration?: (iteration: number, array: Float64Array) => boolean | void;
   /** mpi transport: Open MPI's own messages also go to stderr (they always go to the run's log). */
   verbose?: boolean;
-  /** Completed iterations so far, for a progress display: after each (threads), about once a second (mpi). */
+  /** Completed iterations so far, for a progress display: about once a second (after each iteration when onIteration is given). */
   onProgress?: (iterations: number) => void;
   /**
    * Keep every rank's step times and give a per-stage breakdown in the result (scatter,
@@ -105,7 +111,10 @@ export interface RunResult {
   iterations: number;
   transport: TransportName;
   cBackend: CBackend;
+  /** The launch mode the run used (threads: `spawn`, which means nothing there). */
   launch: LaunchMode;
+  /** Why that mode: `--launch spawn`, `auto: every rank on this host`, `auto: ranks on 2 other hosts`, ... */
+  launchReason: string;
   /** What the messages travelled on: `shm`, `tcp`, `user` (the environment's MCA settings), `memory` (threads). */
   wire: WireName;
   threads: number;
@@ -225,7 +234,13 @@ export async function runPipeline(pipeline: PipelineSpec | string, opts: RunOpti
   const spec = typeof pipeline === 'string' ? loadPipelineFile(pipeline) : validatePipeline(pipeline, opts.baseDir ?? process.cwd());
   const transport = opts.transport ?? 'mpi';
   const cBackend = opts.cBackend ?? (transport === 'threads' ? 'wasm' : 'native');
-  const launch = opts.launch ?? 'spawn';
+  const request = opts.launch ?? 'auto';
+  if (!LAUNCH_REQUESTS.includes(request)) throw new UsageError(`launch must be one of ${LAUNCH_REQUESTS.join(', ')} (got ${JSON.stringify(request)})`);
+  // A hub under the user's own mpirun spawns its stages, as it always did.
+  const { launch, why: launchReason } =
+    transport === 'threads' ? { launch: 'spawn' as const, why: 'threads: no launch' }
+    : process.env.OMPI_COMM_WORLD_SIZE !== undefined ? { launch: 'spawn' as const, why: 'under your mpirun: MPI_Comm_spawn per stage' }
+    : chooseLaunch(request, placementOf(opts.spawnInfo ?? {}));
   const timeoutMs = opts.timeoutMs ?? 60_000;
   const wire = opts.wire ?? 'auto';
   if (!WIRE_REQUESTS.includes(wire)) throw new UsageError(`wire must be one of ${WIRE_REQUESTS.join(', ')} (got ${JSON.stringify(wire)})`);
@@ -246,10 +261,10 @@ export async function runPipeline(pipeline: PipelineSpec | string, opts: RunOpti
     note(`${from.path} is at iteration ${from.iterations}: nothing is left to run for ${opts.iterations} iterations`);
     await cps.close(false);
     if (plan.output) writeNpy(plan.output.file, from.array1);
-    return resultOf(plan, opts, { transport, cBackend, launch, threads: 0, wire: 'memory', resumedFrom: from.iterations, cps }, { startS: 0, totalS: 0, stats: new IterStats(), final: from.array1 });
+    return resultOf(plan, opts, { transport, cBackend, launch, launchReason, threads: 0, wire: 'memory', resumedFrom: from.iterations, cps }, { startS: 0, totalS: 0, stats: new IterStats(), final: from.array1 });
   }
   try {
-    return await runWith(plan, opts, { transport, cBackend, launch, wire, timeoutMs, timing, cps });
+    return await runWith(plan, opts, { transport, cBackend, launch, launchReason, wire, timeoutMs, timing, cps });
   } catch (err) {
     await cps?.close(false);
     const last = cps?.lastIteration;
@@ -262,13 +277,14 @@ interface Settled {
   transport: TransportName;
   cBackend: CBackend;
   launch: LaunchMode;
+  launchReason: string;
   wire: WireRequest;
   timeoutMs: number;
   timing: TimingSpec | undefined;
   cps: CheckpointSession | undefined;
 }
 
-async function runWith(plan: RingPlan, opts: RunOptions, { transport, cBackend, launch, wire, timeoutMs, timing, cps }: Settled): Promise<RunResult> {
+async function runWith(plan: RingPlan, opts: RunOptions, { transport, cBackend, launch, launchReason, wire, timeoutMs, timing, cps }: Settled): Promise<RunResult> {
   const from = cps?.resume;
   let outcome: RingOutcome;
   let threads = 0;
@@ -298,13 +314,14 @@ async function runWith(plan: RingPlan, opts: RunOptions, { transport, cBackend, 
       onOutput: writeEvery,
       checkpoint: cps?.hooks(),
       resume: from,
-      onIteration:
-        onIteration || onProgress
-          ? (i, a) => {
-              onProgress?.(i + 1);
-              return onIteration?.(i, a);
-            }
-          : undefined,
+      onIteration: onIteration
+        ? (i, a) => {
+            onProgress?.(i + 1);
+            return onIteration(i, a);
+          }
+        : undefined,
+      // Progress alone must not make the loop go in lockstep (onIteration does): once a second.
+      onBeat: onProgress && !onIteration ? (i) => onProgress(i + 1) : undefined,
     }));
   }
   await cps?.close(true);
@@ -318,14 +335,14 @@ async function runWith(plan: RingPlan, opts: RunOptions, { transport, cBackend, 
     trace = { file: opts.trace, ...writeChromeTrace(opts.trace, steps, { stages: plan.stages, hostName, about }) };
   }
   const wireName: WireName = transport === 'threads' ? 'memory' : (outcome.wire ?? 'user');
-  return resultOf(plan, opts, { transport, cBackend, launch, threads, wire: wireName, resumedFrom: from?.iterations ?? 0, cps, trace }, outcome);
+  return resultOf(plan, opts, { transport, cBackend, launch, launchReason, threads, wire: wireName, resumedFrom: from?.iterations ?? 0, cps, trace }, outcome);
 }
 
 /** The result: what ran, where, and the times of this run's iterations. */
 function resultOf(
   plan: RingPlan,
   opts: RunOptions,
-  how: { transport: TransportName; cBackend: CBackend; launch: LaunchMode; threads: number; wire: WireName; resumedFrom: number; cps?: CheckpointSession; trace?: RunResult['trace'] },
+  how: { transport: TransportName; cBackend: CBackend; launch: LaunchMode; launchReason: string; threads: number; wire: WireName; resumedFrom: number; cps?: CheckpointSession; trace?: RunResult['trace'] },
   outcome: Pick<RingOutcome, 'startS' | 'totalS' | 'stats' | 'final' | 'steps' | 'hosts'>,
 ): RunResult {
   const t = outcome.stats.summary();
@@ -339,6 +356,7 @@ function resultOf(
     transport: how.transport,
     cBackend: how.cBackend,
     launch: how.launch,
+    launchReason: how.launchReason,
     wire: how.wire,
     threads: how.threads,
     checksum: checksum(outcome.final),

@@ -6,7 +6,9 @@ import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { cli, cliJson, master, root } from './helpers.mjs';
-import { breakdown, formatTime, parseArgs } from '../dist/internal.js';
+import { breakdown, formatClock, formatSpan, formatTime, parseArgs, statusLine } from '../dist/internal.js';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { referenceRing } from './reference.mjs';
 
 // Computed independently of this project (and by test/reference.mjs).
@@ -147,7 +149,65 @@ json('prints one object with the documented fields', () => {
   assert.ok(o.minIterS <= o.medianIterS && o.medianIterS <= o.maxIterS, 'min <= median <= max');
 });
 
+json('--launch auto (the default) picks spawn mode on one host, and says so', () => {
+  const o = cliJson(['-p', '1', '--sizes', '10,10,10', '-i', '2']);
+  assert.equal([o.launch, o.launchReason], ['spawn', 'auto: every rank on this host']);
+  const r = cli(['-p', '1', '--sizes', '10,10,10', '-i', '2', '-g']);
+  assert.match(r.stdout, /^run       2 iterations, transport mpi, launch spawn \(auto: every rank on this host\), c-backend native, wire \w+$/m);
+});
+
 json.run();
+
+const status = suite('status lines');
+
+status('a status line: done, the rate over its window, when the run ends at that rate, the last checkpoint', () => {
+  const now = Date.UTC(2026, 11, 6, 12, 0, 0);
+  const at = (s) => formatClock(now + s * 1000);
+  assert.is(
+    statusLine({ done: 2500, total: 10000, windowDone: 500, windowS: 60, now, checkpoint: { iterations: 2000, path: 'ck/checkpoint-000000002000' } }),
+    `status: 2500 of 10000 iterations (25.0%), 8.3 iterations/s, will finish in 15 min (${at(900)}), last checkpoint: iteration 2000 (ck/checkpoint-000000002000)`,
+  );
+  assert.is(statusLine({ done: 1, total: 3, windowDone: 1, windowS: 300, now }), `status: 1 of 3 iterations (33.3%), 0.0033 iterations/s, will finish in 10 min (${at(600)}), no checkpoint yet`);
+  assert.is(statusLine({ done: 7, total: 8, windowDone: 0, windowS: 600, now }), 'status: 7 of 8 iterations (87.5%), no iteration ended in the last 10 min, no checkpoint yet');
+  assert.equal([formatSpan(0.25), formatSpan(45), formatSpan(250), formatSpan(7500), formatSpan(3 * 86400 + 4 * 3600 + 59)], ['0.3 s', '45 s', '4 min 10 s', '2 h 5 min', '3 d 4 h']);
+  assert.match(formatClock(now), /^2026-12-0[67] \d\d:00:00$/);
+});
+
+status('without a terminal, the CLI prints a status line every --status-every seconds, naming the last checkpoint; 0 prints none', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'commloop-status-'));
+  try {
+    const args = ['--transport', 'threads', '-p', '1', '-i', '100000000', '--checkpoint', dir, '--checkpoint-every', '200'];
+    const child = spawn(process.execPath, [master, ...args, '--status-every', '0.5']);
+    let err = '';
+    child.stderr.on('data', (b) => (err += b));
+    const LINE = /^status: (\d+) of 100000000 iterations \(\d+\.\d%\)(, [\d.]+ iterations\/s, will finish in [^,]+ \(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\))?, (no checkpoint yet|last checkpoint: iteration (\d+) \((.+)\))$/;
+    const t0 = Date.now();
+    const said = () => err.split('\n').filter((l) => l.startsWith('status:'));
+    while (Date.now() - t0 < 20_000 && !(said().some((l) => /iterations\/s/.test(l)) && /last checkpoint/.test(said().at(-1)))) await new Promise((r) => setTimeout(r, 100));
+    child.kill('SIGTERM');
+    const code = await new Promise((r) => child.on('exit', (c) => r(c)));
+    assert.is(code, 130, err);
+    const lines = err.split('\n').filter((l) => l.startsWith('status:'));
+    assert.ok(lines.length >= 2, err);
+    let last = 0;
+    for (const line of lines) {
+      const m = LINE.exec(line);
+      assert.ok(m, line);
+      assert.ok(Number(m[1]) >= last, `${line} after ${last}`);
+      last = Number(m[1]);
+      if (m[4]) assert.equal([Number(m[4]) % 200, m[5].startsWith(dir)], [0, true], line);
+    }
+    assert.ok(lines.some((l) => / iterations\/s, will finish in /.test(l)), lines.join('\n'));
+    assert.match(lines.at(-1), /last checkpoint: iteration \d+ /);
+    // --status-every 0: none, as on a run that ends before the first.
+    const quiet = cli(['--transport', 'threads', '-p', '1', '--sizes', '10,10,10', '-i', '3', '--status-every', '0']);
+    assert.equal([quiet.status, quiet.stderr], [0, '']);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+status.run();
 
 const bad = suite('bad input');
 
@@ -175,6 +235,9 @@ const BAD = [
   [['--timeout', '99999999'], '--timeout must be a number of seconds from 0.001 to 86400 (got "99999999")'],
   [['--timeout', '0.0001'], '--timeout must be a number of seconds from 0.001 to 86400 (got "0.0001")'],
   [['--timeout', 'soon'], '--timeout must be a positive number of seconds (got "soon")'],
+  [['--status-every', 'often'], '--status-every must be 0 (no status lines) or a number of seconds from 0.001 to 86400 (got "often")'],
+  [['--status-every', '-1'], '--status-every must be 0 (no status lines) or a number of seconds from 0.001 to 86400 (got "-1")'],
+  [['--launch', 'ssh'], '--launch must be one of auto, spawn, mpmd (got "ssh")'],
   [['-p', '1', '--sizes', '200000000,200000000,200000000'], '--sizes need 4800000000 bytes of stage buffers; the shared arena holds at most 4293918720'],
 ];
 

@@ -3,7 +3,7 @@
 // bundles its own error classes: errors are matched by name.)
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { UCX_ENV, chooseWire, firstFailure, ucxSelectable } from '../dist/internal.js';
+import { Supervision, UCX_ENV, chooseLaunch, chooseWire, firstFailure, isDeadline, placementOf, ucxSelectable } from '../dist/internal.js';
 import { MPI_MISSING, cli, cliJson, haveMpi } from './helpers.mjs';
 import { referenceRing } from './reference.mjs';
 
@@ -94,7 +94,50 @@ blame('a rank seen going at start-up beats the ranks killed after it; nothing kn
   assert.equal(firstFailure({ stages: [] }), undefined);
 });
 
+blame("a deadline's own teardown never outranks it: Open MPI's account of a death after the deadline is not read", () => {
+  // A spawn across hosts that hung (Slurm bed): the supervisor's start deadline passes, it
+  // kills the job, and Open MPI then reports the SIGKILL it sent as a rank's death.
+  const plan = { stages: [{ name: 'where', ranks: 2 }, { name: 'acc', ranks: 2 }] };
+  const hub = { remote: true, launchHosts: [], hostNames: new Map(), viaMpirun: false, child: {}, wire: { name: 'tcp' }, tell() {} };
+  const killedNotice = [
+    'Child job 2 terminated normally, but 1 process returned',
+    'mpirun noticed that process rank 0 with PID 0 on node n1 exited on signal 9 (Killed).',
+  ];
+  const run = new Supervision(plan, { timeoutMs: 1000, launch: 'spawn', verbose: false }, {}, hub);
+  run.tick(run.t0 + 3100);
+  for (const line of killedNotice) run.onStderrLine(line);
+  const { error } = run.settle(null, 'SIGKILL');
+  assert.equal([error.stage, error.reason, error.detail], [undefined, 'start', 'the stages did not start within 1000 ms']);
+  // The same notice before any deadline is the cause, as before.
+  const early = new Supervision(plan, { timeoutMs: 1000, launch: 'spawn', verbose: false }, {}, hub);
+  for (const line of killedNotice) early.onStderrLine(line);
+  early.tick(early.t0 + 3100);
+  const { error: first } = early.settle(null, 'SIGKILL');
+  assert.equal([first.stage, first.rank, first.host, first.detail], ['where', 0, 'n1', 'was killed by SIGKILL (reported by Open MPI)']);
+  assert.ok(isDeadline({ reason: 'start', detail: 'did not answer its spawn within 20000 ms' }));
+  assert.not.ok(isDeadline({ reason: 'protocol', detail: 'MPI_Gather: MPI_ERR_OTHER in iteration 4' }));
+});
+
 blame.run();
+
+const launches = suite('--launch auto');
+
+launches('spawn where every rank is on this host, MPMD where they span several hosts; --launch spawn|mpmd force one', () => {
+  const none = placementOf({}, {});
+  assert.equal(chooseLaunch('auto', none), { launch: 'spawn', why: 'auto: every rank on this host' });
+  assert.equal(chooseLaunch('auto', placementOf({ host: 'localhost,127.0.0.1' }, {})), { launch: 'spawn', why: 'auto: every rank on this host' });
+  assert.equal(chooseLaunch('auto', placementOf({ host: 'h1,h2:4' }, {})), { launch: 'mpmd', why: 'auto: ranks on 2 other hosts' });
+  const slurm = { SLURM_JOB_ID: '7', SLURM_JOB_NODELIST: 'n[1-3]' };
+  const alloc = placementOf({}, slurm);
+  assert.equal([alloc.remote, alloc.spawnInfo], [true, { map_by: 'node' }]);
+  assert.equal(chooseLaunch('auto', alloc), { launch: 'mpmd', why: "auto: ranks on the Slurm allocation's 3 nodes" });
+  // An allocation of one node is this host.
+  assert.equal(chooseLaunch('auto', placementOf({}, { SLURM_JOB_ID: '8', SLURM_JOB_NODELIST: 'n1' })).launch, 'spawn');
+  assert.equal(chooseLaunch('spawn', alloc), { launch: 'spawn', why: '--launch spawn' });
+  assert.equal(chooseLaunch('mpmd', none), { launch: 'mpmd', why: '--launch mpmd' });
+});
+
+launches.run();
 
 const wires = suite('the CLI on each wire');
 const WIRES = ucxSelectable() ? ['shm', 'tcp'] : ['tcp'];

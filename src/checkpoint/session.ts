@@ -24,6 +24,8 @@ export interface CheckpointOptions {
   keep?: number;
   /** A 'checkpoint' event dispatched here asks for one at the next iteration boundary (the CLI's SIGUSR1). */
   requests?: EventTarget;
+  /** Called once each checkpoint is on disk (synced and renamed into place). */
+  onWritten?: (written: { path: string; iterations: number }) => void;
 }
 
 export type ResumeOption = boolean | 'if-any';
@@ -67,7 +69,7 @@ export class CheckpointSession {
     private readonly taken: Checkpoint['taken'],
   ) {
     this.identity = identityOf(plan);
-    this.writer = new CheckpointWriter(opts.dir, opts.keep ?? 2);
+    this.writer = new CheckpointWriter(opts.dir, opts.keep ?? 2, opts.onWritten);
     this.writer.start();
     this.resume = resume;
     this.every = opts.every ?? 0;

@@ -31,6 +31,8 @@ export class CheckpointWriter {
   constructor(
     readonly dir: string,
     private readonly keep: number,
+    /** Told of each checkpoint once it is on disk (the CLI's status lines name the last). */
+    private readonly onWritten?: (w: Written) => void,
   ) {}
 
   /**
@@ -62,6 +64,7 @@ export class CheckpointWriter {
           this.last = { path: r.path, iterations: cp.iterations, bytes: r.bytes, ms: r.ms };
           this.count++;
           this.writeMs += r.ms;
+          this.onWritten?.(this.last);
         } else this.failure ??= new Error(`checkpoint ${join(this.dir, '')}: cannot be written (${r.error})`);
         resolve();
       };

@@ -12,6 +12,7 @@ import { demoPipeline, type PipelineSpec } from '../pipeline/model.js';
 import { loadPipelineFile } from '../pipeline/load.js';
 import { breakdown, progressLine, stageBreakdown, summary, toJson } from './report.js';
 import { runPipeline } from '../run.js';
+import { STATUS_EVERY_S, StatusLines } from './status.js';
 
 function spawnInfo(opts: CliOptions): Record<string, string> {
   const info: Record<string, string> = {};
@@ -51,25 +52,36 @@ async function main(argv: string[]): Promise<number> {
   const requests = new EventTarget();
   process.on('SIGUSR1', () => requests.dispatchEvent(new Event('checkpoint')));
 
+  // A terminal gets a progress bar; a log (a batch job's) a status line every S seconds.
   const tty = process.stderr.isTTY === true;
+  const everyS = opts.statusEveryS ?? (tty ? 0 : STATUS_EVERY_S);
+  const status = everyS > 0 ? new StatusLines(opts.iterations, everyS, (line) => process.stderr.write(line)) : undefined;
+  const bar = tty && !status;
   const t0 = performance.now();
   let shown = 0;
-  const result = await runPipeline(spec, {
-    ...opts,
-    checkpoint: opts.checkpoint && { ...opts.checkpoint, requests },
-    spawnInfo: spawnInfo(opts),
-    signal: stop.signal,
-    onNote: (line) => process.stderr.write(`note: ${line}\n`),
-    onProgress: tty
-      ? (done) => {
-          const now = performance.now();
-          if (now - t0 > 1000 && now - shown > 100) {
-            shown = now;
-            process.stderr.write(progressLine(done, opts.iterations));
-          }
-        }
-      : undefined,
-  });
+  let result;
+  try {
+    result = await runPipeline(spec, {
+      ...opts,
+      checkpoint: opts.checkpoint && { ...opts.checkpoint, requests, onWritten: status && ((w) => status.written(w)) },
+      spawnInfo: spawnInfo(opts),
+      signal: stop.signal,
+      onNote: (line) => process.stderr.write(`note: ${line}\n`),
+      onProgress:
+        bar || status
+          ? (done) => {
+              status?.progress(done);
+              const now = performance.now();
+              if (bar && now - t0 > 1000 && now - shown > 100) {
+                shown = now;
+                process.stderr.write(progressLine(done, opts.iterations));
+              }
+            }
+          : undefined,
+    });
+  } finally {
+    status?.stop();
+  }
   if (shown) process.stderr.write(progressLine(result.iterations, opts.iterations) + '\n');
 
   if (opts.json) process.stdout.write(toJson(result) + '\n');

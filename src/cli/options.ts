@@ -4,9 +4,11 @@ import { availableParallelism } from 'node:os';
 import { parseArgs as parseArgv } from 'node:util';
 import { UsageError } from '../errors.js';
 import type { CBackend } from '../pipeline/model.js';
-import type { LaunchMode, TransportName } from '../run.js';
+import type { TransportName } from '../run.js';
+import { LAUNCH_REQUESTS, type LaunchRequest } from '../mpi/placement.js';
 import { DEFAULT_TIMING, MAX_CAP } from '../trace/log.js';
 import { WIRE_REQUESTS, type WireRequest } from '../mpi/wire.js';
+import { STATUS_EVERY_S } from './status.js';
 
 export interface CliOptions {
   /** Undefined with --pipeline unless -p is given: the pipeline's own ranks apply. */
@@ -17,7 +19,7 @@ export interface CliOptions {
   transport: TransportName;
   cBackend: CBackend;
   pipeline?: string;
-  launch: LaunchMode;
+  launch: LaunchRequest;
   wire: WireRequest;
   hostfile?: string;
   host?: string;
@@ -41,11 +43,12 @@ export interface CliOptions {
   checkpoint?: { dir: string; every?: number; intervalS?: number; keep?: number };
   /** --resume (true) or --resume-if-any. */
   resume?: true | 'if-any';
+  /** --status-every S: seconds between status lines without a terminal (0: none; undefined: the default, and none on a terminal). */
+  statusEveryS?: number;
 }
 
 export const TRANSPORTS: readonly TransportName[] = ['mpi', 'threads'];
 export const C_BACKENDS: readonly CBackend[] = ['native', 'wasm'];
-export const LAUNCHES: readonly LaunchMode[] = ['spawn', 'mpmd'];
 
 export const HELP = `Usage: node dist/master.js [options]
        npx commloop [options]     (installed from npm)
@@ -68,8 +71,11 @@ Options:
                          threads: worker threads on shared memory, no MPI
   --c-backend NAME       native (mpicc build; default with mpi) or wasm (the .wasm
                          build; default with threads): which C kernel runs
-  --launch MODE          mpi transport: spawn (default): MPI_Comm_spawn per stage;
-                         mpmd: one mpirun starts the master and every stage
+  --launch MODE          mpi transport: auto (default): spawn where every rank is on
+                         this host, mpmd where ranks span several hosts (--host,
+                         --hostfile, a Slurm allocation of several nodes); spawn:
+                         MPI_Comm_spawn per stage; mpmd: one mpirun starts the
+                         master and every stage
   --wire NAME            mpi transport: what messages travel on: auto (default:
                          spawn mode on one host uses UCX shared memory where Open
                          MPI can select it, else TCP; MPMD ob1's shared memory),
@@ -102,6 +108,10 @@ Options:
   --resume               continue from the newest checkpoint in DIR that verifies
                          (exit 2 when there is none); -i stays the total
   --resume-if-any        the same, or start from iteration 0 when DIR has none
+  --status-every S       without a terminal (a batch job's log), print a status line
+                         every S seconds: iterations done, the rate, when the run
+                         will finish, the last checkpoint (default: ${STATUS_EVERY_S}; 0: none;
+                         given, also on a terminal instead of the progress bar)
   --verbose              print Open MPI's own messages and full stacks
   --cflags               print the C compiler flags of the stage SDK (its -I) and
                          exit: mpicc my_stage.c $(npx commloop --cflags) -o my_stage
@@ -174,6 +184,7 @@ const OPTIONS = {
   'checkpoint-every': { type: 'string' },
   'checkpoint-interval': { type: 'string' },
   'checkpoint-keep': { type: 'string' },
+  'status-every': { type: 'string' },
   resume: { type: 'boolean' },
   'resume-if-any': { type: 'boolean' },
   breakdown: { type: 'boolean' },
@@ -223,7 +234,7 @@ export function parseArgs(argv: string[]): CliOptions {
   const o: CliOptions = {
     iterations: 10,
     transport: 'mpi',
-    launch: 'spawn',
+    launch: 'auto',
     wire: 'auto',
     cBackend: 'native',
     timeoutMs: 60_000,
@@ -276,7 +287,7 @@ export function parseArgs(argv: string[]): CliOptions {
         o.pipeline = value;
         break;
       case 'launch':
-        o.launch = oneOf(flag, value, LAUNCHES);
+        o.launch = oneOf(flag, value, LAUNCH_REQUESTS);
         launchGiven = true;
         break;
       case 'wire':
@@ -326,6 +337,11 @@ export function parseArgs(argv: string[]): CliOptions {
       case 'checkpoint-interval':
         cpWhen.intervalS = seconds(flag, value);
         cpFlag.push(flag);
+        break;
+      case 'status-every':
+        if (/^0+(\.0*)?$/.test(value)) o.statusEveryS = 0;
+        else if (/^[0-9]*\.?[0-9]+$/.test(value) && +value >= TIMEOUT_MIN_S && +value <= TIMEOUT_MAX_S) o.statusEveryS = +value;
+        else throw new UsageError(`${flag} must be 0 (no status lines) or a number of seconds from ${TIMEOUT_MIN_S} to ${TIMEOUT_MAX_S} (got "${value}")`);
         break;
       case 'checkpoint-keep':
         cpWhen.keep = positiveInt(flag, value, 1000);

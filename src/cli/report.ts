@@ -5,7 +5,7 @@ import { version } from '../version.js';
 export function summary(r: RunResult): string {
   const sizes = r.sizes.map((t) => t.join(',')).join('/');
   const ranks = r.stages.every((s) => s.ranks === r.procs) ? `${r.procs} ranks per stage` : `ranks ${r.stages.map((s) => s.ranks).join(',')}`;
-  const how = r.transport === 'threads' ? ` (${r.threads} threads)` : r.launch === 'mpmd' ? ' (mpmd)' : '';
+  const how = r.transport === 'threads' ? ` (${r.threads} threads)` : `, launch ${r.launch} (${r.launchReason})`;
   return [
     `ring      ${r.stages.map((s) => s.name).join(' -> ')}, ${ranks}, sizes ${sizes}`,
     `run       ${r.iterations} iterations, transport ${r.transport}${how}, c-backend ${r.cBackend}${r.transport === 'mpi' ? `, wire ${r.wire}` : ''}`,

@@ -17,8 +17,20 @@
  *   them. A rank the hub saw killed by any other signal, or exit with its own code, was seen
  *   directly and is kept.
  * - A rank seen going during start-up (StartupWatch) wins over the ranks killed after it.
+ * - A deadline's failure is not outranked by the deaths of its own teardown (isDeadline).
  */
 import type { Failure } from '../errors.js';
+
+/**
+ * A failure that a deadline named (a start that did not answer, a step that did not return,
+ * a hub gone silent): whatever Open MPI reports dying after it is the teardown that the
+ * deadline started, and the supervisor reads Open MPI's account only up to it
+ * (supervision.ts). Seen on the Slurm bed: a start that hung, then 'stage "where" rank 0
+ * on n1: was killed by SIGKILL (reported by Open MPI)', the kill being our own.
+ */
+export function isDeadline(f: Failure): boolean {
+  return f.reason === 'timeout' || /\bwithin \d+ ms\b/.test(f.detail);
+}
 
 export interface Accounts {
   /** The stages' own reports, in the order they came. */

@@ -7,7 +7,7 @@
  * the launched hub, and nothing there spawns or parses a command line.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -22,7 +22,7 @@ import { cmdline, type Proc } from './procs.js';
 import { STEP_TIMEOUT_ENV, hostHash } from './protocol.js';
 import type { SuperviseOptions } from './supervisor.js';
 import { chooseWire, type Wire } from './wire.js';
-import { slurmAllocation } from './slurm.js';
+import { placementOf } from './placement.js';
 
 /** A started hub: its process, the run's wire, its hosts, and the channel to it. */
 export interface LaunchedHub {
@@ -48,14 +48,7 @@ export interface LaunchedHub {
 
 export function launchHub(plan: RingPlan, opts: SuperviseOptions): LaunchedHub {
   const env: NodeJS.ProcessEnv = { ...process.env };
-  const listed = Boolean(opts.spawnInfo.host || opts.spawnInfo.hostfile);
-  // Inside an allocation of several nodes, Open MPI's own Slurm support finds them; every
-  // stage's ranks go round the nodes (a spawn from the batch node would fill it first and
-  // fail for slots), and the run is not local: no loopback-only TCP.
-  const alloc = slurmAllocation(env);
-  const spread = !listed && alloc !== undefined && alloc.nodes.length > 1;
-  const spawnInfo = spread && !opts.spawnInfo.map_by ? { ...opts.spawnInfo, map_by: 'node' } : opts.spawnInfo;
-  const remote = listed || spread;
+  const { remote, spawnInfo, listed: launchHosts, alloc } = placementOf(opts.spawnInfo, env);
   setMpiEnvironment(!remote, env);
   const wire = chooseWire({ launch: opts.launch, local: !remote, request: opts.wire, env });
   for (const [k, v] of Object.entries(wire.env)) env[k] ??= v; // what the user set stays
@@ -70,7 +63,6 @@ export function launchHub(plan: RingPlan, opts: SuperviseOptions): LaunchedHub {
   const child = spawn(cmd, args, { stdio: spawnMode ? ['ignore', 'pipe', 'pipe', 'pipe', 'pipe'] : ['pipe', 'pipe', 'pipe'], detached: true, env });
   const toHub = (spawnMode ? child.stdio[3] : child.stdin) as Writable;
   const fromHub = (spawnMode ? child.stdio[4] : child.stdout) as Readable;
-  const launchHosts = listedHosts(opts.spawnInfo);
   toHub.on('error', () => {}); // the hub may be gone; its exit says why
   return {
     child,
@@ -96,23 +88,6 @@ export function launchHub(plan: RingPlan, opts: SuperviseOptions): LaunchedHub {
       });
     },
   };
-}
-
-/** The hosts of --host and the hostfile, by name, in order. */
-function listedHosts(info: Record<string, string>): string[] {
-  const names: string[] = [];
-  if (info.host) names.push(...info.host.split(',').map((h) => h.split(':')[0]));
-  if (info.hostfile) {
-    try {
-      for (const line of readFileSync(info.hostfile, 'utf8').split('\n')) {
-        const name = line.replace(/#.*/, '').trim().split(/\s+/)[0];
-        if (name) names.push(name);
-      }
-    } catch {
-      // the hub reports an unreadable hostfile itself
-    }
-  }
-  return [...new Set(names)];
 }
 
 /** Host-name hashes we can name: this host, and the run's hosts (listedHosts). */

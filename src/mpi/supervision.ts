@@ -9,7 +9,7 @@
 import { RunError, type Failure } from '../errors.js';
 import type { RingPlan } from '../pipeline/model.js';
 import type { RingOutcome } from '../run.js';
-import { firstFailure } from './blame.js';
+import { firstFailure, isDeadline } from './blame.js';
 import { STAGE_FAIL, decodeArray, statesFromWire, stepTimesFromWire, type FromHub } from './channel.js';
 import { IterStats } from '../trace/stats.js';
 import { exitGraceMs, overdue, type RunClock } from './deadlines.js';
@@ -45,6 +45,11 @@ export class Supervision implements RunClock {
   private hubFailure?: Failure;
   private callerError: unknown;
   private killedHere = false;
+  /**
+   * How many of Open MPI's lines were in when a deadline (the hub's or this side's) ended the
+   * run: the deaths Open MPI reports after that are the teardown's (blame.ts), not a cause.
+   */
+  private deadlineAt: number | undefined;
   private readonly stageFailures: Failure[] = [];
   private readonly ranks = new Map<string, { host: number; pid: number }>();
   private readonly recorded = new Map<number, Proc>();
@@ -116,6 +121,7 @@ export class Supervision implements RunClock {
         this.endedAt ||= now;
         this.record();
         this.hubFailure ??= { stage: m.stage, rank: m.rank, host: m.host, reason: m.reason, detail: m.detail };
+        if (isDeadline(this.hubFailure)) this.deadlineAt ??= this.noise.length;
         break;
       default:
         m satisfies never; // a new message of FromHub needs its case here
@@ -197,6 +203,7 @@ export class Supervision implements RunClock {
     const late = overdue(this, now);
     if (late) {
       this.hubFailure ??= late;
+      this.deadlineAt ??= this.noise.length;
       this.endedAt ||= now;
       this.record();
       this.kill();
@@ -237,7 +244,7 @@ export class Supervision implements RunClock {
         lostHost,
         launcher: signal && !this.killedHere ? launcher : undefined,
         hub: this.hubFailure,
-        openMpi: failureFromOpenMpi(this.noise, this.plan, this.opts.launch),
+        openMpi: failureFromOpenMpi(this.noise.slice(0, this.deadlineAt), this.plan, this.opts.launch),
         startup: this.startup?.failure(code),
       }) ?? launcher;
     failure.host ??= this.hostOf(failure.stage, failure.rank);

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { addonPath, distDir, howToBuild, nativeWorkerPath, pythonStagePath } from '../assets.js';
 import { RunError } from '../errors.js';
 import type { CBackend } from '../stage/kernel.js';
-import { CMD_EPOCH, CMD_LOAD, CMD_RUN, CMD_SAVE, CMD_STOP, FLAG_MERGED, FLAG_STATE, FLAG_TIMES, MAGIC, TAG_STATE, hostHash, stepTable } from './protocol.js';
+import { CMD_EPOCH, CMD_LOAD, CMD_RUN, CMD_SAVE, CMD_STOP, FLAG_MERGED, FLAG_STATE, FLAG_TIMES, MAGIC, STEP_TIMEOUT_ENV, TAG_STATE, hostHash, stepTable } from './protocol.js';
 import { STATE_NONE, type RankState, type RunStates, type StateFormat } from '../checkpoint/state.js';
 import { monoUs } from '../trace/clock.js';
 import { CLOCK_ROUNDS, REC, chronological, clockOffsets, keptCount, newRing, slotOf, type StepTimes } from '../trace/log.js';
@@ -202,8 +202,13 @@ export class MpiTransport implements Transport {
   }
 
   private spawner(): (st: RingStage, s: number) => number {
+    // Ranks on other hosts are started by Open MPI's daemons there, whose environment is not
+    // this process's: the step deadline goes with the command (env(1) execs it, same pid).
+    const remote = Object.keys(this.opts.spawnInfo).length > 0;
+    const deadline = process.env[STEP_TIMEOUT_ENV];
     return (st) => {
-      const [command, args] = stageCommand(this.plan, st, this.opts.cBackend);
+      const withDeadline = remote && deadline ? { ...st, env: { ...st.env, [STEP_TIMEOUT_ENV]: deadline } } : st;
+      const [command, args] = stageCommand(this.plan, withDeadline, this.opts.cBackend);
       const info = st.cwd ? { ...this.opts.spawnInfo, wdir: st.cwd } : this.opts.spawnInfo;
       try {
         return this.m.spawn(command, args, st.ranks, info, st.name);
