@@ -78,7 +78,10 @@ export async function until(cond, ms) {
   return cond();
 }
 
-/** Starts the CLI in the background; resolves `exit` with { code, signal, stdout, stderr, ms }. */
+/**
+ * Starts the CLI in the background; resolves `exit` with { code, signal, stdout, stderr, ms }.
+ * `done(n)` waits for a status line counting n iterations (give the run --status-every).
+ */
 export function startCli(args, prefix = [], env = {}) {
   const t0 = Date.now();
   const cmd = prefix.length ? prefix[0] : process.execPath;
@@ -91,8 +94,13 @@ export function startCli(args, prefix = [], env = {}) {
   const exit = new Promise((resolve) =>
     child.on('exit', (code, signal) => resolve({ code, signal, stdout, stderr, ms: Date.now() - t0 })),
   );
-  return { child, exit, t0 };
+  /** Resolves true once a status line (--status-every) counts `n` or more iterations done; false after `ms`. */
+  const done = (n = 1, ms = 30_000) => until(() => [...stderr.matchAll(/^status: (\d+) of /gm)].some((m) => Number(m[1]) >= n), ms);
+  return { child, exit, t0, done };
 }
+
+/** stderr without the status lines a run prints with --status-every (tests give it to see a run go). */
+export const unstatus = (text) => text.split('\n').filter((l) => !l.startsWith('status: ')).join('\n');
 
 export const haveMpi = () => existsSync('/usr/bin/mpirun') && existsSync(join(root, 'build', 'Release', 'commloop_mpi.node'));
 export const MPI_MISSING =

@@ -68,14 +68,14 @@ function run(args, ring = RING) {
   return r;
 }
 /**
- * stderr without the fixture's where lines, nor the note of a start that hung and was tried
+ * stderr without the fixture's where lines or status lines, nor the note of a start that hung and was tried
  * again (Open MPI's spawn across hosts, now and then): printed here instead, so it is seen.
  */
 const AGAIN = /^note: .*: Open MPI's spawn across hosts hangs at start-up now and then; starting once more$/;
 const said = (r) =>
   r.stderr.split('\n').filter((l) => {
     if (AGAIN.test(l)) console.log(`hosts.test.mjs: ${l}`);
-    return l && !l.startsWith('where ') && !AGAIN.test(l);
+    return l && !l.startsWith('where ') && !l.startsWith('status: ') && !AGAIN.test(l);
   });
 const LOG = String.raw`(?: \(Open MPI's messages: \S+\))?`;
 
@@ -129,6 +129,21 @@ for (const launch of ['spawn', 'mpmd']) {
     });
   }
 
+  // A rank on another host gets the step deadline too (spawn mode: with its command, env(1)):
+  // its own watch names it; before, only the hub's deadline fired, naming the stage alone.
+  it('a rank that hangs on another host is named with its rank and host within --timeout + 3 s', async () => {
+    const ring = join(dir, 'hang-h2.json');
+    writeFileSync(ring, JSON.stringify({ stages: [{ name: 'where', kind: 'ts', ranks: 2, size: 4, module: join(root, 'test', 'fixtures', 'hosts', 'where.mjs') }, { name: 'hang', kind: 'ts', ranks: 2, size: 4, module: join(root, 'test', 'fixtures', 'hosts', 'hang-h2.mjs') }] }));
+    const r = run([...MODE, '-i', '3', '--hostfile', hostfile('h1', 'h2'), '--timeout', '3'], ring);
+    const { code, ms } = await r.exit;
+    assert.is(code, 1, r.stderr);
+    const lines = said(r);
+    assert.is(lines.length, 1, r.stderr);
+    assert.match(lines[0], new RegExp(String.raw`^commloop: stage "hang" rank [01] on h2: did not return from its transform within 3000 ms \(iteration 1\)${LOG}$`), lines[0]);
+    assert.ok(ms < 3_000 + 3_000 + 10_000, `took ${ms} ms`); // start-up, the deadline, the teardown
+    await nothingLeft(10_000);
+  });
+
   it('a rank killed on another host ends the run in < 10 s: exit 1, one line naming the stage and the host', async () => {
     const r = run([...MODE, '-p', '2', '--sizes', '10,1000,1000', '-i', '1000000', '--hostfile', hostfile('h1', 'h2'), '--timeout', '20']);
     assert.ok(await until(() => r.where.some((w) => w.host === 'h2'), 30_000), `no rank on h2: ${r.stderr}`);
@@ -154,17 +169,16 @@ for (const launch of ['spawn', 'mpmd']) {
     // is not what this test is about, so a ring that does not start is tried once more, and said.
     let r;
     for (let attempt = 1; ; attempt++) {
-      r = run([...MODE, '-p', '2', '--sizes', '10,1000,1000', '-i', '1000000', '--hostfile', hostfile('h1', 'h2'), '--timeout', '20']);
-      // 50 s: commloop's own second start after a hang (--timeout 20) included.
-      if (await until(() => ts2OnH2().length === 1 && r.where.length === 2, 50_000)) break;
+      r = run([...MODE, '-p', '2', '--sizes', '10,1000,1000', '-i', '1000000', '--hostfile', hostfile('h1', 'h2'), '--timeout', '20', '--status-every', '0.2']);
+      // 50 s: commloop's own second start after a hang (--timeout 20) included. Running: a
+      // status line counts iterations done (the hub's Ready comes before the first).
+      if (await until(() => ts2OnH2().length === 1 && r.where.length === 2 && /^status: [1-9]\d* of /m.test(r.stderr), 50_000)) break;
       r.child.kill('SIGINT');
       await r.exit;
       await nothingLeft(10_000);
       if (attempt === 2) assert.unreachable(`no ts2 rank on h2, twice: ${r.stderr}`);
       console.log(`hosts.test.mjs: the ring did not start (${said(r).join(' | ')}); trying once more`);
     }
-    // Ready: the ring is running once the first iterations' progress shows; the hub's Ready comes before that.
-    await new Promise((resolve) => setTimeout(resolve, 2_000));
     const t = Date.now();
     process.kill(ts2OnH2()[0], 'SIGKILL');
     const { code, at } = await r.exit;
@@ -222,7 +236,8 @@ for (const launch of ['spawn', 'mpmd']) {
       } finally {
         bed('mend', cut);
       }
-      await new Promise((resolve) => setTimeout(resolve, 10_000));
+      // Within 10 s of the link's return, not after a fixed 10 s: polled.
+      await until(() => leftovers().length === 0, 10_000);
       assert.equal(leftovers(), [], 'processes of the run left 10 s after the link returned');
     });
   }
@@ -247,3 +262,15 @@ for (const launch of ['spawn', 'mpmd']) {
 
   test.run();
 }
+
+const auto = suite('several hosts, --launch auto');
+(why ? auto.skip : auto)('a hostfile of other hosts makes --launch auto (the default) start one mpirun (MPMD), and says so', async () => {
+  const r = run(['-p', '2', '--sizes', '10,1000,1000', '-i', '3', '--hostfile', hostfile('h1', 'h2'), '--json', '--timeout', '20']);
+  const { code } = await r.exit;
+  assert.is(code, 0, r.stderr);
+  const j = JSON.parse(r.stdout);
+  assert.equal([j.launch, j.launchReason, j.checksum], ['mpmd', 'auto: ranks on 2 other hosts', 14468.8671875]);
+  assert.equal([...new Set(r.where.map((w) => w.host))].sort(), ['h1', 'h2']);
+  await nothingLeft(5_000);
+});
+auto.run();
