@@ -270,6 +270,24 @@ for (const launch of ['spawn', 'mpmd']) {
   });
 }
 
+// mpirun crashed with SIGSEGV as a scancel took the job down (issue 26, the Slurm bed): a crash
+// is said as one, and one that comes with the CLI's own stop signal is part of the stop.
+failures('--launch mpmd: mpirun crashing is said as a crash (exit 1); crashing as the stop signal arrives, as part of the stop (exit 130)', async () => {
+  for (const stop of [false, true]) {
+    const run = await longRun(['--launch', 'mpmd']);
+    const pids = descendants(run.child.pid);
+    const mpirun = pids.find((p) => /^\S*mpirun/.test(cmdline(p)));
+    process.kill(mpirun, 'SIGSEGV');
+    if (stop) process.kill(run.child.pid, 'SIGTERM');
+    const r = await run.exit;
+    const lines = r.stderr.split('\n').filter((l) => l.startsWith('commloop:'));
+    assert.equal([r.code, lines.length], [stop ? 130 : 1, 1], r.stderr);
+    const crash = String.raw`mpirun crashed \(SIGSEGV\) before the run ended( \(Open MPI's messages: \S+\))?`;
+    assert.match(lines[0], new RegExp(stop ? String.raw`^commloop: stopped by signal; the run's processes were signalled too \(${crash}\)$` : `^commloop: ${crash}$`), lines[0]);
+    await assertNoneLeft(pids);
+  }
+});
+
 for (const wire of WIRES) {
   failures(`a rank killed as it starts is named within 5 s, not a rank torn down after it [wire ${wire}]`, () => killAtStart(['--wire', wire], 2));
 }

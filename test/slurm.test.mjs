@@ -274,8 +274,9 @@ async function submitRing(d, args) {
   }
 }
 
-for (const launch of ['spawn', 'mpmd']) {
-  const MODE = ['--launch', launch];
+// auto: what a job gets without --launch (MPMD across the allocation's nodes); spawn, forced.
+for (const launch of ['spawn', 'auto']) {
+  const MODE = launch === 'auto' ? [] : ['--launch', launch];
 
   jt(`${launch}: salloc -N2, no hostfile: every stage's ranks on both nodes, named, the one-host checksum`, async () => {
     const trace = join(dir, `trace-${launch}.json`);
@@ -297,6 +298,7 @@ for (const launch of ['spawn', 'mpmd']) {
     for (const st of j.stages) assert.equal(new Set(st.hosts).size, 2, `${st.name} on ${st.hosts}`);
     assert.ok(j.stages.every((st) => st.hosts.every((h) => NODES.includes(h))), JSON.stringify(j.stages));
     assert.is(j.wire, launch === 'spawn' ? 'tcp' : 'shm');
+    assert.equal([j.launch, j.launchReason], launch === 'spawn' ? ['spawn', '--launch spawn'] : ['mpmd', "auto: ranks on the Slurm allocation's 2 nodes"]);
     await nothingLeft(10_000);
   });
 
@@ -312,11 +314,15 @@ for (const launch of ['spawn', 'mpmd']) {
 
   jt(`${launch}: SIGUSR1 to the batch shell takes a checkpoint and the job goes on; scancel ends it within KillWait, nothing left, the checkpoint intact, exit 130`, async () => {
     const d = jobDir();
-    const id = await submitRing(d, MODE);
+    const id = await submitRing(d, [...MODE, '--status-every', '1']);
     const ckpt = join(d, 'ckpt');
     assert.equal(listCheckpoints(ckpt), []);
     assert.is(slurm(['scancel', '--signal=USR1', '--batch', id]).status, 0);
     assert.ok(await until(() => listCheckpoints(ckpt).length === 1, 10_000), `no checkpoint after SIGUSR1: ${logOf(d, id)}`);
+    // The job's log says how it is doing: a status line a second here, naming the checkpoint.
+    const STATUS = /^status: \d+ of 10000000 iterations \(\d+\.\d%\), [\d.]+ iterations\/s, will finish in .+ \(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\), last checkpoint: iteration \d+ \(\S+ckpt\/checkpoint-\d{12}\)$/m;
+    assert.ok(await until(() => STATUS.test(logOf(d, id)), 5_000), `no status line naming the checkpoint: ${logOf(d, id)}`);
+    console.log(`slurm.test.mjs: ${launch}: the job's log: ${STATUS.exec(logOf(d, id))[0]}`);
     await new Promise((res) => setTimeout(res, 500));
     assert.is(jobState(id), 'RUNNING');
     const t = Date.now();
@@ -377,14 +383,14 @@ for (const launch of ['spawn', 'mpmd']) {
 }
 
 // Last: each kills a node's slurmd and everything in it (n2, then n3, so the other runs keep two nodes).
-for (const [launch, node] of [['spawn', 'n2'], ['mpmd', 'n3']]) {
+for (const [launch, node] of [['spawn', 'n2'], ['auto', 'n3']]) {
   jt(`${launch}: ${node} lost mid-run (its slurmd and ranks killed): exit 1 within 15 s, one line naming the stage, rank and node`, async () => {
     const ckpt = join(dir, `lost-${launch}`);
     const { spawn } = await import('node:child_process');
     let err, exit;
     // A start that hangs is tried again (HUNG).
     for (let attempt = 1; ; attempt++) {
-      const child = spawn('salloc', ['-N2', '-w', `n1,${node}`, 'commloop', '--pipeline', RING, '-p', '2', '-i', '100000000', '--timeout', '10', '--checkpoint', ckpt, '--checkpoint-every', '500', '--launch', launch], { env: JOB_ENV, cwd: dir });
+      const child = spawn('salloc', ['-N2', '-w', `n1,${node}`, 'commloop', '--pipeline', RING, '-p', '2', '-i', '100000000', '--timeout', '10', '--checkpoint', ckpt, '--checkpoint-every', '500', ...(launch === 'auto' ? [] : ['--launch', launch])], { env: JOB_ENV, cwd: dir });
       err = '';
       child.stderr.on('data', (b) => (err += b));
       exit = new Promise((res) => child.on('exit', (code) => res(code)));

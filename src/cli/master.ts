@@ -104,9 +104,10 @@ async function main(argv: string[]): Promise<number> {
 
 /**
  * A failure that may be another process's end by the signal that stops this one (scancel's
- * SIGTERM reaches the ranks and Open MPI's daemons too), and how long to wait for ours.
+ * SIGTERM reaches the ranks and Open MPI's daemons too, and mpirun may crash as it goes down
+ * with them), and how long to wait for ours.
  */
-const SIGNALLED = /killed by SIG(?:TERM|INT|HUP)\b|its node was lost/;
+const SIGNALLED = /killed by SIG(?:TERM|INT|HUP)\b|^(?:mpirun|the MPI hub) crashed \(SIG\w+\)|its node was lost/;
 const SIGNAL_WAIT_MS = 300;
 
 main(process.argv.slice(2)).then(

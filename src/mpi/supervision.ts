@@ -21,6 +21,9 @@ import { hostLabel } from './protocol.js';
 import { StartupWatch } from './startup-watch.js';
 import type { SuperviseHooks, SuperviseOptions } from './supervisor.js';
 
+/** The signals a process gets from its own fault, not from someone's kill. */
+const CRASHES = new Set<string>(['SIGSEGV', 'SIGBUS', 'SIGILL', 'SIGFPE', 'SIGABRT']);
+
 /** How a run ended: its outcome, or what the caller's promise rejects with. */
 export type RunEnd = { outcome: RingOutcome } | { error: unknown };
 
@@ -234,9 +237,12 @@ export class Supervision implements RunClock {
     const lostHost = this.readyAt ? this.lostNode() : unreachable(this.noise, this.launching, this.timeoutMs);
     // mpirun or the hub process killed by a signal nobody here sent: that is the cause (a rank's
     // death makes mpirun exit with a code, not die by a signal).
+    // A crash signal is the process's own fault (mpirun 4.1 can crash while it goes down with
+    // its daemons, as after a scancel), not something sent to it: said so.
+    const how = !signal ? `exited with code ${code}` : CRASHES.has(signal) ? `crashed (${signal})` : `was killed by ${signal}`;
     const launcher: Failure = {
       reason: signal ? 'killed' : 'exited',
-      detail: `${this.hub.viaMpirun ? 'mpirun' : 'the MPI hub'} ${signal ? `was killed by ${signal}` : `exited with code ${code}`} before the run ended`,
+      detail: `${this.hub.viaMpirun ? 'mpirun' : 'the MPI hub'} ${how} before the run ended`,
     };
     const failure =
       firstFailure({
