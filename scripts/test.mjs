@@ -1,8 +1,14 @@
-// npm test: every test/*.test.mjs under uvu, one file at a time, each in a process of its own
-// (a file's beds and MPI runs never meet the next file's), then each file's time, slowest
-// first, so the next slow file is visible, and uvu's own totals summed in uvu's form
-// ("Total: N", "Passed: N", "Skipped: N"), which .ci/run reads.
+// npm test: every test/*.test.mjs under uvu, each file in a process of its own (a file's beds
+// and MPI runs never meet the next file's), then each file's time, slowest first, so the next
+// slow file is visible, and uvu's own totals summed in uvu's form ("Total: N", "Passed: N",
+// "Skipped: N"), which .ci/run reads.
+//
+// Two lanes: the files of the two beds of hosts (hosts.test.mjs, slurm.test.mjs: network
+// namespaces of their own, each bed's runs mostly waiting on its daemons and ssh) run one
+// after the other beside the rest, which run one after the other too. A file's output is
+// printed whole when it ends, so two files never interleave.
 //   node scripts/test.mjs [PATTERN]   only the files whose name matches PATTERN (a regex)
+//   COMMLOOP_TEST_SERIAL=1            one file at a time, no second lane
 import { spawn } from 'node:child_process';
 import { readdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -15,18 +21,24 @@ const files = readdirSync(join(root, 'test'))
   .sort();
 const uvu = join(root, 'node_modules', 'uvu', 'bin.js');
 
-/** Runs one file under uvu, its output passed through; its totals and time. */
+const BEDS = /^(hosts|slurm)\.test\.mjs$/;
+const serial = process.env.COMMLOOP_TEST_SERIAL === '1';
+
+/** Runs one file under uvu, its output (stdout and stderr, in order) printed when it ends; its totals and time. */
 function runFile(file) {
   const t0 = performance.now();
   return new Promise((resolve) => {
     // The file's name as uvu's pattern, anchored: only that file.
-    const child = spawn(process.execPath, [uvu, 'test', `^${file.replaceAll('.', '\\.')}$`, '--no-color'], { cwd: root, stdio: ['inherit', 'pipe', 'inherit'] });
+    const child = spawn(process.execPath, [uvu, 'test', `^${file.replaceAll('.', '\\.')}$`, '--no-color'], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
+    let both = '';
     child.stdout.on('data', (b) => {
       out += b;
-      process.stdout.write(b);
+      both += b;
     });
+    child.stderr.on('data', (b) => (both += b));
     child.on('close', (code, signal) => {
+      process.stdout.write(both);
       const num = (name) => Number(new RegExp(`^ *${name}: *(\\d+)`, 'm').exec(out)?.[1] ?? NaN);
       const [total, passed, skipped] = [num('Total'), num('Passed'), num('Skipped')];
       const s = (performance.now() - t0) / 1000;
@@ -38,7 +50,13 @@ function runFile(file) {
 }
 
 const results = [];
-for (const file of files) results.push(await runFile(file));
+const lane = async (list) => {
+  for (const file of list) results.push(await runFile(file));
+};
+const t0 = performance.now();
+if (serial) await lane(files);
+else await Promise.all([lane(files.filter((f) => !BEDS.test(f))), lane(files.filter((f) => BEDS.test(f)))]);
+const wallS = (performance.now() - t0) / 1000;
 
 const sum = (k) => results.reduce((a, r) => a + r[k], 0);
 const total = sum('total');
@@ -52,6 +70,6 @@ for (const r of [...results].sort((a, b) => b.s - a.s)) {
   const bad = r.total - r.passed - r.skipped;
   console.log(`  ${r.file.padEnd(width)}  ${r.s.toFixed(1).padStart(6)} s  ${r.passed}/${r.total} passed${r.skipped ? `, ${r.skipped} skipped` : ''}${bad ? `, ${bad} failed` : ''}${r.broken ? ` (${r.broken})` : ''}`);
 }
-console.log(`  ${'all files'.padEnd(width)}  ${sum('s').toFixed(1).padStart(6)} s`);
+console.log(`  ${'all files'.padEnd(width)}  ${sum('s').toFixed(1).padStart(6)} s, ${wallS.toFixed(1)} s of wall-clock time${serial ? '' : ' (the beds beside the rest)'}`);
 console.log(`\n  Total:     ${total + broken.filter((r) => r.total === r.passed + r.skipped).length}\n  Passed:    ${passed}\n  Skipped:   ${skipped}\n`);
 process.exitCode = failed > 0 || total === 0 ? 1 : 0;

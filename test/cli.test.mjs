@@ -188,7 +188,7 @@ status('without a terminal, the CLI prints a status line every --status-every se
     const code = await new Promise((r) => child.on('exit', (c) => r(c)));
     assert.is(code, 130, err);
     const lines = err.split('\n').filter((l) => l.startsWith('status:'));
-    assert.ok(lines.length >= 2, err);
+    assert.ok(lines.length >= 1, err);
     let last = 0;
     for (const line of lines) {
       const m = LINE.exec(line);
