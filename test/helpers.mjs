@@ -63,6 +63,15 @@ export function cmdline(pid) {
   }
 }
 
+/** Whether a process's environment holds `entry` ("NAME=value"): a mark a test gave what it started. */
+export function hasEnv(pid, entry) {
+  try {
+    return readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0').includes(entry);
+  } catch {
+    return false;
+  }
+}
+
 /** True while the process exists in any state, zombies included: a zombie still shows in ps. */
 export function exists(pid) {
   return stat(pid) !== undefined;

@@ -11,7 +11,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { MPI_MISSING, cliJson, cmdline, exists, haveMpi, master, root, until } from './helpers.mjs';
+import { MPI_MISSING, cliJson, cmdline, exists, hasEnv, haveMpi, master, root, until } from './helpers.mjs';
 import { listCheckpoints } from '../dist/internal.js';
 import { referenceRing } from './reference.mjs';
 
@@ -45,6 +45,8 @@ const hostfile = (...hosts) => {
 };
 const ENV = {
   ...process.env,
+  // Marks every process this file starts (leftovers() looks for it: other test files may run meanwhile).
+  COMMLOOP_HOSTS_TEST: String(process.pid),
   OMPI_MCA_plm_rsh_agent: AGENT,
   OMPI_MCA_plm_rsh_no_tree_spawn: '1',
   // Round robin over the hosts, so every host holds ranks of the ring's first stage.
@@ -79,13 +81,16 @@ const said = (r) =>
   });
 const LOG = String.raw`(?: \(Open MPI's messages: \S+\))?`;
 
-/** Processes of the run still there: inside any host of the bed, or this checkout's own in the root namespace. */
+/** Whether a process carries this file's mark (ENV): started by one of its runs. */
+const MARK = `COMMLOOP_HOSTS_TEST=${process.pid}`;
+const marked = (pid) => hasEnv(pid, MARK);
+/** Processes of the run still there: inside any host of the bed, or this file's own in the root namespace. */
 function leftovers() {
   const inBed = bed('pids').stdout.split(/\s+/).filter(Boolean).map(Number);
   const mine = readdirSync('/proc')
     .filter((n) => /^[0-9]+$/.test(n))
     .map(Number)
-    .filter((p) => p !== process.pid && [join(root, 'dist'), AGENT].some((s) => cmdline(p).includes(s)));
+    .filter((p) => p !== process.pid && [join(root, 'dist'), AGENT].some((s) => cmdline(p).includes(s)) && marked(p));
   return [...new Set([...inBed, ...mine])].filter(exists).map((p) => `${p} ${cmdline(p).slice(0, 80)}`);
 }
 async function nothingLeft(ms) {

@@ -171,7 +171,8 @@ const isRank = (cmd) => /^\S*commloop_c_worker /.test(cmd) || /^\S*node \S*worke
 
 for (const mode of ['spawn', 'mpmd']) {
   cleanup(`kill -9 of the CLI under --launch ${mode}: no mpirun, hub, rank or shared-memory segment within 5 s, no pid file`, async () => {
-    const segments = () => readdirSync('/dev/shm').filter((f) => f.startsWith('vader_segment.'));
+    // This host's: the beds' hosts (h1, n2, ...) share /dev/shm, and their tests may run meanwhile.
+    const segments = () => readdirSync('/dev/shm').filter((f) => f.startsWith(`vader_segment.${HOST}.`));
     const before = new Set(segments());
     const run = startCli(['-p', '2', '--sizes', '10,10,10', '-i', '2000000000', '--launch', mode]);
     const up = await until(() => descendants(run.child.pid).map(cmdline).filter(isRank).length === 6, 30_000);

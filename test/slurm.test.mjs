@@ -20,7 +20,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { cmdline, exists, root } from './helpers.mjs';
+import { cmdline, exists, hasEnv, root } from './helpers.mjs';
 import { expandHostlist, listCheckpoints, newestCheckpoint, slurmAllocation } from '../dist/internal.js';
 
 const BED = join(root, 'test', 'slurm', 'bed.sh');
@@ -73,13 +73,7 @@ function nodeOf(pid, ns = netns()) {
     return 'gone';
   }
 }
-const marked = (pid) => {
-  try {
-    return readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0').includes(MARK);
-  } catch {
-    return false;
-  }
-};
+const marked = (pid) => hasEnv(pid, MARK);
 function leftovers() {
   const inBed = bed('pids').stdout.split(/\s+/).filter(Boolean).map(Number);
   const mine = readdirSync('/proc').filter((n) => /^[0-9]+$/.test(n)).map(Number).filter((p) => p !== process.pid && marked(p));
