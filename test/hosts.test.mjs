@@ -56,17 +56,39 @@ const ENV = {
   OMPI_MCA_btl_tcp_if_include: '10.77.0.0/24',
 };
 
-/** Starts the CLI on the bed; `where` collects the fixture's "where RANK HOST PID" lines. */
-function run(args, ring = RING) {
-  const t0 = Date.now();
-  const child = spawn(process.execPath, [master, '--pipeline', ring, ...args], { env: ENV });
-  const r = { child, stdout: '', stderr: '', where: [] };
-  child.stdout.on('data', (d) => (r.stdout += d));
-  child.stderr.on('data', (d) => {
-    r.stderr += d;
-    r.where = [...r.stderr.matchAll(/^where (\d+) (\S+) (\d+)$/gm)].map((m) => ({ rank: Number(m[1]), host: m[2], pid: Number(m[3]) }));
-  });
-  r.exit = new Promise((resolve) => child.on('exit', (code) => resolve({ code, at: Date.now(), ms: Date.now() - t0 })));
+/** A run that ended because its start hung twice (commloop starts a hung spawn across hosts once more itself). */
+const HUNG_TWICE = /^commloop: (stage "\w+": did not answer its spawn|the stages did not start) within \d+ ms/m;
+/**
+ * Starts the CLI on the bed; `where` collects the fixture's "where RANK HOST PID" lines.
+ * Open MPI 4.1's spawn across the bed's daemons hangs now and then (docs/CLUSTERS.md; in test
+ * runs up to twice in a row, which ends commloop's run): such a run is started again, at most
+ * three times in all, and said, unless `retryHung` is false. `child`, `stdout`, `stderr` and
+ * `where` are the current start's; `exit` resolves with the last one's end.
+ */
+/** How long a test waits for its ring to run: three starts that each hung twice at --timeout 20 fit. */
+const START_MS = 150_000;
+function run(args, ring = RING, { retryHung = true } = {}) {
+  const r = { stdout: '', stderr: '', where: [] };
+  let ended;
+  r.exit = new Promise((resolve) => (ended = resolve));
+  const start = (attempt) => {
+    const t0 = Date.now();
+    const child = spawn(process.execPath, [master, '--pipeline', ring, ...args], { env: ENV });
+    Object.assign(r, { child, stdout: '', stderr: '', where: [] });
+    child.stdout.on('data', (d) => (r.stdout += d));
+    child.stderr.on('data', (d) => {
+      r.stderr += d;
+      r.where = [...r.stderr.matchAll(/^where (\d+) (\S+) (\d+)$/gm)].map((m) => ({ rank: Number(m[1]), host: m[2], pid: Number(m[3]) }));
+    });
+    child.on('close', (code) => {
+      const hung = HUNG_TWICE.exec(r.stderr);
+      if (retryHung && code === 1 && hung && attempt < 3) {
+        console.log(`hosts.test.mjs: ${hung[0]}: started again`);
+        start(attempt + 1);
+      } else ended({ code, at: Date.now(), ms: Date.now() - t0 });
+    });
+  };
+  start(1);
   return r;
 }
 /**
@@ -122,7 +144,7 @@ for (const launch of ['spawn', 'mpmd']) {
       const ring = join(dir, 'hang.json');
       const where = join(root, 'test', 'fixtures', 'hosts', 'where.mjs');
       writeFileSync(ring, JSON.stringify({ stages: [{ name: 'where', kind: 'ts', ranks: 2, size: 4, module: where }, { name: 'sleeper', kind: 'exec', ranks: 2, size: 4, command: ['/bin/sleep', '30'] }] }));
-      const r = run([...MODE, '-p', '2', '-i', '3', '--hostfile', hostfile('h1', 'h2'), '--timeout', '3'], ring);
+      const r = run([...MODE, '-p', '2', '-i', '3', '--hostfile', hostfile('h1', 'h2'), '--timeout', '3'], ring, { retryHung: false });
       const { code, ms } = await r.exit;
       assert.is(code, 1, r.stderr);
       const lines = r.stderr.split('\n').filter(Boolean);
@@ -151,7 +173,7 @@ for (const launch of ['spawn', 'mpmd']) {
 
   it('a rank killed on another host ends the run in < 10 s: exit 1, one line naming the stage and the host', async () => {
     const r = run([...MODE, '-p', '2', '--sizes', '10,1000,1000', '-i', '1000000', '--hostfile', hostfile('h1', 'h2'), '--timeout', '20']);
-    assert.ok(await until(() => r.where.some((w) => w.host === 'h2'), 30_000), `no rank on h2: ${r.stderr}`);
+    assert.ok(await until(() => r.where.some((w) => w.host === 'h2'), START_MS), `no rank on h2: ${r.stderr}`);
     const victim = r.where.find((w) => w.host === 'h2');
     const t = Date.now();
     process.kill(victim.pid, 'SIGKILL');
@@ -175,9 +197,8 @@ for (const launch of ['spawn', 'mpmd']) {
     let r;
     for (let attempt = 1; ; attempt++) {
       r = run([...MODE, '-p', '2', '--sizes', '10,1000,1000', '-i', '1000000', '--hostfile', hostfile('h1', 'h2'), '--timeout', '20', '--status-every', '0.2']);
-      // 50 s: commloop's own second start after a hang (--timeout 20) included. Running: a
-      // status line counts iterations done (the hub's Ready comes before the first).
-      if (await until(() => ts2OnH2().length === 1 && r.where.length === 2 && /^status: [1-9]\d* of /m.test(r.stderr), 50_000)) break;
+      // Running: a status line counts iterations done (the hub's Ready comes before the first).
+      if (await until(() => ts2OnH2().length === 1 && r.where.length === 2 && /^status: [1-9]\d* of /m.test(r.stderr), START_MS)) break;
       r.child.kill('SIGINT');
       await r.exit;
       await nothingLeft(10_000);
@@ -202,7 +223,7 @@ for (const launch of ['spawn', 'mpmd']) {
     const inH2 = () => spawnSync('ip', ['netns', 'pids', 'commloop-h2'], { encoding: 'utf8' }).stdout.split(/\s+/).filter(Boolean).map(Number);
     const accOnH2 = () => inH2().filter((p) => /worker\.js ts \S*ts_state\.mjs/.test(cmdline(p)));
     const r = run(args, STATEFUL);
-    assert.ok(await until(() => accOnH2().length === 1 && listCheckpoints(cp).length > 0, 30_000), `no acc rank on h2 or no checkpoint: ${r.stderr}`);
+    assert.ok(await until(() => accOnH2().length === 1 && listCheckpoints(cp).length > 0, START_MS), `no acc rank on h2 or no checkpoint: ${r.stderr}`);
     const t = Date.now();
     process.kill(accOnH2()[0], 'SIGKILL');
     const { code, at } = await r.exit;
@@ -226,7 +247,7 @@ for (const launch of ['spawn', 'mpmd']) {
     it(`a partition (${cut}'s link down) ends the run by --timeout + 2 s; 10 s after the link returns nothing is left`, async () => {
       const r = run([...MODE, '-p', '2', '--sizes', '10,1000,1000', '-i', '1000000', '--hostfile', hostfile('h1', 'h2'), '--timeout', '8']);
       try {
-        assert.ok(await until(() => r.where.length === 2, 30_000), `the ring did not start: ${r.stderr}`);
+        assert.ok(await until(() => r.where.length === 2, START_MS), `the ring did not start: ${r.stderr}`);
         const t = Date.now();
         assert.is(bed('cut', cut).status, 0);
         const { code, at } = await r.exit;
