@@ -149,8 +149,12 @@ for (const launch of ['spawn', 'mpmd']) {
       assert.is(code, 1, r.stderr);
       const lines = r.stderr.split('\n').filter(Boolean);
       assert.is(lines.length, 2, r.stderr);
-      assert.is(lines[0], `note: stage "sleeper": did not answer its spawn within 3000 ms: Open MPI's spawn across hosts hangs at start-up now and then; starting once more`);
-      assert.match(lines[1], new RegExp(String.raw`^commloop: stage "sleeper": did not answer its spawn within 3000 ms${LOG}$`), lines[1]);
+      // The hub's own deadline names the stage; on a loaded machine the first stage's spawn across
+      // the bed can take most of the 3 s, and the supervisor's start deadline (3 s + 2 s) then
+      // comes first, naming the hosts and blaming none: the same hang, started once more too.
+      const hang = String.raw`(stage "sleeper": did not answer its spawn within 3000 ms|the stages did not start within 3000 ms on h1, h2 \(is every host reachable, by ssh too\?\))`;
+      assert.match(lines[0], new RegExp(String.raw`^note: ${hang}: Open MPI's spawn across hosts hangs at start-up now and then; starting once more$`), lines[0]);
+      assert.match(lines[1], new RegExp(String.raw`^commloop: ${hang}${LOG}$`), lines[1]);
       assert.ok(ms > 6_000 && ms < 20_000, `took ${ms} ms`);
       await nothingLeft(10_000);
     });
