@@ -383,6 +383,8 @@ for (const launch of ['spawn', 'auto']) {
 for (const [launch, node] of [['spawn', 'n2'], ['auto', 'n3']]) {
   jt(`${launch}: ${node} lost mid-run (its slurmd and ranks killed): exit 1 within 15 s, one line naming the stage, rank and node`, async () => {
     const ckpt = join(dir, `lost-${launch}`);
+    const bedSegments = () => readdirSync('/dev/shm').filter((f) => /^vader_segment\.n\d\./.test(f));
+    const before = new Set(bedSegments());
     const { spawn } = await import('node:child_process');
     let err, exit;
     // A start that hangs is tried again (HUNG).
@@ -417,7 +419,9 @@ for (const [launch, node] of [['spawn', 'n2'], ['auto', 'n3']]) {
       // The node comes back (ReturnToService=2) for what follows.
       bed('start', node);
       // Only the lost node's ranks could not remove their shared memory (bed.sh start clears it).
-      assert.equal(readdirSync('/dev/shm').filter((f) => /^vader_segment\.n\d\./.test(f)), [], 'shared memory of the run left');
+      // This run's: a spawn-mode start that hung in an earlier test can leave the batch node's
+      // (seen once in CI, after a requeued job's start hung; not fixed, see docs/CLUSTERS.md).
+      assert.equal(bedSegments().filter((f) => !before.has(f)), [], 'shared memory of the run left');
       assert.ok(await until(() => /^idle/.test(slurm(['sinfo', '-h', '-n', node, '-o', '%t']).stdout), 30_000), `${node} did not come back: ${slurm(['sinfo', '-n', node]).stdout}`);
     }
   });
