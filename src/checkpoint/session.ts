@@ -6,7 +6,7 @@
 import { UsageError } from '../errors.js';
 import { checkWritable } from '../pipeline/npy.js';
 import type { RingPlan } from '../pipeline/model.js';
-import type { CheckpointHooks } from '../run.js';
+import type { CheckpointHooks } from '../loop.js';
 import { identityDiff, identityOf, type Identity } from './identity.js';
 import type { RunStates } from './state.js';
 import { newestCheckpoint, type Checkpoint } from './store.js';

@@ -8,7 +8,7 @@
  */
 import type { Failure } from '../errors.js';
 import { STOP_GRACE_MS } from '../transport.js';
-import { unreachable } from './hub-launch.js';
+import { unreachable } from './reach.js';
 import { DEATH_GRACE_MS, type StartupWatch } from './startup-watch.js';
 
 /** How often the deadlines are looked at. */

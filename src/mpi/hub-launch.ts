@@ -13,15 +13,13 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import type { Readable, Writable } from 'node:stream';
 import { distDir } from '../assets.js';
-import type { Failure } from '../errors.js';
 import type { RingPlan } from '../pipeline/model.js';
 import { setMpiEnvironment } from './addon.js';
 import { HUB_FDS_ENV, MARK, type FromHub, type ToHub } from './channel.js';
 import { mpmdCommand } from './mpmd.js';
-import { cmdline, type Proc } from './procs.js';
 import { STEP_TIMEOUT_ENV, hostHash } from './protocol.js';
-import type { SuperviseOptions } from './supervisor.js';
-import { chooseWire, type Wire } from './wire.js';
+import { chooseWire, type Wire, type WireRequest } from './wire.js';
+import type { CBackend } from '../pipeline/model.js';
 import { placementOf } from './placement.js';
 
 /** A started hub: its process, the run's wire, its hosts, and the channel to it. */
@@ -46,7 +44,16 @@ export interface LaunchedHub {
   listen(on: (m: FromHub) => void): void;
 }
 
-export function launchHub(plan: RingPlan, opts: SuperviseOptions): LaunchedHub {
+/** What launching the hub needs to know of a run (the supervisor's options hold these). */
+export interface LaunchOptions {
+  cBackend: CBackend;
+  launch: 'spawn' | 'mpmd';
+  wire: WireRequest;
+  spawnInfo: Record<string, string>;
+  timeoutMs: number;
+}
+
+export function launchHub(plan: RingPlan, opts: LaunchOptions): LaunchedHub {
   const env: NodeJS.ProcessEnv = { ...process.env };
   const { remote, spawnInfo, listed: launchHosts, alloc } = placementOf(opts.spawnInfo, env);
   setMpiEnvironment(!remote, env);
@@ -93,38 +100,4 @@ export function launchHub(plan: RingPlan, opts: SuperviseOptions): LaunchedHub {
 /** Host-name hashes we can name: this host, and the run's hosts (listedHosts). */
 function knownHosts(listed: string[]): Map<number, string> {
   return new Map([hostname(), 'localhost', ...listed].map((n) => [hostHash(n), n]));
-}
-
-/**
- * A host of the run that could not be reached, as a Failure: one ssh named (it could not
- * resolve or connect to it; Open MPI's rsh launcher passes ssh's words on), or else one
- * whose launch was still running when the start-up failed or its deadline passed (a
- * host that drops packets: ssh would wait minutes for it).
- */
-export function unreachable(lines: readonly string[], launching: readonly string[], waitedMs: number): Failure | undefined {
-  for (const line of lines) {
-    const m = /^ssh: (?:Could not resolve hostname (\S+?): (.*)|connect to host (\S+) port \d+: (.*))$/.exec(line.trim());
-    if (!m) continue;
-    const host = m[1] ?? m[3];
-    return { reason: 'start', host, detail: `host ${host} cannot be reached: ${(m[2] ?? m[4]).trim()} (ssh)` };
-  }
-  const host = launching[0];
-  return host ? { reason: 'start', host, detail: `host ${host} cannot be reached: ssh to it did not connect within ${waitedMs} ms` } : undefined;
-}
-
-/**
- * The hosts that Open MPI's launcher is still starting a daemon on: processes of the run
- * whose arguments hold one of the hosts and then the daemon's command line
- * (`ssh -x HOST "PATH=... ; orted ..."`, or an agent's equivalent).
- */
-export function pendingLaunches(procs: Proc[], hosts: string[]): string[] {
-  const out = new Set<string>();
-  for (const p of procs) {
-    const argv = cmdline(p.pid);
-    const at = argv.findIndex((a) => /(^|[\s/;])orted(\s|$)/.test(a));
-    if (at < 1) continue;
-    const host = argv.slice(0, at).reverse().find((a) => hosts.includes(a));
-    if (host) out.add(host);
-  }
-  return [...out];
 }

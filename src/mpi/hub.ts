@@ -10,9 +10,8 @@ import { Socket } from 'node:net';
 import { createInterface } from 'node:readline';
 import { makeArena } from '../arena.js';
 import { RunError } from '../errors.js';
-import { driveRing } from '../run.js';
+import { driveRing, type CheckpointHooks } from '../loop.js';
 import { HUB_FDS_ENV, MARK, decodeArray, encodeArray, fromWire, statesFromWire, statesToWire, stepTimesToWire, type FromHub, type ToHub } from './channel.js';
-import type { CheckpointHooks } from '../run.js';
 import { mpi } from './addon.js';
 import { MpiTransport } from './transport.js';
 

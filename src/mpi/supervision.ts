@@ -8,23 +8,43 @@
  */
 import { RunError, type Failure } from '../errors.js';
 import type { RingPlan } from '../pipeline/model.js';
-import type { RingOutcome } from '../run.js';
+import type { RingOutcome } from '../loop.js';
 import { firstFailure, isDeadline } from './blame.js';
 import { STAGE_FAIL, decodeArray, statesFromWire, stepTimesFromWire, type FromHub } from './channel.js';
 import { IterStats } from '../trace/stats.js';
 import { exitGraceMs, overdue, type RunClock } from './deadlines.js';
-import { pendingLaunches, unreachable, type LaunchedHub } from './hub-launch.js';
+import type { LaunchedHub, LaunchOptions } from './hub-launch.js';
+import { pendingLaunches, unreachable } from './reach.js';
 import { jobFamily, removeSegments, writeFailureLog } from './leftovers.js';
 import { failureFromOpenMpi, lostDaemonHost, openMpiLines } from './openmpi-text.js';
 import { descendants, killRecorded, procOf, type Proc } from './procs.js';
 import { hostLabel } from './protocol.js';
 import { StartupWatch } from './startup-watch.js';
-import type { SuperviseHooks, SuperviseOptions } from './supervisor.js';
+import type { TimingSpec } from '../trace/log.js';
+import type { CheckpointSession } from '../checkpoint/session.js';
 
 /** The signals a process gets from its own fault, not from someone's kill. */
 const CRASHES = new Set<string>(['SIGSEGV', 'SIGBUS', 'SIGILL', 'SIGFPE', 'SIGABRT']);
 
 /** How a run ended: its outcome, or what the caller's promise rejects with. */
+/** A supervised MPI run: how the hub is launched (LaunchOptions), and what it runs. */
+export interface SuperviseOptions extends LaunchOptions {
+  iterations: number;
+  verbose: boolean;
+  timing?: TimingSpec;
+  /** The run's checkpoints: the hub takes them, this side writes them (on the caller's host). */
+  checkpoints?: CheckpointSession;
+}
+
+export interface SuperviseHooks {
+  signal?: AbortSignal;
+  onIteration?: (iteration: number, array: Float64Array) => boolean | void;
+  onOutput?: (iteration: number, array: Float64Array) => void;
+  onProgress?: (iterations: number) => void;
+  /** A `note:` line for the caller (a start tried again). */
+  onNote?: (line: string) => void;
+}
+
 export type RunEnd = { outcome: RingOutcome } | { error: unknown };
 
 export class Supervision implements RunClock {

@@ -7,47 +7,19 @@
  * Open MPI's banners in a log, and forwards onIteration.
  *
  * This file wires one run's events to its parts: the launch and the channel
- * (hub-launch.ts), the run's state and what each event does to it (supervision.ts), the
+ * (hub-launch.ts), the run's state and options and what each event does to it (supervision.ts), the
  * deadlines (deadlines.ts), the ranking of failures (blame.ts). A new source of events
  * (a signal, a timer) is one more line here.
  */
 import { createInterface } from 'node:readline';
 import type { RingPlan } from '../pipeline/model.js';
-import type { RingOutcome } from '../run.js';
-import type { CBackend } from '../stage/kernel.js';
-import type { TimingSpec } from '../trace/log.js';
-import type { CheckpointSession } from '../checkpoint/session.js';
+import type { RingOutcome } from '../loop.js';
 import { encodeArray, statesToWire, toWire } from './channel.js';
 import { WATCH_MS } from './deadlines.js';
 import { launchHub, type LaunchedHub } from './hub-launch.js';
 import { RunError } from '../errors.js';
 import { STARTUP_LOOK_MS } from './startup-watch.js';
-import { Supervision } from './supervision.js';
-import type { WireRequest } from './wire.js';
-
-export { unreachable } from './hub-launch.js';
-
-export interface SuperviseOptions {
-  iterations: number;
-  cBackend: CBackend;
-  launch: 'spawn' | 'mpmd';
-  wire: WireRequest;
-  spawnInfo: Record<string, string>;
-  timeoutMs: number;
-  verbose: boolean;
-  timing?: TimingSpec;
-  /** The run's checkpoints: the hub takes them, this side writes them (on the caller's host). */
-  checkpoints?: CheckpointSession;
-}
-
-export interface SuperviseHooks {
-  signal?: AbortSignal;
-  onIteration?: (iteration: number, array: Float64Array) => boolean | void;
-  onOutput?: (iteration: number, array: Float64Array) => void;
-  onProgress?: (iterations: number) => void;
-  /** A `note:` line for the caller (a start tried again). */
-  onNote?: (line: string) => void;
-}
+import { Supervision, type SuperviseHooks, type SuperviseOptions } from './supervision.js';
 
 /**
  * Open MPI 4.1's MPI_Comm_spawn across daemons hangs now and then at start-up (1 start in 10
@@ -58,6 +30,8 @@ export interface SuperviseHooks {
  * same hang, seen in a test run on the hosts bed.) --launch auto runs such a ring under MPMD.
  */
 const START_HANG = /^(did not answer its spawn|the stages did not start) within \d+ ms( on .+ \(is every host reachable, by ssh too\?\))?$/;
+
+export type { SuperviseHooks, SuperviseOptions } from './supervision.js';
 
 export async function superviseMpiRun(plan: RingPlan, opts: SuperviseOptions, hooks: SuperviseHooks): Promise<RingOutcome> {
   const hub = launchHub(plan, opts);
