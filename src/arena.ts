@@ -4,6 +4,7 @@
  * addresses it directly, so no array is copied per iteration.
  */
 import { UsageError } from './errors.js';
+import { regionBytes } from './message.js';
 import type { RingPlan } from './pipeline/model.js';
 
 /** The WASM kernels' static data must end below this byte; the stage buffers start here. */
@@ -43,10 +44,9 @@ export function makeArena(plan: RingPlan, executors = 0): Arena {
 export function layout(plan: RingPlan, executors = 0): { buffers: number[]; outputs: number[]; stackTops: number[]; pages: number } {
   const buffers: number[] = [];
   let end = ARENA_BASE;
-  // cache-line aligned, so ranks of adjacent buffers never share a line
   const take = (elems: number) => {
     const at = end;
-    end += Math.ceil((elems * 8) / 64) * 64;
+    end += regionBytes(elems);
     return at;
   };
   for (const elems of plan.maxInput) buffers.push(take(elems));

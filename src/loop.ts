@@ -12,13 +12,14 @@ import { array1LengthAfter, iterationSteps, type RingPlan } from './pipeline/mod
 import type { Transport } from './transport.js';
 import type { StepTimes } from './trace/log.js';
 import { IterStats } from './trace/stats.js';
+import { messageView, type Message } from './message.js';
 
 /** What driving the ring produced, before it is summarised (it crosses a pipe for MPI runs). */
 export interface RingOutcome {
   startS: number;
   /** The times of the iterations this run ran. */
   stats: IterStats;
-  final: Float64Array;
+  final: Message;
   totalS: number;
   /** With ctx.timing: every step's times. */
   steps?: StepTimes;
@@ -33,15 +34,15 @@ export interface RingOutcome {
 export interface DriveHooks {
   signal?: AbortSignal;
   /** After each iteration, with Array1 for the next one; false (or a promise of it) stops. */
-  onIteration?: (iteration: number, array: Float64Array) => boolean | void | Promise<boolean | void>;
+  onIteration?: (iteration: number, array: Message) => boolean | void | Promise<boolean | void>;
   /** Every `every` iterations (plan.output.every), with the array to write. */
-  onOutput?: (iteration: number, array: Float64Array) => void;
+  onOutput?: (iteration: number, array: Message) => void;
   /** When every stage is ready, before the first iteration. */
   onStarted?: () => void;
   /** About once a second while iterating: a supervisor's sign of life. */
   onBeat?: (iteration: number) => void;
   /** Start from a checkpoint: at its iteration, with its Array1, its states loaded first. */
-  resume?: { iterations: number; array1: Float64Array; states: RunStates };
+  resume?: { iterations: number; array1: Message; states: RunStates };
   checkpoint?: CheckpointHooks;
 }
 
@@ -56,7 +57,7 @@ export interface CheckpointHooks {
   /** One was asked for from outside (SIGUSR1, the caller): true once per request. */
   requested(): boolean;
   /** A capture to write: copies, so the loop may go on at once; `pauseMs` is what taking it cost the loop. */
-  take(iterations: number, array1: Float64Array, states: RunStates, pauseMs: number): void;
+  take(iterations: number, array1: Message, states: RunStates, pauseMs: number): void;
   /** Resolves when nothing is being written. */
   idle(): Promise<void>;
 }
@@ -82,8 +83,7 @@ export async function driveRing(plan: RingPlan, transport: Transport, arena: Are
     const startS = (performance.now() - t0) / 1000;
     hooks.onStarted?.();
     const { stats, length } = await loop(plan, transport, arena, hooks);
-    const a1 = arena.buffers[0] / 8;
-    const final = arena.f64.slice(a1, a1 + length);
+    const final = messageView(arena.f64, arena.buffers[0], length).slice();
     await transport.close();
     return { startS, stats, final, totalS: (performance.now() - t0) / 1000, steps: transport.stepTimes?.() };
   } catch (err) {
@@ -94,19 +94,20 @@ export async function driveRing(plan: RingPlan, transport: Transport, arena: Are
 
 async function loop(plan: RingPlan, transport: Transport, arena: Arena, hooks: DriveHooks & { iterations?: number }) {
   const { f64, buffers } = arena;
-  const a1 = buffers[0] / 8;
   const { resume, checkpoint: cp } = hooks;
   let length = resume ? resume.array1.length : plan.initialLength;
-  if (resume) f64.set(resume.array1, a1);
-  else if (typeof plan.initial === 'number') f64.fill(plan.initial, a1, a1 + length);
-  else f64.set(plan.initial, a1);
+  /** Array1 as it is now: the next iteration's input. */
+  const array1 = () => messageView(f64, buffers[0], length);
+  if (resume) array1().set(resume.array1);
+  else if (typeof plan.initial === 'number') array1().fill(plan.initial);
+  else array1().set(plan.initial);
   if (resume?.states.some((st) => st !== null)) await transport.loadStates(resume.iterations, resume.states);
   let lastCp = resume?.iterations ?? 0;
   let lastCpAt = performance.now();
   const capture = async (done: number) => {
     const t = performance.now();
     const states = await transport.saveStates(done);
-    const array = f64.slice(a1, a1 + length);
+    const array = array1().slice();
     lastCpAt = performance.now();
     cp!.take(done, array, states, lastCpAt - t);
     lastCp = done;
@@ -145,15 +146,15 @@ async function loop(plan: RingPlan, transport: Transport, arena: Arena, hooks: D
       if (pending) await pending;
     }
     length = array1LengthAfter(plan, i);
-    if (arena.copyBack) f64.copyWithin(a1, arena.copyBack.from / 8, arena.copyBack.from / 8 + length);
+    if (arena.copyBack) array1().set(messageView(f64, arena.copyBack.from, length));
     const now = performance.now();
     lastS = (now - t) / 1000;
     lastEnd = now;
     done = i + 1;
     stats.add(lastS);
-    if (every && (i + 1) % every === 0) hooks.onOutput?.(i, f64.subarray(a1, a1 + length));
+    if (every && (i + 1) % every === 0) hooks.onOutput?.(i, array1());
     if (hooks.onIteration) {
-      let go = hooks.onIteration(i, f64.subarray(a1, a1 + length));
+      let go = hooks.onIteration(i, array1());
       if (go instanceof Promise) go = await go;
       if (go === false) break;
     }

@@ -26,6 +26,7 @@ import { IterStats } from './trace/stats.js';
 import { driveRing, type RingOutcome } from './loop.js';
 import { WIRE_REQUESTS, type WireName, type WireRequest } from './mpi/wire.js';
 import { LAUNCH_REQUESTS, chooseLaunch, placementOf, type LaunchMode, type LaunchRequest } from './mpi/placement.js';
+import type { Message } from './message.js';
 
 export type TransportName = 'mpi' | 'threads';
 export type { LaunchMode, LaunchRequest } from './mpi/placement.js';
@@ -227,7 +228,7 @@ async function runWith(plan: RingPlan, opts: RunOptions, { transport, cBackend, 
   const from = cps?.resume;
   let outcome: RingOutcome;
   let threads = 0;
-  const writeEvery = (i: number, a: Float64Array) => writeNpy(plan.output!.file.replace(/(\.npy)?$/, `.${i + 1}.npy`), a);
+  const writeEvery = (i: number, a: Message) => writeNpy(plan.output!.file.replace(/(\.npy)?$/, `.${i + 1}.npy`), a);
   if (transport === 'mpi' && process.env.OMPI_COMM_WORLD_SIZE === undefined) {
     // The usual case: the hub runs in a process of its own, supervised from here.
     outcome = await superviseMpiRun(plan, { iterations: opts.iterations, cBackend, launch, wire, spawnInfo: opts.spawnInfo ?? {}, timeoutMs, verbose: opts.verbose ?? false, timing, checkpoints: cps }, {

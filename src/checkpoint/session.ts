@@ -12,6 +12,7 @@ import type { RunStates } from './state.js';
 import { newestCheckpoint, type Checkpoint } from './store.js';
 import { CheckpointWriter } from './writer.js';
 import { join } from 'node:path';
+import type { Message } from '../message.js';
 
 export interface CheckpointOptions {
   /** The folder that holds the run's checkpoints (made if missing). */
@@ -126,7 +127,7 @@ export class CheckpointSession {
   private captures = 0;
 
   /** Writes a capture (the writer must be free); `pauseMs`: what taking it cost the loop. */
-  write(iterations: number, array1: Float64Array, states: RunStates, pauseMs: number): void {
+  write(iterations: number, array1: Message, states: RunStates, pauseMs: number): void {
     this.pausesMs += pauseMs;
     this.captures++;
     this.writer.take({ iterations, array1, states, identity: this.identity, taken: this.taken });

@@ -8,10 +8,10 @@
  */
 import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import { npyBytes, parseNpy } from '../pipeline/npy.js';
 import { version } from '../version.js';
 import { identityHash, sha256, type Identity } from './identity.js';
 import { STATE_BYTES, STATE_NONE, STATE_NPY, type RankState, type RunStates } from './state.js';
+import { messageBytes, messageFromBytes, type Message } from '../message.js';
 
 export const MANIFEST = 'manifest.json';
 const PREFIX = 'checkpoint-';
@@ -23,7 +23,7 @@ export interface Checkpoint {
   /** Completed iterations: the next iteration to run. */
   iterations: number;
   /** Array1 for that iteration. */
-  array1: Float64Array;
+  array1: Message;
   states: RunStates;
   identity: Identity;
   /** Where it was taken (for people: not checked on resume). */
@@ -89,7 +89,7 @@ export function writeCheckpoint(dir: string, cp: Checkpoint, keep: number): { pa
     files[name] = { bytes: data.length, sha256: sha256(data) };
     bytes += data.length;
   };
-  put('array1.npy', npyBytes(cp.array1));
+  put('array1.npy', messageBytes(cp.array1));
   const states: Manifest['states'] = [];
   cp.states.forEach((ranks, s) =>
     ranks?.forEach((st, r) => {
@@ -195,10 +195,7 @@ export function readCheckpoint(path: string): Checkpoint {
   }
   const a1 = data.get(manifest.array1?.file);
   if (!a1) throw new Error(`${MANIFEST} lists no array1 file`);
-  const { descr, data: bytes } = parseNpy(a1, manifest.array1.file);
-  if (descr !== '<f8' || bytes.length !== manifest.array1.length * 8) throw new Error(`${manifest.array1.file} is not ${manifest.array1.length} float64 values`);
-  const array1 = new Float64Array(manifest.array1.length);
-  new Uint8Array(array1.buffer).set(bytes);
+  const array1 = messageFromBytes(a1, manifest.array1.file, manifest.array1.length);
   const states: RunStates = manifest.identity.stages.map(() => null);
   for (const st of manifest.states) {
     const buf = data.get(st.file);

@@ -10,6 +10,7 @@ import type { CBackend } from '../stage/kernel.js';
 import type { StepTimes, TimingSpec } from '../trace/log.js';
 import type { RunStates, StateFormat } from '../checkpoint/state.js';
 import type { WireIterStats } from '../trace/stats.js';
+import type { Message } from '../message.js';
 
 export const MARK = '@@commloop ';
 /** "IN,OUT": the hub's channel fds (spawn mode: 3,4; unset under mpirun: stdin, stdout). */
@@ -76,11 +77,11 @@ export type FromHub =
 /** A RingPlan that survives JSON: an initial array as base64. */
 export type WirePlan = Omit<RingPlan, 'initial'> & { initial: number | string };
 
-export function encodeArray(a: Float64Array): string {
+export function encodeArray(a: Message): string {
   return Buffer.from(a.buffer, a.byteOffset, a.byteLength).toString('base64');
 }
 
-export function decodeArray(s: string): Float64Array {
+export function decodeArray(s: string): Message {
   const b = Buffer.from(s, 'base64');
   const out = new Float64Array(b.length / 8);
   new Uint8Array(out.buffer).set(b);

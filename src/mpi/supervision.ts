@@ -22,11 +22,11 @@ import { hostLabel } from './protocol.js';
 import { StartupWatch } from './startup-watch.js';
 import type { TimingSpec } from '../trace/log.js';
 import type { CheckpointSession } from '../checkpoint/session.js';
+import type { Message } from '../message.js';
 
 /** The signals a process gets from its own fault, not from someone's kill. */
 const CRASHES = new Set<string>(['SIGSEGV', 'SIGBUS', 'SIGILL', 'SIGFPE', 'SIGABRT']);
 
-/** How a run ended: its outcome, or what the caller's promise rejects with. */
 /** A supervised MPI run: how the hub is launched (LaunchOptions), and what it runs. */
 export interface SuperviseOptions extends LaunchOptions {
   iterations: number;
@@ -38,13 +38,14 @@ export interface SuperviseOptions extends LaunchOptions {
 
 export interface SuperviseHooks {
   signal?: AbortSignal;
-  onIteration?: (iteration: number, array: Float64Array) => boolean | void;
-  onOutput?: (iteration: number, array: Float64Array) => void;
+  onIteration?: (iteration: number, array: Message) => boolean | void;
+  onOutput?: (iteration: number, array: Message) => void;
   onProgress?: (iterations: number) => void;
   /** A `note:` line for the caller (a start tried again). */
   onNote?: (line: string) => void;
 }
 
+/** How a run ended: its outcome, or what the caller's promise rejects with. */
 export type RunEnd = { outcome: RingOutcome } | { error: unknown };
 
 export class Supervision implements RunClock {

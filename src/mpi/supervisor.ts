@@ -7,9 +7,9 @@
  * Open MPI's banners in a log, and forwards onIteration.
  *
  * This file wires one run's events to its parts: the launch and the channel
- * (hub-launch.ts), the run's state and options and what each event does to it (supervision.ts), the
- * deadlines (deadlines.ts), the ranking of failures (blame.ts). A new source of events
- * (a signal, a timer) is one more line here.
+ * (hub-launch.ts), the run's options, its state and what each event does to it
+ * (supervision.ts), the deadlines (deadlines.ts), the ranking of failures (blame.ts). A new
+ * source of events (a signal, a timer) is one more line here.
  */
 import { createInterface } from 'node:readline';
 import type { RingPlan } from '../pipeline/model.js';

@@ -16,6 +16,7 @@ import { CLOCK_ROUNDS, REC, chronological, clockOffsets, keptCount, newRing, slo
 import { MpiError, mpi, setMpiEnvironment, type MpiAddon } from './addon.js';
 import type { RingPlan, RingStage, StageStep } from '../pipeline/model.js';
 import type { Transport, TransportContext } from '../transport.js';
+import { lastOfPart, messageView } from '../message.js';
 
 export interface MpiOptions {
   cBackend: CBackend;
@@ -256,11 +257,11 @@ export class MpiTransport implements Transport {
       header[3] = step.nOut;
     }
     this.midStep = true;
-    const a = buffers[step.stage] / 8;
-    const b = outputs[step.stage] / 8;
+    const input = messageView(f64, buffers[step.stage], step.nIn * ranks);
+    const output = messageView(f64, outputs[step.stage], step.nOut * ranks);
     const i32 = this.i32;
-    for (let r = 1; r <= ranks; r++) {
-      const at = (b + r * step.nOut - 1) * 2;
+    for (let r = 0; r < ranks; r++) {
+      const at = lastOfPart(outputs[step.stage], step.nOut, r) * 2;
       i32[at] = SENTINEL_LO;
       i32[at + 1] = SENTINEL_HI;
     }
@@ -270,11 +271,11 @@ export class MpiTransport implements Transport {
     try {
       if (v1) m.bcast(comm, header, m.ROOT);
       if (slot >= 0) ring![slot + 1] = monoUs();
-      if (merged) m.scatterOthers(stepComm, f64.subarray(a, a + step.nIn * ranks), null, step.nIn, 0);
-      else m.scatter(comm, f64.subarray(a, a + step.nIn * ranks), null, step.nIn, m.ROOT);
+      if (merged) m.scatterOthers(stepComm, input, null, step.nIn, 0);
+      else m.scatter(comm, input, null, step.nIn, m.ROOT);
       if (slot >= 0) ring![slot + 2] = monoUs();
-      if (merged) m.gatherOthers(stepComm, null, f64.subarray(b, b + step.nOut * ranks), step.nOut, 0);
-      else m.gather(comm, null, f64.subarray(b, b + step.nOut * ranks), step.nOut, m.ROOT);
+      if (merged) m.gatherOthers(stepComm, null, output, step.nOut, 0);
+      else m.gather(comm, null, output, step.nOut, m.ROOT);
       if (slot >= 0) {
         ring![slot + 3] = monoUs();
         ring![slot] = step.iteration;
@@ -283,12 +284,12 @@ export class MpiTransport implements Transport {
       this.stepFailed(step.stage, `iteration ${step.iteration}`, err);
     }
     this.steps[step.stage] = step.iteration + 1;
-    for (let r = 1; r <= ranks; r++) {
-      const at = (b + r * step.nOut - 1) * 2;
+    for (let r = 0; r < ranks; r++) {
+      const at = lastOfPart(outputs[step.stage], step.nOut, r) * 2;
       if (i32[at] === SENTINEL_LO && i32[at + 1] === SENTINEL_HI) {
         throw new RunError({
           stage: this.plan.stages[step.stage].name,
-          rank: r - 1,
+          rank: r,
           reason: 'count',
           detail: `sent fewer than the ${step.nOut} elements iteration ${step.iteration} asked for`,
         });

@@ -13,6 +13,7 @@ import { monoUs } from '../trace/clock.js';
 import { CLOCK_ROUNDS, chronological, newRing, slotOf, type TimingSpec } from '../trace/log.js';
 import { mpi } from './addon.js';
 import { stdoutToStderr } from '../stage/stdout.js';
+import { bytesOf } from '../message.js';
 
 const [kind, what, exportName, stageName = kind] = process.argv.slice(2);
 if (!((kind === 'ts' || kind === 'c') && what && exportName)) {
@@ -138,10 +139,10 @@ function wasmStage(): Stage {
   return {
     buffers(nIn, nOut) {
       if (views[0].length === nIn && views[1].length === nOut && views[0].byteOffset === ARENA_BASE) return views;
-      const need = ARENA_BASE + (nIn + nOut) * 8;
+      const need = ARENA_BASE + bytesOf(nIn + nOut);
       const have = memory.buffer.byteLength;
       if (need > have) memory.grow(Math.ceil((need - have) / PAGE));
-      views = [new Float64Array(memory.buffer, ARENA_BASE, nIn), new Float64Array(memory.buffer, ARENA_BASE + nIn * 8, nOut)];
+      views = [new Float64Array(memory.buffer, ARENA_BASE, nIn), new Float64Array(memory.buffer, ARENA_BASE + bytesOf(nIn), nOut)];
       return views;
     },
     run: (i, o, iteration) => {

@@ -3,6 +3,7 @@
  * Pure data and arithmetic; transports and the scheduler read a RingPlan.
  */
 import { UsageError } from '../errors.js';
+import type { Message } from '../message.js';
 
 export type StageKind = 'ts' | 'c' | 'exec' | 'python';
 
@@ -100,7 +101,7 @@ export interface RingPlan {
   /** schedule[e][s]: output elements per rank of stage s in iterations i with i % schedule.length === e. */
   schedule: number[][];
   /** Array1 at iteration 0: a constant for every element, or the values. */
-  initial: number | Float64Array;
+  initial: number | Message;
   /** Elements in Array1 at iteration 0: the last stage's output under schedule[0]. */
   initialLength: number;
   /** Largest input, in elements, that stage s ever receives; sizes its buffer. */
@@ -142,7 +143,7 @@ export function sizesToSchedule(sizes: number[][]): number[][] {
 export function makePlan(
   stages: RingStage[],
   schedule: number[][],
-  initial: number | Float64Array,
+  initial: number | Message,
   wasmModule: string,
   output?: RingPlan['output'],
 ): RingPlan {

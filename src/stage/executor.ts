@@ -12,6 +12,7 @@ import { errorLine, loadStateHooks, loadTransform, mustBeSync, type StateHooks }
 import { STATE_NONE, stateOfValue, valueOfState, type RankState } from '../checkpoint/state.js';
 import { monoUs } from '../trace/clock.js';
 import { REC, slotOf, type TimingSpec } from '../trace/log.js';
+import { bytesOf, partIndex } from '../message.js';
 
 export interface ExecutorInit {
   index: number;
@@ -81,7 +82,7 @@ export class Executor {
         const call = wasm[st.wasmExport!];
         const dirty = nullGuard(init.memory);
         run.push((step, rank, inAt, outAt) => {
-          call(inAt * 8, step.nIn, outAt * 8, step.nOut, rank, nranks, step.iteration);
+          call(bytesOf(inAt), step.nIn, bytesOf(outAt), step.nOut, rank, nranks, step.iteration);
           // One memory for every executor: a null write of a rank on another thread may be
           // seen here first; it is still this stage's (ranks of one step are of one stage).
           const wrote = dirty();
@@ -144,8 +145,6 @@ export class Executor {
   /** Runs this executor's ranks of the step; `running(r)` hears of each rank before it runs. */
   runShare(step: StageStep, running?: (rank: number) => void): void {
     const { stages, buffers, outputs, index, executors } = this.init;
-    const inBase = buffers[step.stage] / 8;
-    const outBase = outputs[step.stage] / 8;
     const run = this.run[step.stage];
     const times = this.init.times;
     const slot = times ? slotOf(step.iteration, times.spec) : -1;
@@ -158,7 +157,7 @@ export class Executor {
       running?.(r);
       if (slot >= 0) times!.rings[ringOf(r) + 2] = t;
       try {
-        run(step, r, inBase + r * step.nIn, outBase + r * step.nOut);
+        run(step, r, partIndex(buffers[step.stage], step.nIn, r), partIndex(outputs[step.stage], step.nOut, r));
       } catch (err) {
         throw new RunError({ stage: stages[step.stage].name, rank: r, reason: 'user-code', detail: errorLine(err) });
       }
