@@ -1,10 +1,14 @@
 /**
- * One shared WebAssembly.Memory holds every stage buffer of the ring. Its buffer is
- * a SharedArrayBuffer: worker threads view it as Float64Array and the WASM kernel
- * addresses it directly, so no array is copied per iteration.
+ * One SharedArrayBuffer holds every stage buffer of the ring: worker threads view it as
+ * Float64Array, MPI sends from it and receives into it, so no array is copied per
+ * iteration. Where C stages run as WebAssembly on threads, the kernel addresses it
+ * directly, so it is a shared WebAssembly.Memory's buffer, and wasm32 caps it at 4 GiB;
+ * everywhere else (MPI's hub, where a WebAssembly stage runs in a process of its own, and
+ * threads without WebAssembly) it is a plain SharedArrayBuffer, as big as the hub's views
+ * of it allow.
  */
 import { UsageError } from './errors.js';
-import { regionBytes } from './message.js';
+import { bytesOf, regionBytes } from './message.js';
 import type { RingPlan } from './pipeline/model.js';
 
 /** The WASM kernels' static data must end below this byte; the stage buffers start here. */
@@ -13,10 +17,19 @@ export const ARENA_BASE = 1 << 20;
 export const STACK_BYTES = 64 * 1024;
 
 const PAGE = 65536;
-const MAX_PAGES = 65536; // wasm32: 4 GiB
+/** wasm32: 4 GiB. */
+const MAX_WASM_BYTES = 65536 * PAGE;
+/**
+ * A plain arena: the MPI transport's Int32Array view of the whole arena (its count
+ * sentinels) is the tightest, and a typed array holds fewer than 2^32 elements in Node 20.
+ */
+const MAX_PLAIN_BYTES = 2 ** 34 - PAGE;
 
 export interface Arena {
-  memory: WebAssembly.Memory;
+  /** Every stage buffer, shared with the worker threads. */
+  buffer: SharedArrayBuffer;
+  /** The WebAssembly.Memory whose buffer it is, where WASM kernels address it (threads with --c-backend wasm). */
+  memory?: WebAssembly.Memory;
   /** Byte offset of buffer s (the input of stage s). */
   buffers: number[];
   /**
@@ -33,15 +46,39 @@ export interface Arena {
   f64: Float64Array;
 }
 
-export function makeArena(plan: RingPlan, executors = 0): Arena {
-  const { buffers, outputs, stackTops, pages } = layout(plan, executors);
-  const memory = new WebAssembly.Memory({ initial: pages, maximum: pages, shared: true });
+/**
+ * Bytes of WebAssembly memory a C stage's rank needs when it runs as WebAssembly in a stage
+ * process of its own (MPI): the kernel's data, then its input and output.
+ */
+export function wasmRankBytes(nIn: number, nOut: number): number {
+  return ARENA_BASE + bytesOf(nIn + nOut);
+}
+
+/** Refuses, before anything starts, a WebAssembly stage rank whose input and output do not fit wasm32's memory. */
+export function checkWasmRank(stage: string, nIn: number, nOut: number): void {
+  const need = wasmRankBytes(nIn, nOut);
+  if (need > MAX_WASM_BYTES) {
+    throw new UsageError(
+      `stage "${stage}": a rank's input and output need ${bytesOf(nIn + nOut)} bytes, more than a WebAssembly stage holds (${MAX_WASM_BYTES - ARENA_BASE}: wasm32's 4 GiB less its kernel data); use --c-backend native`,
+    );
+  }
+}
+
+/** Whether WASM kernels address a run's arena: C stages run as WebAssembly by the threads transport. */
+export function wasmAddressed(plan: RingPlan, transport: 'mpi' | 'threads', cBackend: 'native' | 'wasm'): boolean {
+  return transport === 'threads' && cBackend === 'wasm' && plan.stages.some((st) => st.kind === 'c');
+}
+
+export function makeArena(plan: RingPlan, executors = 0, wasm = false): Arena {
+  const { buffers, outputs, stackTops, pages } = layout(plan, executors, wasm);
+  const memory = wasm ? new WebAssembly.Memory({ initial: pages, maximum: pages, shared: true }) : undefined;
+  const buffer = memory ? (memory.buffer as unknown as SharedArrayBuffer) : new SharedArrayBuffer(pages * PAGE);
   const copyBack = plan.stages.length === 1 ? { from: outputs[0], to: buffers[0] } : undefined;
-  return { memory, buffers, outputs, copyBack, stackTops, f64: new Float64Array(memory.buffer) };
+  return { buffer, memory, buffers, outputs, copyBack, stackTops, f64: new Float64Array(buffer) };
 }
 
 /** Where everything goes; throws a UsageError when the sizes do not fit (checked before any run starts). */
-export function layout(plan: RingPlan, executors = 0): { buffers: number[]; outputs: number[]; stackTops: number[]; pages: number } {
+export function layout(plan: RingPlan, executors = 0, wasm = false): { buffers: number[]; outputs: number[]; stackTops: number[]; pages: number } {
   const buffers: number[] = [];
   let end = ARENA_BASE;
   const take = (elems: number) => {
@@ -59,10 +96,13 @@ export function layout(plan: RingPlan, executors = 0): { buffers: number[]; outp
     stackTops.push(end);
   }
   const pages = Math.ceil(end / PAGE);
-  if (pages > MAX_PAGES) {
+  if (wasm && pages * PAGE > MAX_WASM_BYTES) {
     throw new UsageError(
-      `--sizes need ${end - ARENA_BASE} bytes of stage buffers; the shared arena holds at most ${MAX_PAGES * PAGE - ARENA_BASE}`,
+      `--sizes need ${end - ARENA_BASE} bytes of stage buffers; with C stages as WebAssembly on threads the shared arena is a wasm32 memory and holds at most ${MAX_WASM_BYTES - ARENA_BASE} (--c-backend native or --transport mpi: up to ${MAX_PLAIN_BYTES - ARENA_BASE})`,
     );
+  }
+  if (pages * PAGE > MAX_PLAIN_BYTES) {
+    throw new UsageError(`--sizes need ${end - ARENA_BASE} bytes of stage buffers; the shared arena holds at most ${MAX_PLAIN_BYTES - ARENA_BASE}`);
   }
   return { buffers, outputs, stackTops, pages };
 }

@@ -9,7 +9,8 @@ export { loadPipelineFile, validatePipeline, preparePlan } from './pipeline/load
 export { cacheDir } from './pipeline/compile.js';
 export { halfmean, halffirst, sum, checksum } from './stage/transforms.js';
 export { instantiateKernel } from './stage/kernel.js';
-export { ARENA_BASE } from './arena.js';
+export { ARENA_BASE, layout, makeArena, wasmAddressed } from './arena.js';
+export { partIndex, partView, messageView, lastOfPart, regionBytes, messageBytes, messageFromBytes } from './message.js';
 export { kernelModule, kernelWasmPath, nativeKernels, type KernelAddon } from './assets.js';
 export { chooseWire, ucxSelectable, UCX_ENV } from './mpi/wire.js';
 export { firstFailure, isDeadline } from './mpi/blame.js';

@@ -5,7 +5,7 @@
  * the caller.
  */
 import { availableParallelism } from 'node:os';
-import { layout, makeArena } from './arena.js';
+import { layout, makeArena, wasmAddressed } from './arena.js';
 import { RunError, UsageError } from './errors.js';
 import { checkWritable, writeNpy } from './pipeline/npy.js';
 import { demoPipeline, type CBackend, type PipelineSpec, type RingPlan } from './pipeline/model.js';
@@ -189,7 +189,7 @@ export async function runPipeline(pipeline: PipelineSpec | string, opts: RunOpti
   const plan = await preparePlan(spec, { transport, cBackend, procs: opts.procs, sizes: opts.sizes });
   if (plan.output) checkWritable(plan.output.file);
   if (opts.trace) checkWritable(opts.trace, 'trace');
-  layout(plan); // sizes that cannot fit fail here, as bad input, wherever the hub will run
+  layout(plan, 0, wasmAddressed(plan, transport, cBackend)); // sizes that cannot fit fail here, as bad input, wherever the hub will run
   if (transport === 'mpi') MpiTransport.preflight(plan, cBackend);
   const note = opts.onNote ?? (() => {});
   const cps = CheckpointSession.open(plan, opts.checkpoint, opts.resume, { transport, launch, cBackend }, note);
@@ -242,7 +242,7 @@ async function runWith(plan: RingPlan, opts: RunOptions, { transport, cBackend, 
     // Threads, or a hub the user started under their own mpirun: the loop runs here.
     const maxRanks = Math.max(...plan.stages.map((s) => s.ranks));
     threads = transport === 'threads' ? (opts.threads ?? defaultThreads(plan, maxRanks)) : 0;
-    const ctx: TransportContext = { arena: makeArena(plan, threads), timeoutMs, signal: opts.signal, timing };
+    const ctx: TransportContext = { arena: makeArena(plan, threads, wasmAddressed(plan, transport, cBackend)), timeoutMs, signal: opts.signal, timing };
     const t: Transport =
       transport === 'mpi'
         ? new MpiTransport(plan, ctx, { cBackend, launch: 'spawn', merged: false, spawnInfo: opts.spawnInfo ?? {}, state: cps !== undefined })

@@ -238,7 +238,11 @@ const BAD = [
   [['--status-every', 'often'], '--status-every must be 0 (no status lines) or a number of seconds from 0.001 to 86400 (got "often")'],
   [['--status-every', '-1'], '--status-every must be 0 (no status lines) or a number of seconds from 0.001 to 86400 (got "-1")'],
   [['--launch', 'ssh'], '--launch must be one of auto, spawn, mpmd (got "ssh")'],
-  [['-p', '1', '--sizes', '200000000,200000000,200000000'], '--sizes need 4800000000 bytes of stage buffers; the shared arena holds at most 4293918720'],
+  // More than 4 GiB: only where WebAssembly kernels address the arena (threads, --c-backend wasm);
+  // a WebAssembly stage over MPI has a wasm32 memory a rank; up to 16 GiB elsewhere.
+  [['-p', '1', '--sizes', '200000000,200000000,200000000', '--transport', 'threads', '--c-backend', 'wasm'], '--sizes need 4800000000 bytes of stage buffers; with C stages as WebAssembly on threads the shared arena is a wasm32 memory and holds at most 4293918720 (--c-backend native or --transport mpi: up to 17178755072)'],
+  [['-p', '1', '--sizes', '10,300000000,300000000', '--c-backend', 'wasm'], 'stage "c": a rank\'s input and output need 4800000000 bytes, more than a WebAssembly stage holds (4293918720: wasm32\'s 4 GiB less its kernel data); use --c-backend native'],
+  [['-p', '1', '--sizes', '800000000,800000000,800000000'], '--sizes need 19200000000 bytes of stage buffers; the shared arena holds at most 17178755072'],
 ];
 
 for (const [args, message] of BAD) {

@@ -730,6 +730,11 @@ Napi::Value Collective(const Napi::CallbackInfo& info, bool scatter, bool others
   if (others) {
     // Counts and offsets of every rank; the root's count is 0 and it passes MPI_IN_PLACE.
     static thread_local std::vector<int> counts, displs;
+    if (role.sends_all && static_cast<int64_t>(count) * role.ranks > 2147483647) {
+      // MPI_Scatterv/MPI_Gatherv place each rank's part by an int displacement, in elements.
+      ThrowRange(env, "count " + std::to_string(count) + " x " + std::to_string(role.ranks) +
+                          " ranks is past MPI's int displacements (2147483647 elements)");
+    }
     if (role.sends_all) {
       counts.assign(role.ranks + 1, count);
       displs.resize(role.ranks + 1);

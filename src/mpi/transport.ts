@@ -16,6 +16,7 @@ import { CLOCK_ROUNDS, REC, chronological, clockOffsets, keptCount, newRing, slo
 import { MpiError, mpi, setMpiEnvironment, type MpiAddon } from './addon.js';
 import type { RingPlan, RingStage, StageStep } from '../pipeline/model.js';
 import type { Transport, TransportContext } from '../transport.js';
+import { checkWasmRank } from '../arena.js';
 import { lastOfPart, messageView } from '../message.js';
 
 export interface MpiOptions {
@@ -100,6 +101,12 @@ export class MpiTransport implements Transport {
    * fails before any process starts, with the line saying how to get it).
    */
   static preflight(plan: RingPlan, cBackend: CBackend): void {
+    // A C stage as WebAssembly runs in a process of its own, with a wasm32 memory per rank.
+    if (cBackend === 'wasm') {
+      plan.stages.forEach((st, s) => {
+        if (st.kind === 'c') checkWasmRank(st.name, plan.maxInput[s] / st.ranks, Math.max(...plan.schedule.map((sizes) => sizes[s])));
+      });
+    }
     const needsWorker = plan.stages.some((st) => st.kind === 'c' && st.worker?.[0] === nativeWorkerPath);
     if (cBackend === 'native' && needsWorker && !existsSync(nativeWorkerPath)) {
       throw new RunError({ reason: 'start', detail: `${nativeWorkerPath} is missing: ${howToBuild('openmpi-bin libopenmpi-dev')}` });
@@ -120,7 +127,7 @@ export class MpiTransport implements Transport {
     m.setTimeout(this.ctx.timeoutMs);
     const here = hostHash();
     const connect = this.opts.launch === 'mpmd' ? this.mpmdConnector() : this.spawner();
-    this.i32 = new Int32Array(this.ctx.arena.memory.buffer);
+    this.i32 = new Int32Array(this.ctx.arena.buffer);
     const timing = this.ctx.timing;
     if (timing) this.hubRings = this.plan.stages.map(() => newRing(timing));
     this.plan.stages.forEach((st, s) => {

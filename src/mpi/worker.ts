@@ -5,7 +5,7 @@
  * mpirun. The native C stage is transport/c_worker.c instead.
  */
 import { KernelTrap, instantiateKernel, nullGuard } from '../stage/kernel.js';
-import { ARENA_BASE } from '../arena.js';
+import { ARENA_BASE, wasmRankBytes } from '../arena.js';
 import { errorLine, loadStateHooks, loadTransform, mustBeSync, type StateHooks } from '../stage/ts-transform.js';
 import { NO_STATE, STATE_NONE, stateOfValue, valueOfState, type RankState, type StateFormat } from '../checkpoint/state.js';
 import { CMD_EPOCH, CMD_LOAD, CMD_RUN, CMD_SAVE, CMD_STOP, FLAG_MERGED, FLAG_STATE, FLAG_TIMES, MAGIC, STEP_TIMEOUT_ENV, TAG_STATE, hostHash, stageComm } from './protocol.js';
@@ -139,7 +139,7 @@ function wasmStage(): Stage {
   return {
     buffers(nIn, nOut) {
       if (views[0].length === nIn && views[1].length === nOut && views[0].byteOffset === ARENA_BASE) return views;
-      const need = ARENA_BASE + bytesOf(nIn + nOut);
+      const need = wasmRankBytes(nIn, nOut);
       const have = memory.buffer.byteLength;
       if (need > have) memory.grow(Math.ceil((need - have) / PAGE));
       views = [new Float64Array(memory.buffer, ARENA_BASE, nIn), new Float64Array(memory.buffer, ARENA_BASE + bytesOf(nIn), nOut)];

@@ -17,7 +17,9 @@ import { bytesOf, partIndex } from '../message.js';
 export interface ExecutorInit {
   index: number;
   executors: number;
-  memory: WebAssembly.Memory;
+  /** The arena's buffer, and its WebAssembly.Memory when C stages run as WebAssembly. */
+  buffer: SharedArrayBuffer;
+  memory?: WebAssembly.Memory;
   stages: RingStage[];
   /** The .wasm holding every C stage's kernel. */
   wasmModule: string;
@@ -59,9 +61,9 @@ export class Executor {
   ) {}
 
   static async create(init: ExecutorInit): Promise<Executor> {
-    const f64 = new Float64Array(init.memory.buffer);
+    const f64 = new Float64Array(init.buffer);
     const needsWasm = init.stages.some((s) => s.kind === 'c') && init.cBackend === 'wasm';
-    const wasm = needsWasm ? instantiateKernel(init.memory, init.wasmModule, init.stackTop) : undefined;
+    const wasm = needsWasm ? instantiateKernel(init.memory!, init.wasmModule, init.stackTop) : undefined;
     const run: Runner[] = [];
     const hooks: StateHooks[] = [];
     for (const st of init.stages) {
@@ -80,7 +82,7 @@ export class Executor {
         );
       } else if (st.kind === 'c' && wasm) {
         const call = wasm[st.wasmExport!];
-        const dirty = nullGuard(init.memory);
+        const dirty = nullGuard(init.memory!);
         run.push((step, rank, inAt, outAt) => {
           call(bytesOf(inAt), step.nIn, bytesOf(outAt), step.nOut, rank, nranks, step.iteration);
           // One memory for every executor: a null write of a rank on another thread may be
