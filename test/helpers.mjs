@@ -77,11 +77,16 @@ export function exists(pid) {
   return stat(pid) !== undefined;
 }
 
-/** Polls `cond` every 20 ms until it holds or `ms` pass; returns whether it held. */
-export async function until(cond, ms) {
+/**
+ * Polls `cond` every 20 ms until it holds (true) or `ms` pass (its last value). With `run`, an
+ * object whose `ended` becomes true when the run it waits on is over, it stops waiting then:
+ * what a run that ended did not do, it will not do later.
+ */
+export async function until(cond, ms, run) {
   const end = Date.now() + ms;
   while (Date.now() < end) {
     if (cond()) return true;
+    if (run?.ended) break;
     await new Promise((r) => setTimeout(r, 20));
   }
   return cond();

@@ -68,7 +68,8 @@ const HUNG_TWICE = /^commloop: (stage "\w+": did not answer its spawn|the stages
 /** How long a test waits for its ring to run: three starts that each hung twice at --timeout 20 fit. */
 const START_MS = 150_000;
 function run(args, ring = RING, { retryHung = true } = {}) {
-  const r = { stdout: '', stderr: '', where: [] };
+  // `ended`: the last start is over; a test waiting for the ring to run stops waiting then.
+  const r = { stdout: '', stderr: '', where: [], ended: false };
   let ended;
   r.exit = new Promise((resolve) => (ended = resolve));
   const start = (attempt) => {
@@ -85,7 +86,10 @@ function run(args, ring = RING, { retryHung = true } = {}) {
       if (retryHung && code === 1 && hung && attempt < 3) {
         console.log(`hosts.test.mjs: ${hung[0]}: started again`);
         start(attempt + 1);
-      } else ended({ code, at: Date.now(), ms: Date.now() - t0 });
+      } else {
+        r.ended = true;
+        ended({ code, at: Date.now(), ms: Date.now() - t0 });
+      }
     });
   };
   start(1);
@@ -177,7 +181,7 @@ for (const launch of ['spawn', 'mpmd']) {
 
   it('a rank killed on another host ends the run in < 10 s: exit 1, one line naming the stage and the host', async () => {
     const r = run([...MODE, '-p', '2', '--sizes', '10,1000,1000', '-i', '1000000', '--hostfile', hostfile('h1', 'h2'), '--timeout', '20']);
-    assert.ok(await until(() => r.where.some((w) => w.host === 'h2'), START_MS), `no rank on h2: ${r.stderr}`);
+    assert.ok(await until(() => r.where.some((w) => w.host === 'h2'), START_MS, r), `no rank on h2: ${r.stderr}`);
     const victim = r.where.find((w) => w.host === 'h2');
     const t = Date.now();
     process.kill(victim.pid, 'SIGKILL');
@@ -202,7 +206,7 @@ for (const launch of ['spawn', 'mpmd']) {
     for (let attempt = 1; ; attempt++) {
       r = run([...MODE, '-p', '2', '--sizes', '10,1000,1000', '-i', '1000000', '--hostfile', hostfile('h1', 'h2'), '--timeout', '20', '--status-every', '0.2']);
       // Running: a status line counts iterations done (the hub's Ready comes before the first).
-      if (await until(() => ts2OnH2().length === 1 && r.where.length === 2 && /^status: [1-9]\d* of /m.test(r.stderr), START_MS)) break;
+      if (await until(() => ts2OnH2().length === 1 && r.where.length === 2 && /^status: [1-9]\d* of /m.test(r.stderr), START_MS, r)) break;
       r.child.kill('SIGINT');
       await r.exit;
       await nothingLeft(10_000);
@@ -227,7 +231,7 @@ for (const launch of ['spawn', 'mpmd']) {
     const inH2 = () => spawnSync('ip', ['netns', 'pids', 'commloop-h2'], { encoding: 'utf8' }).stdout.split(/\s+/).filter(Boolean).map(Number);
     const accOnH2 = () => inH2().filter((p) => /worker\.js ts \S*ts_state\.mjs/.test(cmdline(p)));
     const r = run(args, STATEFUL);
-    assert.ok(await until(() => accOnH2().length === 1 && listCheckpoints(cp).length > 0, START_MS), `no acc rank on h2 or no checkpoint: ${r.stderr}`);
+    assert.ok(await until(() => accOnH2().length === 1 && listCheckpoints(cp).length > 0, START_MS, r), `no acc rank on h2 or no checkpoint: ${r.stderr}`);
     const t = Date.now();
     process.kill(accOnH2()[0], 'SIGKILL');
     const { code, at } = await r.exit;
@@ -251,7 +255,7 @@ for (const launch of ['spawn', 'mpmd']) {
     it(`a partition (${cut}'s link down) ends the run by --timeout + 2 s; 10 s after the link returns nothing is left`, async () => {
       const r = run([...MODE, '-p', '2', '--sizes', '10,1000,1000', '-i', '1000000', '--hostfile', hostfile('h1', 'h2'), '--timeout', '8']);
       try {
-        assert.ok(await until(() => r.where.length === 2, START_MS), `the ring did not start: ${r.stderr}`);
+        assert.ok(await until(() => r.where.length === 2, START_MS, r), `the ring did not start: ${r.stderr}`);
         const t = Date.now();
         assert.is(bed('cut', cut).status, 0);
         const { code, at } = await r.exit;

@@ -268,6 +268,58 @@ async function submitRing(d, args) {
   }
 }
 
+/** The status line of a job's log once a checkpoint is taken, for a run of `iterations`. */
+const STATUS = (iterations) => new RegExp(String.raw`^status: \d+ of ${iterations} iterations \(\d+\.\d%\), [\d.]+ iterations/s, will finish in .+ \(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\), last checkpoint: iteration \d+ \(ckpt/checkpoint-\d{12}\)$`, 'm');
+
+/**
+ * SIGUSR1 to job `id`'s batch shell takes a checkpoint and the job goes on; its log says so in
+ * a status line (the job runs with --status-every 1). Returns that line.
+ */
+async function checkpointBySignal(d, id, iterations) {
+  const ckpt = join(d, 'ckpt');
+  assert.equal(listCheckpoints(ckpt), []);
+  assert.is(slurm(['scancel', '--signal=USR1', '--batch', id]).status, 0);
+  assert.ok(await until(() => listCheckpoints(ckpt).length === 1, 10_000), `no checkpoint after SIGUSR1: ${logOf(d, id)}`);
+  if (!(await until(() => STATUS(iterations).test(logOf(d, id)), 5_000))) {
+    slurm(['scancel', id]); // not left running for the tests after this one
+    assert.unreachable(`no status line naming the checkpoint: ${logOf(d, id)}`);
+  }
+  await new Promise((res) => setTimeout(res, 500));
+  assert.is(jobState(id), 'RUNNING');
+  return STATUS(iterations).exec(logOf(d, id))[0];
+}
+
+/**
+ * Requeues running job `id` (its ring checkpointed) and waits for it to end: it must resume
+ * from its checkpoint and end with the uninterrupted checksum of `iterations`.
+ */
+async function requeueAndFinish(d, id, iterations, launch) {
+  const q = slurm(['scontrol', 'requeue', id]);
+  assert.is(q.status, 0, q.stderr);
+  // A requeued job waits for its begin time; it may start 2 s from now. Not at once: slurmd
+  // revokes the job's credential at the requeue, to the second, and kills a start within
+  // that second as "non-startable batch job: Job credential revoked" (seen: FAILED).
+  await until(() => jobState(id) === 'PENDING', 15_000);
+  slurm(['scontrol', 'update', `JobId=${id}`, 'StartTime=now+2']);
+  for (let attempt = 1; ; attempt++) {
+    assert.ok(await until(() => ['COMPLETED', 'FAILED'].includes(jobState(id)), 90_000), `the job is ${jobState(id)}: ${logOf(d, id)}\nslurmctld:\n${ctld(id)}`);
+    // The run after the requeue may hang at start-up too (HUNG): the job is requeued again.
+    const hung = HUNG(20000).exec(logOf(d, id).split('DUE TO JOB REQUEUE').slice(1).join(''));
+    if (jobState(id) === 'COMPLETED' || !hung || attempt === TRIES) break;
+    console.log(`slurm.test.mjs: ${launch}: after the requeue: ${hung[0]}; requeued again`);
+    await nothingLeft((KILL_WAIT_S + 5) * 1000);
+    assert.is(slurm(['scontrol', 'requeue', id]).status, 0);
+    await until(() => jobState(id) === 'PENDING', 15_000);
+    slurm(['scontrol', 'update', `JobId=${id}`, 'StartTime=now+2']);
+  }
+  assert.is(jobState(id), 'COMPLETED', `${logOf(d, id)}\nslurmctld:\n${ctld(id)}`);
+  const runs = jsonOf(logOf(d, id));
+  assert.is(runs.length, 1, logOf(d, id));
+  assert.ok(runs[0].resumedFrom > 0, `resumed from ${runs[0].resumedFrom}`);
+  assert.is(runs[0].checksum, reference(iterations));
+  await nothingLeft(10_000);
+}
+
 // auto: what a job gets without --launch (MPMD across the allocation's nodes); spawn, forced.
 for (const launch of ['spawn', 'auto']) {
   const MODE = launch === 'auto' ? [] : ['--launch', launch];
@@ -296,6 +348,17 @@ for (const launch of ['spawn', 'auto']) {
     await nothingLeft(10_000);
   });
 
+  if (launch === 'spawn') {
+    // Spawn mode's batch job, once (its starts across nodes are the slow ones): the signal, the requeue.
+    jt(`spawn: the job script of docs/CLUSTERS.md: SIGUSR1 to the batch shell takes a checkpoint and the job goes on; requeued, it resumes from its checkpoint and ends with the uninterrupted checksum`, async () => {
+      const d = jobDir();
+      const id = await submitRing(d, ['-i', '15000', '--json', '--status-every', '1', ...MODE]);
+      console.log(`slurm.test.mjs: spawn: the job's log: ${await checkpointBySignal(d, id, 15000)}`);
+      await requeueAndFinish(d, id, 15000, 'spawn');
+    });
+    continue;
+  }
+
   jt(`${launch}: the job script of docs/CLUSTERS.md runs the ring across 2 nodes`, async () => {
     const d = jobDir();
     const id = await submitRing(d, ['-i', '2000', '--json', ...MODE]);
@@ -310,18 +373,8 @@ for (const launch of ['spawn', 'auto']) {
     const d = jobDir();
     const id = await submitRing(d, [...MODE, '--status-every', '1']);
     const ckpt = join(d, 'ckpt');
-    assert.equal(listCheckpoints(ckpt), []);
-    assert.is(slurm(['scancel', '--signal=USR1', '--batch', id]).status, 0);
-    assert.ok(await until(() => listCheckpoints(ckpt).length === 1, 10_000), `no checkpoint after SIGUSR1: ${logOf(d, id)}`);
     // The job's log says how it is doing: a status line a second here, naming the checkpoint.
-    const STATUS = /^status: \d+ of 10000000 iterations \(\d+\.\d%\), [\d.]+ iterations\/s, will finish in .+ \(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\), last checkpoint: iteration \d+ \(ckpt\/checkpoint-\d{12}\)$/m;
-    if (!(await until(() => STATUS.test(logOf(d, id)), 5_000))) {
-      slurm(['scancel', id]); // not left running for the tests after this one
-      assert.unreachable(`no status line naming the checkpoint: ${logOf(d, id)}`);
-    }
-    console.log(`slurm.test.mjs: ${launch}: the job's log: ${STATUS.exec(logOf(d, id))[0]}`);
-    await new Promise((res) => setTimeout(res, 500));
-    assert.is(jobState(id), 'RUNNING');
+    console.log(`slurm.test.mjs: ${launch}: the job's log: ${await checkpointBySignal(d, id, 10000000)}`);
     const t = Date.now();
     assert.is(slurm(['scancel', id]).status, 0);
     await until(() => leftovers().length === 0, (KILL_WAIT_S + 5) * 1000);
@@ -350,32 +403,8 @@ for (const launch of ['spawn', 'auto']) {
   jt(`${launch}: a job requeued mid-run resumes from its checkpoint and ends with the uninterrupted checksum`, async () => {
     const d = jobDir();
     const id = await submitRing(d, ['-i', '10000', '--checkpoint-every', '500', '--json', ...MODE]);
-    const ckpt = join(d, 'ckpt');
-    assert.ok(await until(() => listCheckpoints(ckpt).length > 0, 30_000), 'no checkpoint within 30 s');
-    const q = slurm(['scontrol', 'requeue', id]);
-    assert.is(q.status, 0, q.stderr);
-    // A requeued job waits for its begin time; it may start 2 s from now. Not at once: slurmd
-    // revokes the job's credential at the requeue, to the second, and kills a start within
-    // that second as "non-startable batch job: Job credential revoked" (seen: FAILED).
-    await until(() => jobState(id) === 'PENDING', 15_000);
-    slurm(['scontrol', 'update', `JobId=${id}`, 'StartTime=now+2']);
-    for (let attempt = 1; ; attempt++) {
-      assert.ok(await until(() => ['COMPLETED', 'FAILED'].includes(jobState(id)), 90_000), `the job is ${jobState(id)}: ${logOf(d, id)}\nslurmctld:\n${ctld(id)}`);
-      // The run after the requeue may hang at start-up too (HUNG): the job is requeued again.
-      const hung = HUNG(20000).exec(logOf(d, id).split('DUE TO JOB REQUEUE').slice(1).join(''));
-      if (jobState(id) === 'COMPLETED' || !hung || attempt === TRIES) break;
-      console.log(`slurm.test.mjs: ${launch}: after the requeue: ${hung[0]}; requeued again`);
-      await nothingLeft((KILL_WAIT_S + 5) * 1000);
-      assert.is(slurm(['scontrol', 'requeue', id]).status, 0);
-      await until(() => jobState(id) === 'PENDING', 15_000);
-      slurm(['scontrol', 'update', `JobId=${id}`, 'StartTime=now+2']);
-    }
-    assert.is(jobState(id), 'COMPLETED', `${logOf(d, id)}\nslurmctld:\n${ctld(id)}`);
-    const runs = jsonOf(logOf(d, id));
-    assert.is(runs.length, 1, logOf(d, id));
-    assert.ok(runs[0].resumedFrom > 0, `resumed from ${runs[0].resumedFrom}`);
-    assert.is(runs[0].checksum, reference(10000));
-    await nothingLeft(10_000);
+    assert.ok(await until(() => listCheckpoints(join(d, 'ckpt')).length > 0, 30_000), 'no checkpoint within 30 s');
+    await requeueAndFinish(d, id, 10000, launch);
   });
 }
 
