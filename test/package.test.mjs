@@ -79,8 +79,9 @@ pack('packs what a user needs and nothing of the checkout', () => {
   assert.equal(tops, ['LICENSE', 'README.md', 'binding.gyp', 'dist', 'docs', 'examples', 'include', 'package.json', 'python', 'scripts', 'transport', 'wasm']);
   // 150 KB until issue 19/20 (the failure handling and the wire added 10 KB); 217 KB with the
   // checkpoints and Slurm while each bundle held its own copy of the library; build.sh splits
-  // the bundles so that shared code is one chunk (163 KB then).
-  assert.ok(packed.size < 175_000, `tarball ${packed.size} bytes`);
+  // the bundles so that shared code is one chunk (163 KB then, 175 KB with launch auto, status
+  // lines and big arenas). The budget is there to catch a copy of the library again (+50 KB).
+  assert.ok(packed.size < 185_000, `tarball ${packed.size} bytes`);
   console.log(`    ${tarball}: ${packed.size} bytes packed, ${packed.unpackedSize} unpacked, ${files.length} files`);
 });
 
