@@ -233,16 +233,67 @@ bool IsOurs(pid_t pid) {
   return false;
 }
 
+// Our end of the pipe the singleton's orted watches (`--singleton-died-pipe FD` on its
+// command line): the fd of this process open on the same pipe, or -1.
+int SingletonPipe(pid_t orted) {
+  char cmd[4096];
+  char path[64];
+  snprintf(path, sizeof path, "/proc/%d/cmdline", orted);
+  FILE* f = fopen(path, "r");
+  if (!f) return -1;
+  size_t n = fread(cmd, 1, sizeof cmd - 1, f);
+  fclose(f);
+  cmd[n] = 0;
+  int theirs = -1;
+  for (size_t i = 0; i < n; i += strlen(cmd + i) + 1) {
+    if (strcmp(cmd + i, "--singleton-died-pipe") == 0 && i + strlen(cmd + i) + 1 < n) {
+      theirs = atoi(cmd + i + strlen(cmd + i) + 1);
+      break;
+    }
+  }
+  if (theirs < 0) return -1;
+  char pipe[128], mine[128];
+  snprintf(path, sizeof path, "/proc/%d/fd/%d", orted, theirs);
+  ssize_t len = readlink(path, pipe, sizeof pipe - 1);
+  if (len <= 0) return -1;
+  pipe[len] = 0;
+  DIR* d = opendir("/proc/self/fd");
+  if (!d) return -1;
+  int found = -1;
+  while (dirent* e = readdir(d)) {
+    int fd = atoi(e->d_name);
+    if (fd <= 2 || fd == dirfd(d)) continue;
+    snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+    ssize_t m = readlink(path, mine, sizeof mine - 1);
+    if (m == len && memcmp(mine, pipe, static_cast<size_t>(len)) == 0) {
+      found = fd;
+      break;
+    }
+  }
+  closedir(d);
+  return found;
+}
+
 // The singleton's orted outlives MPI_Finalize until our process exits, and then
-// lingers as a zombie where init does not reap (containers). So end it ourselves:
-// SIGTERM, reap, SIGKILL if it has not gone within timeout_ms. Other children
-// belong to Node (libuv reaps those).
+// lingers as a zombie where init does not reap (containers). So end it ourselves, as our
+// exit would: close our end of the pipe it watches, on which it removes its session
+// directory (/tmp/ompi.HOST.UID/...) and exits; reap it; SIGTERM, then SIGKILL, only if it
+// has not gone within timeout_ms each. (SIGTERM alone is ignored there: every spawn-mode run
+// waited out the whole second, then SIGKILL left its session directory behind.) Other
+// children belong to Node (libuv reaps those).
 void EndOrted(int timeout_ms) {
   for (pid_t k : ChildrenOf(getpid())) {
     if (!IsOrted(k)) continue;
     // Let it reap the ranks it started first, or they become init's zombies.
     int64_t until = NowMs() + timeout_ms;
     while (!ChildrenOf(k).empty() && NowMs() < until) usleep(2000);
+    int fd = SingletonPipe(k);
+    if (fd >= 0) {
+      close(fd);
+      until = NowMs() + timeout_ms;
+      while (waitpid(k, nullptr, WNOHANG) == 0 && NowMs() < until) usleep(1000);
+      if (kill(k, 0) != 0) continue;  // gone and reaped
+    }
     kill(k, SIGTERM);
     until = NowMs() + timeout_ms;
     while (waitpid(k, nullptr, WNOHANG) == 0) {
