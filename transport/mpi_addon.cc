@@ -179,7 +179,7 @@ int64_t NowMs() {
 }
 
 // Reads /proc/<pid>/<file> into buf (NUL-terminated); false when the process is gone.
-bool ReadProc(pid_t pid, const char* file, char* buf, size_t size) {
+bool ReadProc(pid_t pid, const char* file, char* buf, size_t size, size_t* got = nullptr) {
   char path[64];
   snprintf(path, sizeof path, "/proc/%d/%s", pid, file);
   FILE* f = fopen(path, "r");
@@ -187,6 +187,7 @@ bool ReadProc(pid_t pid, const char* file, char* buf, size_t size) {
   size_t n = fread(buf, 1, size - 1, f);
   fclose(f);
   buf[n] = 0;
+  if (got) *got = n;  // a file of NUL-separated strings (cmdline) needs its length
   return true;
 }
 
@@ -237,21 +238,18 @@ bool IsOurs(pid_t pid) {
 // command line): the fd of this process open on the same pipe, or -1.
 int SingletonPipe(pid_t orted) {
   char cmd[4096];
-  char path[64];
-  snprintf(path, sizeof path, "/proc/%d/cmdline", orted);
-  FILE* f = fopen(path, "r");
-  if (!f) return -1;
-  size_t n = fread(cmd, 1, sizeof cmd - 1, f);
-  fclose(f);
-  cmd[n] = 0;
+  size_t n = 0;
+  if (!ReadProc(orted, "cmdline", cmd, sizeof cmd, &n)) return -1;
   int theirs = -1;
   for (size_t i = 0; i < n; i += strlen(cmd + i) + 1) {
-    if (strcmp(cmd + i, "--singleton-died-pipe") == 0 && i + strlen(cmd + i) + 1 < n) {
-      theirs = atoi(cmd + i + strlen(cmd + i) + 1);
+    size_t next = i + strlen(cmd + i) + 1;
+    if (strcmp(cmd + i, "--singleton-died-pipe") == 0 && next < n) {
+      theirs = atoi(cmd + next);
       break;
     }
   }
   if (theirs < 0) return -1;
+  char path[64];
   char pipe[128], mine[128];
   snprintf(path, sizeof path, "/proc/%d/fd/%d", orted, theirs);
   ssize_t len = readlink(path, pipe, sizeof pipe - 1);
