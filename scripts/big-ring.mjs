@@ -10,9 +10,10 @@
 // Prints a line a run and writes them to bench/results/big-ring.json. Exits 1 when the
 // checksums differ or a run fails.
 import { spawn } from 'node:child_process';
-import { mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { descendants } from '../test/helpers.mjs';
 
 const root = dirname(dirname(fileURLToPath(import.meta.url)));
 const arg = (name, dflt) => {
@@ -31,23 +32,8 @@ const sizes = `10,1000,${array3}`;
 
 /** Resident bytes of `pid` and every process below it, now. */
 function treeRss(pid) {
-  const parent = new Map();
-  for (const name of readdirSync('/proc')) {
-    if (!/^\d+$/.test(name)) continue;
-    try {
-      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
-      parent.set(Number(name), Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]));
-    } catch {
-      // gone
-    }
-  }
-  const inTree = (p) => {
-    for (let q = p; q > 1; q = parent.get(q) ?? 0) if (q === pid) return true;
-    return false;
-  };
   let bytes = 0;
-  for (const p of parent.keys()) {
-    if (!inTree(p)) continue;
+  for (const p of [pid, ...descendants(pid)]) {
     try {
       const m = /^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${p}/status`, 'utf8'));
       if (m) bytes += Number(m[1]) * 1024;
