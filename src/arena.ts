@@ -17,6 +17,7 @@ export const ARENA_BASE = 1 << 20;
 export const STACK_BYTES = 64 * 1024;
 
 const PAGE = 65536;
+const LINE = 64;
 /** wasm32: 4 GiB. */
 const MAX_WASM_BYTES = 65536 * PAGE;
 /**
@@ -41,9 +42,27 @@ export interface Arena {
   outputs: number[];
   /** A one-stage ring: the copy after each iteration, output buffer to Array1 (byte offsets); else undefined. */
   copyBack?: { from: number; to: number };
+  /**
+   * Where Array1 (the last stage's output, the next iteration's input) is read and written:
+   * buffer 0, or in a ring of fields the last stage's output, from which the loop regroups
+   * buffer 0 where they differ (plan.fields.regroup).
+   */
+  array1At: number;
   /** Top of each executor's WASM stack region (stacks grow down). */
   stackTops: number[];
+  /** A ring of fields with WASM kernels: where each executor writes its kernels' field descriptors (below its stack). */
+  scratch: number[];
   f64: Float64Array;
+  u8: Uint8Array;
+}
+
+/** Bytes of field descriptors (wasm/commloop_kernel.h's commloop_field in wasm32: 36 bytes) and their names, per executor. */
+export function scratchBytes(plan: RingPlan): number {
+  if (!plan.fields) return 0;
+  // Each stage's descriptors start 4-byte aligned (their words are u32).
+  let bytes = 4 * plan.stages.length;
+  for (const b of [...plan.fields.in, ...plan.fields.out]) for (const f of b.fields) bytes += 36 + f.name.length + 1;
+  return Math.ceil(bytes / LINE) * LINE;
 }
 
 /**
@@ -70,15 +89,16 @@ export function wasmAddressed(plan: RingPlan, transport: 'mpi' | 'threads', cBac
 }
 
 export function makeArena(plan: RingPlan, executors = 0, wasm = false): Arena {
-  const { buffers, outputs, stackTops, pages } = layout(plan, executors, wasm);
+  const { buffers, outputs, stackTops, scratch, pages } = layout(plan, executors, wasm);
   const memory = wasm ? new WebAssembly.Memory({ initial: pages, maximum: pages, shared: true }) : undefined;
   const buffer = memory ? (memory.buffer as unknown as SharedArrayBuffer) : new SharedArrayBuffer(pages * PAGE);
-  const copyBack = plan.stages.length === 1 ? { from: outputs[0], to: buffers[0] } : undefined;
-  return { buffer, memory, buffers, outputs, copyBack, stackTops, f64: new Float64Array(buffer) };
+  const copyBack = plan.stages.length === 1 && !plan.fields ? { from: outputs[0], to: buffers[0] } : undefined;
+  const array1At = plan.fields ? outputs[plan.stages.length - 1] : buffers[0];
+  return { buffer, memory, buffers, outputs, copyBack, array1At, stackTops, scratch, f64: new Float64Array(buffer), u8: new Uint8Array(buffer) };
 }
 
 /** Where everything goes; throws a UsageError when the sizes do not fit (checked before any run starts). */
-export function layout(plan: RingPlan, executors = 0, wasm = false): { buffers: number[]; outputs: number[]; stackTops: number[]; pages: number } {
+export function layout(plan: RingPlan, executors = 0, wasm = false): { buffers: number[]; outputs: number[]; stackTops: number[]; scratch: number[]; pages: number } {
   const buffers: number[] = [];
   let end = ARENA_BASE;
   const take = (elems: number) => {
@@ -88,11 +108,21 @@ export function layout(plan: RingPlan, executors = 0, wasm = false): { buffers: 
   };
   for (const elems of plan.maxInput) buffers.push(take(elems));
   const S = buffers.length;
-  // One stage: its output buffer is as big as Array1 ever gets (its input, maxInput[0]).
-  const outputs = S === 1 ? [take(plan.maxInput[0])] : buffers.map((_, s) => buffers[(s + 1) % S]);
+  const fields = plan.fields;
+  // One stage: its output buffer is as big as Array1 ever gets (its input, maxInput[0]). In a
+  // ring of fields, a stage whose output blocks do not line up with the next stage's input
+  // blocks writes a region of its own, which the loop regroups into the next buffer.
+  const outputs = fields
+    ? buffers.map((_, s) => (fields.regroup[s] ? take(plan.stages[s].ranks * fields.out[s].words) : buffers[(s + 1) % S]))
+    : S === 1
+      ? [take(plan.maxInput[0])]
+      : buffers.map((_, s) => buffers[(s + 1) % S]);
   const stackTops: number[] = [];
+  const scratch: number[] = [];
+  const descBytes = wasm ? scratchBytes(plan) : 0;
   for (let i = 0; i < executors; i++) {
-    end += STACK_BYTES;
+    scratch.push(end);
+    end += descBytes + STACK_BYTES;
     stackTops.push(end);
   }
   const pages = Math.ceil(end / PAGE);
@@ -104,5 +134,5 @@ export function layout(plan: RingPlan, executors = 0, wasm = false): { buffers: 
   if (pages * PAGE > MAX_PLAIN_BYTES) {
     throw new UsageError(`--sizes need ${end - ARENA_BASE} bytes of stage buffers; the shared arena holds at most ${MAX_PLAIN_BYTES - ARENA_BASE}`);
   }
-  return { buffers, outputs, stackTops, pages };
+  return { buffers, outputs, stackTops, scratch, pages };
 }

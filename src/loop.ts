@@ -12,7 +12,7 @@ import { array1LengthAfter, iterationSteps, type RingPlan } from './pipeline/mod
 import type { Transport } from './transport.js';
 import type { StepTimes } from './trace/log.js';
 import { IterStats } from './trace/stats.js';
-import { messageView, type Message } from './message.js';
+import { messageView, regroup, type Message } from './message.js';
 
 /** What driving the ring produced, before it is summarised (it crosses a pipe for MPI runs). */
 export interface RingOutcome {
@@ -83,7 +83,7 @@ export async function driveRing(plan: RingPlan, transport: Transport, arena: Are
     const startS = (performance.now() - t0) / 1000;
     hooks.onStarted?.();
     const { stats, length } = await loop(plan, transport, arena, hooks);
-    const final = messageView(arena.f64, arena.buffers[0], length).slice();
+    const final = messageView(arena.f64, arena.array1At, length).slice();
     await transport.close();
     return { startS, stats, final, totalS: (performance.now() - t0) / 1000, steps: transport.stepTimes?.() };
   } catch (err) {
@@ -93,14 +93,17 @@ export async function driveRing(plan: RingPlan, transport: Transport, arena: Are
 }
 
 async function loop(plan: RingPlan, transport: Transport, arena: Arena, hooks: DriveHooks & { iterations?: number }) {
-  const { f64, buffers } = arena;
+  const { f64, u8, buffers, outputs } = arena;
   const { resume, checkpoint: cp } = hooks;
   let length = resume ? resume.array1.length : plan.initialLength;
-  /** Array1 as it is now: the next iteration's input. */
-  const array1 = () => messageView(f64, buffers[0], length);
+  /** Array1 as it is now: the next iteration's input (in a ring of fields, as the last stage wrote it). */
+  const array1 = () => messageView(f64, arena.array1At, length);
+  // A ring of fields: the copies that make a stage's input from the previous stage's output, where their blocks differ.
+  const regroups = plan.fields?.regroup.map((copies, s) => (copies ? () => regroup(u8, outputs[s], buffers[(s + 1) % buffers.length], copies) : undefined));
   if (resume) array1().set(resume.array1);
   else if (typeof plan.initial === 'number') array1().fill(plan.initial);
   else array1().set(plan.initial);
+  regroups?.[regroups.length - 1]?.();
   if (resume?.states.some((st) => st !== null)) await transport.loadStates(resume.iterations, resume.states);
   let lastCp = resume?.iterations ?? 0;
   let lastCpAt = performance.now();
@@ -144,6 +147,7 @@ async function loop(plan: RingPlan, transport: Transport, arena: Arena, hooks: D
     for (const step of iterationSteps(plan, i, length)) {
       const pending = transport.runStage(step);
       if (pending) await pending;
+      regroups?.[step.stage]?.();
     }
     length = array1LengthAfter(plan, i);
     if (arena.copyBack) array1().set(messageView(f64, arena.copyBack.from, length));

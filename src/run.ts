@@ -7,10 +7,9 @@
 import { availableParallelism } from 'node:os';
 import { layout, makeArena, wasmAddressed } from './arena.js';
 import { RunError, UsageError } from './errors.js';
-import { checkWritable, writeNpy } from './pipeline/npy.js';
+import { checkWritable, writeOutput } from './pipeline/npy.js';
 import { demoPipeline, type CBackend, type PipelineSpec, type RingPlan } from './pipeline/model.js';
 import { loadPipelineFile, preparePlan, validatePipeline } from './pipeline/load.js';
-import { checksum } from './stage/transforms.js';
 import type { Transport, TransportContext } from './transport.js';
 import { MpiTransport } from './mpi/transport.js';
 import { superviseMpiRun } from './mpi/supervisor.js';
@@ -26,7 +25,7 @@ import { IterStats } from './trace/stats.js';
 import { driveRing, type RingOutcome } from './loop.js';
 import { WIRE_REQUESTS, type WireName, type WireRequest } from './mpi/wire.js';
 import { LAUNCH_REQUESTS, chooseLaunch, placementOf, type LaunchMode, type LaunchRequest } from './mpi/placement.js';
-import type { Message } from './message.js';
+import { array1Form, checksumOf, outputBytes, publicArray1, wholeShape, type Array1, type Array1Form, type Message } from './message.js';
 
 export type TransportName = 'mpi' | 'threads';
 export type { LaunchMode, LaunchRequest } from './mpi/placement.js';
@@ -71,7 +70,7 @@ export interface RunOptions {
    * stop. Over MPI the hub waits for it every iteration (the array crosses a pipe): it
    * costs time per iteration that a run without it does not pay.
    */
-  onIteration?: (iteration: number, array: Float64Array) => boolean | void;
+  onIteration?: (iteration: number, array: Array1) => boolean | void;
   /** mpi transport: Open MPI's own messages also go to stderr (they always go to the run's log). */
   verbose?: boolean;
   /** Completed iterations so far, for a progress display: about once a second (after each iteration when onIteration is given). */
@@ -142,8 +141,10 @@ export interface RunResult {
   breakdown?: Breakdown;
   /** With `trace`: the file written and its event count. */
   trace?: { file: string; events: number };
-  /** A copy of the final array (the last stage's output). */
-  final: Float64Array;
+  /** A copy of the final array (the last stage's output); in a ring of fields, its fields by name. */
+  final: Array1;
+  /** A ring of fields: Array1's fields in order, each with its dtype, whole shape and checksum (its values summed left to right as doubles). */
+  fields?: Record<string, { dtype: string; shape: number[]; checksum: number }>;
 }
 
 /**
@@ -200,7 +201,7 @@ export async function runPipeline(pipeline: PipelineSpec | string, opts: RunOpti
   if (from && from.iterations >= opts.iterations) {
     note(`${from.path} is at iteration ${from.iterations}: nothing is left to run for ${opts.iterations} iterations`);
     await cps.close(false);
-    if (plan.output) writeNpy(plan.output.file, from.array1);
+    if (plan.output) writeOutput(plan.output.file, outputBytes(array1Form(plan), from.array1));
     return resultOf(plan, opts, { transport, cBackend, launch, launchReason, threads: 0, wire: 'memory', resumedFrom: from.iterations, cps }, { startS: 0, totalS: 0, stats: new IterStats(), final: from.array1 });
   }
   try {
@@ -228,12 +229,16 @@ async function runWith(plan: RingPlan, opts: RunOptions, { transport, cBackend, 
   const from = cps?.resume;
   let outcome: RingOutcome;
   let threads = 0;
-  const writeEvery = (i: number, a: Message) => writeNpy(plan.output!.file.replace(/(\.npy)?$/, `.${i + 1}.npy`), a);
+  const form = array1Form(plan);
+  const ext = form ? '.npz' : '.npy';
+  const writeEvery = (i: number, a: Message) => writeOutput(plan.output!.file.replace(form ? /(\.npz)?$/ : /(\.npy)?$/, `.${i + 1}${ext}`), outputBytes(form, a));
+  // The caller sees Array1 as it is (one float64 array) or as its fields (a copy each time).
+  const userOnIteration = opts.onIteration && (form ? (i: number, a: Message) => opts.onIteration!(i, publicArray1(form, a)) : opts.onIteration);
   if (transport === 'mpi' && process.env.OMPI_COMM_WORLD_SIZE === undefined) {
     // The usual case: the hub runs in a process of its own, supervised from here.
     outcome = await superviseMpiRun(plan, { iterations: opts.iterations, cBackend, launch, wire, spawnInfo: opts.spawnInfo ?? {}, timeoutMs, verbose: opts.verbose ?? false, timing, checkpoints: cps }, {
       signal: opts.signal,
-      onIteration: opts.onIteration,
+      onIteration: userOnIteration,
       onOutput: writeEvery,
       onProgress: opts.onProgress,
       onNote: opts.onNote,
@@ -247,7 +252,8 @@ async function runWith(plan: RingPlan, opts: RunOptions, { transport, cBackend, 
       transport === 'mpi'
         ? new MpiTransport(plan, ctx, { cBackend, launch: 'spawn', merged: false, spawnInfo: opts.spawnInfo ?? {}, state: cps !== undefined })
         : new ThreadsTransport(plan, ctx, { cBackend, executors: threads, spins: opts.spins ?? 2000 });
-    const { onIteration, onProgress } = opts;
+    const { onProgress } = opts;
+    const onIteration = userOnIteration;
     outcome = await inProcess(driveRing(plan, t, ctx.arena, {
       iterations: opts.iterations,
       signal: opts.signal,
@@ -265,7 +271,7 @@ async function runWith(plan: RingPlan, opts: RunOptions, { transport, cBackend, 
     }));
   }
   await cps?.close(true);
-  if (plan.output) writeNpy(plan.output.file, outcome.final);
+  if (plan.output) writeOutput(plan.output.file, outputBytes(form, outcome.final));
   let trace: RunResult['trace'];
   const { steps } = outcome;
   if (opts.trace && steps) {
@@ -286,6 +292,7 @@ function resultOf(
   outcome: Pick<RingOutcome, 'startS' | 'totalS' | 'stats' | 'final' | 'steps' | 'hosts'>,
 ): RunResult {
   const t = outcome.stats.summary();
+  const form = array1Form(plan);
   const done = how.resumedFrom + t.count;
   const last = how.cps?.writer.last;
   return {
@@ -299,7 +306,7 @@ function resultOf(
     launchReason: how.launchReason,
     wire: how.wire,
     threads: how.threads,
-    checksum: checksum(outcome.final),
+    checksum: checksumOf(form, outcome.final),
     startS: outcome.startS,
     firstIterS: t.firstS,
     lastIterS: t.lastS,
@@ -314,8 +321,18 @@ function resultOf(
     ...(how.cps ? { checkpoints: { dir: how.cps.writer.dir, written: how.cps.writer.count, ...(last ? { last: { path: last.path, iterations: last.iterations } } : {}), ...how.cps.costs() } } : {}),
     ...(outcome.steps ? { breakdown: computeBreakdown(outcome.steps, plan.stages.map((st) => st.name)) } : {}),
     ...(how.trace ? { trace: how.trace } : {}),
-    final: outcome.final,
+    final: publicArray1(form, outcome.final),
+    ...(form ? { fields: fieldSummary(form, outcome.final) } : {}),
   };
+}
+
+/** Each field of Array1: its dtype, whole shape and checksum. */
+function fieldSummary(form: Array1Form, m: Message): NonNullable<RunResult['fields']> {
+  const out: NonNullable<RunResult['fields']> = {};
+  for (const f of form.block.fields) {
+    out[f.name] = { dtype: f.dtype, shape: wholeShape(f, form.ranks), checksum: checksumOf({ block: { fields: [f], words: form.block.words }, ranks: form.ranks }, m) };
+  }
+  return out;
 }
 
 /** A run in this process: every rank runs on this host, so a failure of a stage's rank names it. */

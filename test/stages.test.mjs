@@ -212,11 +212,11 @@ for (const extra of LAUNCHES) {
   }
 }
 
-sdk('an exec stage\'s "protocol" must be 1 or 2', () => {
-  const exec = { name: 'third', kind: 'exec', ranks: 3, size: 4, command: [thirdStage], protocol: 3 };
+sdk('an exec stage\'s "protocol" must be 1, 2 or 3', () => {
+  const exec = { name: 'third', kind: 'exec', ranks: 3, size: 4, command: [thirdStage], protocol: 4 };
   const r = cli(['--pipeline', pipelineFile('sdk-bad', { stages: [SHIFT, exec], initial: 0.5 }), '-i', '2']);
   assert.is(r.status, 2);
-  assert.is(r.stderr, 'commloop: stage "third": "protocol" must be 1 or 2 (got 3)\n');
+  assert.is(r.stderr, 'commloop: stage "third": "protocol" must be 1, 2 or 3 (got 4)\n');
 });
 
 sdk('the built-in C worker (the SDK around halffirst) as an exec stage gives the demo\'s checksum', () => {

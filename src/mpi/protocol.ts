@@ -3,6 +3,7 @@
  * constants, how a stage finds its master in either launch mode, and the host hash
  * the Ready message carries.
  */
+import { DTYPES, blockOf, type Block, type BlockField, type Dtype, type RingFields } from '../pipeline/fields.js';
 import { hostname } from 'node:os';
 import type { MpiAddon } from './addon.js';
 import { array1LengthAfter, iterationSteps, type RingPlan } from '../pipeline/model.js';
@@ -53,6 +54,39 @@ export function stepTable(plan: RingPlan, s: number): { first: number; table: In
     table[2 * e + 1] = step.nOut;
   }
   return { first: iterationSteps(plan, 0, plan.initialLength)[s].nIn, table };
+}
+
+/**
+ * v3's field table for stage s (docs/PROTOCOL.md, "Version 3: fields"): one line per field,
+ * `in NAME DTYPE SHAPE` for its input block's fields, then `out ...` for its output's, in
+ * packed order; SHAPE is the per-rank shape joined by "x".
+ */
+export function fieldTableText(fields: RingFields, s: number): Uint8Array {
+  const line = (side: string, f: BlockField) => `${side} ${f.name} ${f.dtype} ${f.shape.join('x')}\n`;
+  const text = fields.in[s].fields.map((f) => line('in', f)).join('') + fields.out[s].fields.map((f) => line('out', f)).join('');
+  return new TextEncoder().encode(text);
+}
+
+/**
+ * A stage's reading of v3's field table: its input and output blocks. Throws an Error
+ * naming the line that is not a field, or blocks that do not fill `nIn` and `nOut` words.
+ */
+export function parseFieldTable(text: string, nIn: number, nOut: number): { input: Block; output: Block } {
+  const sides: Record<'in' | 'out', { name: string; dtype: Dtype; shape: number[] }[]> = { in: [], out: [] };
+  for (const line of text.split('\n').slice(0, -1)) {
+    const [side, name, dtype, shape, ...rest] = line.split(' ');
+    const dims = (shape ?? '').split('x').map(Number);
+    if ((side !== 'in' && side !== 'out') || !/^[A-Za-z_][A-Za-z0-9_]*$/.test(name ?? '') || !(dtype in DTYPES) || rest.length || !dims.every((d) => Number.isInteger(d) && d >= 1)) {
+      throw new Error(`field table line "${line}" is not "in|out NAME DTYPE SHAPE"`);
+    }
+    sides[side].push({ name, dtype: dtype as Dtype, shape: dims });
+  }
+  const input = blockOf(sides.in);
+  const output = blockOf(sides.out);
+  if (input.words !== nIn || output.words !== nOut) {
+    throw new Error(`field table packs ${input.words} words in and ${output.words} out; the step table says ${nIn} and ${nOut}`);
+  }
+  return { input, output };
 }
 
 /**

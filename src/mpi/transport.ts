@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { addonPath, distDir, howToBuild, nativeWorkerPath, pythonStagePath } from '../assets.js';
 import { RunError } from '../errors.js';
 import type { CBackend } from '../stage/kernel.js';
-import { CMD_EPOCH, CMD_LOAD, CMD_RUN, CMD_SAVE, CMD_STOP, FLAG_MERGED, FLAG_STATE, FLAG_TIMES, MAGIC, STEP_TIMEOUT_ENV, TAG_STATE, hostHash, stepTable } from './protocol.js';
+import { CMD_EPOCH, CMD_LOAD, CMD_RUN, CMD_SAVE, CMD_STOP, FLAG_MERGED, FLAG_STATE, FLAG_TIMES, MAGIC, STEP_TIMEOUT_ENV, TAG_STATE, fieldTableText, hostHash, stepTable } from './protocol.js';
 import { STATE_NONE, type RankState, type RunStates, type StateFormat } from '../checkpoint/state.js';
 import { monoUs } from '../trace/clock.js';
 import { CLOCK_ROUNDS, REC, chronological, clockOffsets, keptCount, newRing, slotOf, type StepTimes } from '../trace/log.js';
@@ -132,15 +132,15 @@ export class MpiTransport implements Transport {
     if (timing) this.hubRings = this.plan.stages.map(() => newRing(timing));
     this.plan.stages.forEach((st, s) => {
       this.steps.push(0);
-      const times = timing !== undefined && st.times && st.protocol === 2;
+      const times = timing !== undefined && st.times && st.protocol >= 2;
       // The project's own stage processes speak FLAG_MERGED; exec stages keep the intercommunicator.
-      const merge = this.opts.merged && st.protocol === 2 && st.kind !== 'exec';
+      const merge = this.opts.merged && st.protocol >= 2 && st.kind !== 'exec';
       const comm = connect(st, s);
       this.comms.push(comm);
       m.label(comm, st.name);
       this.step(s, 'start-up', () => {
         m.bcast(comm, Int32Array.of(MAGIC, st.protocol, s, st.ranks), m.ROOT);
-        if (st.protocol === 2) {
+        if (st.protocol >= 2) {
           // v2: the sizes of every step, once, so a step needs no header (docs/PROTOCOL.md).
           const { first, table } = stepTable(this.plan, s);
           // {P, first, flags}: FLAG_TIMES asks for step times (of stages that keep them), FLAG_MERGED
@@ -148,6 +148,12 @@ export class MpiTransport implements Transport {
           const flags = (times ? FLAG_TIMES : 0) | (merge ? FLAG_MERGED : 0) | (this.stateful(s) ? FLAG_STATE : 0);
           m.bcast(comm, Int32Array.of(table.length / 2, first, flags), m.ROOT);
           m.bcast(comm, table, m.ROOT);
+          if (st.protocol === 3) {
+            // v3: the fields of the stage's blocks, as text (docs/PROTOCOL.md, "Version 3: fields").
+            const text = fieldTableText(this.plan.fields!, s);
+            m.bcast(comm, Int32Array.of(text.length), m.ROOT);
+            m.bcast(comm, text, m.ROOT);
+          }
           if (times) m.bcast(comm, Int32Array.of(timing.every, timing.cap), m.ROOT);
         }
         this.stepComms.push(merge ? m.merge(comm, false) : comm);
@@ -309,7 +315,7 @@ export class MpiTransport implements Transport {
   /** Stage s got FLAG_STATE: it may be asked for its state (docs/PROTOCOL.md section 5). */
   private stateful(s: number): boolean {
     const st = this.plan.stages[s];
-    return this.opts.state && st.state && st.protocol === 2;
+    return this.opts.state && st.state && st.protocol >= 2;
   }
 
   /** CMD_SAVE to every stage that may keep state: each rank's {format, nbytes}, then its bytes. */
@@ -373,7 +379,7 @@ export class MpiTransport implements Transport {
   beginEpoch(first: number, count: number): void {
     const header = Int32Array.of(CMD_EPOCH, first, count, 0);
     this.plan.stages.forEach((st, s) => {
-      if (st.protocol === 2) this.step(s, `the epoch header of iteration ${first}`, () => this.m.bcast(this.comms[s], header, this.m.ROOT));
+      if (st.protocol >= 2) this.step(s, `the epoch header of iteration ${first}`, () => this.m.bcast(this.comms[s], header, this.m.ROOT));
     });
   }
 
@@ -390,7 +396,7 @@ export class MpiTransport implements Transport {
       const st = this.plan.stages[s];
       this.step(s, 'the stop', () => {
         m.bcast(comm, stop, m.ROOT);
-        if (this.ctx.timing && st.times && st.protocol === 2) this.rankTimes[s] = this.collectTimes(s);
+        if (this.ctx.timing && st.times && st.protocol >= 2) this.rankTimes[s] = this.collectTimes(s);
       });
       this.step(s, 'shutdown', () => {
         if (this.merged[s]) {

@@ -8,12 +8,14 @@ import { KernelTrap, instantiateKernel, nullGuard } from '../stage/kernel.js';
 import { ARENA_BASE, wasmRankBytes } from '../arena.js';
 import { errorLine, loadStateHooks, loadTransform, mustBeSync, type StateHooks } from '../stage/ts-transform.js';
 import { NO_STATE, STATE_NONE, stateOfValue, valueOfState, type RankState, type StateFormat } from '../checkpoint/state.js';
-import { CMD_EPOCH, CMD_LOAD, CMD_RUN, CMD_SAVE, CMD_STOP, FLAG_MERGED, FLAG_STATE, FLAG_TIMES, MAGIC, STEP_TIMEOUT_ENV, TAG_STATE, hostHash, stageComm } from './protocol.js';
+import { CMD_EPOCH, CMD_LOAD, CMD_RUN, CMD_SAVE, CMD_STOP, FLAG_MERGED, FLAG_STATE, FLAG_TIMES, MAGIC, STEP_TIMEOUT_ENV, TAG_STATE, hostHash, parseFieldTable, stageComm } from './protocol.js';
 import { monoUs } from '../trace/clock.js';
 import { CLOCK_ROUNDS, chronological, newRing, slotOf, type TimingSpec } from '../trace/log.js';
 import { mpi } from './addon.js';
 import { stdoutToStderr } from '../stage/stdout.js';
 import { bytesOf } from '../message.js';
+import type { Block } from '../pipeline/fields.js';
+import { DESC_BYTES, blockViews, fieldTable, wasmDescriptors } from '../stage/fields-views.js';
 
 const [kind, what, exportName, stageName = kind] = process.argv.slice(2);
 if (!((kind === 'ts' || kind === 'c') && what && exportName)) {
@@ -40,7 +42,7 @@ stdoutToStderr(() => `${stageName} ${rank}`);
 
 const hello = new Int32Array(4);
 m.bcast(parent, hello, 0);
-if (hello[0] !== MAGIC || (hello[1] !== 1 && hello[1] !== 2)) {
+if (hello[0] !== MAGIC || (hello[1] !== 1 && hello[1] !== 2 && hello[1] !== 3)) {
   process.stderr.write(`commloop worker: bad hello (magic ${hello[0]}, version ${hello[1]})\n`);
   m.abort(parent, 2);
 }
@@ -55,7 +57,9 @@ let timing: TimingSpec | undefined;
 let merged: number | null = null;
 /** With FLAG_STATE: the hub may send CMD_SAVE and CMD_LOAD between epochs. */
 let stateful = false;
-if (version === 2) {
+/** v3: the fields of this stage's input and output blocks (docs/PROTOCOL.md, "Version 3: fields"). */
+let fields: { input: Block; output: Block } | undefined;
+if (version >= 2) {
   const head = new Int32Array(3);
   m.bcast(parent, head, 0);
   if ((head[2] & ~(FLAG_TIMES | FLAG_MERGED | FLAG_STATE)) !== 0) {
@@ -65,6 +69,18 @@ if (version === 2) {
   first = head[1];
   table = new Int32Array(2 * head[0]);
   m.bcast(parent, table, 0);
+  if (version === 3) {
+    const n = new Int32Array(1);
+    m.bcast(parent, n, 0);
+    const text = new Uint8Array(n[0]);
+    m.bcast(parent, text, 0);
+    try {
+      fields = parseFieldTable(new TextDecoder().decode(text), table[0], table[1]);
+    } catch (err) {
+      process.stderr.write(`commloop-fail: ${hello[2]} ${rank} ProtocolError: ${(err as Error).message}\n`);
+      m.abort(parent, 1);
+    }
+  }
   if (head[2] & FLAG_TIMES) {
     const spec = new Int32Array(2);
     m.bcast(parent, spec, 0);
@@ -123,7 +139,25 @@ function tsStage(): Stage {
       }
       return [input, output];
     },
-    run: (i, o, iteration) => mustBeSync(transform!(i, o, { rank, nranks, iteration })),
+    run: fields
+      ? fieldsRun()
+      : (i, o, iteration) => mustBeSync(transform!(i, o, { rank, nranks, iteration })),
+  };
+}
+
+/** A ts transform of fields: frozen views by name over the step's buffers, made again only when the buffers change. */
+function fieldsRun(): Stage['run'] {
+  const { input: inB, output: outB } = fields!;
+  const ctxIn = fieldTable(inB);
+  const ctxOut = fieldTable(outB);
+  let bufs: [Float64Array, Float64Array] | undefined;
+  let views: [object, object] = [{}, {}];
+  return (i, o, iteration) => {
+    if (bufs?.[0] !== i || bufs[1] !== o) {
+      bufs = [i, o];
+      views = [blockViews(i.buffer, i.byteOffset, inB), blockViews(o.buffer, o.byteOffset, outB)];
+    }
+    mustBeSync(transform!(views[0] as never, views[1] as never, { rank, nranks, iteration, input: ctxIn, output: ctxOut } as never));
   };
 }
 
@@ -136,17 +170,25 @@ function wasmStage(): Stage {
   // The MPI buffers are views into the kernel's memory: scatter and gather touch it directly.
   // Made again only when the sizes change (views of a shared memory stay valid as it grows).
   let views: [Float64Array, Float64Array] = [new Float64Array(0), new Float64Array(0)];
+  let desc: ReturnType<typeof wasmDescriptors> | undefined;
   return {
     buffers(nIn, nOut) {
       if (views[0].length === nIn && views[1].length === nOut && views[0].byteOffset === ARENA_BASE) return views;
-      const need = wasmRankBytes(nIn, nOut);
+      // A kernel of fields: its descriptors right after the output (src/stage/fields-views.ts).
+      const descBytes = fields ? DESC_BYTES * (fields.input.fields.length + fields.output.fields.length) + [...fields.input.fields, ...fields.output.fields].reduce((n, f) => n + f.name.length + 1, 0) : 0;
+      const need = wasmRankBytes(nIn, nOut) + descBytes;
       const have = memory.buffer.byteLength;
       if (need > have) memory.grow(Math.ceil((need - have) / PAGE));
       views = [new Float64Array(memory.buffer, ARENA_BASE, nIn), new Float64Array(memory.buffer, ARENA_BASE + bytesOf(nIn), nOut)];
+      if (fields) desc = wasmDescriptors(memory.buffer, wasmRankBytes(nIn, nOut), fields.input, fields.output);
       return views;
     },
     run: (i, o, iteration) => {
-      kernel(i.byteOffset, i.length, o.byteOffset, o.length, rank, nranks, iteration);
+      if (desc) {
+        // A kernel of fields: descriptors below the arena's data (ARENA_BASE - their bytes), pointed at this step's blocks.
+        desc.point(i.byteOffset, o.byteOffset);
+        kernel(desc.inDesc, fields!.input.fields.length, desc.outDesc, fields!.output.fields.length, rank, nranks, iteration);
+      } else kernel(i.byteOffset, i.length, o.byteOffset, o.length, rank, nranks, iteration);
       const wrote = dirty();
       if (wrote) throw new KernelTrap(wrote);
     },
@@ -232,7 +274,7 @@ for (;;) {
   m.bcast(parent, header, 0);
   if (header[0] === CMD_STOP) break;
   if (header[0] === CMD_RUN && version === 1) step(header[1], header[2], header[3]);
-  else if (header[0] === CMD_EPOCH && version === 2) {
+  else if (header[0] === CMD_EPOCH && version >= 2) {
     // An epoch: header[2] steps from iteration header[1], no header in between.
     for (let i = header[1]; i < header[1] + header[2]; i++) {
       const e = 2 * (i % P);

@@ -22,6 +22,8 @@ export interface CSource {
   /** The stage's "cflags" and "libs" (checked by checkBuildFlags). */
   cflags: string[];
   libs: string[];
+  /** In a ring of fields: the kernel is a commloop_fields_fn (wasm/commloop_kernel.h), not a commloop_kernel_fn. */
+  fields?: boolean;
 }
 
 /** The C kernels every build carries (wasm/commloop_kernel.c), by stage-facing name. */
@@ -92,9 +94,9 @@ function compile(stage: string, what: string, cmd: string, args: string[], cwd?:
  * A header forced into the user's file: declares the renamed kernel with the project's
  * signature, so a kernel with the wrong signature fails to compile ("conflicting types").
  */
-function signatureHeader(dir: string, name: string): string {
+function signatureHeader(dir: string, name: string, fields = false): string {
   const file = join(dir, `${name}.h`);
-  writeFileSync(file, `#include "${join(rootDir, 'wasm', 'commloop_kernel.h')}"\ncommloop_kernel_fn ${name};\n`);
+  writeFileSync(file, `#include "${join(rootDir, 'wasm', 'commloop_kernel.h')}"\n${fields ? 'commloop_fields_fn' : 'commloop_kernel_fn'} ${name};\n`);
   return file;
 }
 
@@ -124,7 +126,7 @@ export function buildPipelineWasm(sources: CSource[]): string {
   const contents = sources.map((s) => readFileSync(s.source, 'utf8'));
   const kernelSrc = join(rootDir, 'wasm', 'commloop_kernel.c');
   const trapsSrc = join(rootDir, 'wasm', 'commloop_traps.c');
-  const key = hash(['wasm', ...WASM_FLAGS, ...DEFAULT_LIBS, readFileSync(kernelSrc, 'utf8'), readFileSync(trapsSrc, 'utf8'), ...sources.flatMap((s, i) => [contents[i], s.fn, ...flagsKey(s)])]);
+  const key = hash(['wasm', ...WASM_FLAGS, ...DEFAULT_LIBS, readFileSync(kernelSrc, 'utf8'), readFileSync(trapsSrc, 'utf8'), ...sources.flatMap((s, i) => [contents[i], s.fn, ...flagsKey(s), s.fields ? 'fields' : ''])]);
   return cached(key, 'pipeline.wasm', (dir, out) => {
     const objects = sources.map((src, i) => {
       const name = wasmExportOf(src, i);
@@ -133,7 +135,7 @@ export function buildPipelineWasm(sources: CSource[]): string {
         src.stage,
         `"source" ${src.source}`,
         'emcc',
-        [...WASM_FLAGS, ...src.cflags, '-c', '-include', signatureHeader(dir, name), `-D${src.fn}=${name}`, src.source, '-o', obj],
+        [...WASM_FLAGS, ...src.cflags, '-c', '-include', signatureHeader(dir, name, src.fields), `-D${src.fn}=${name}`, src.source, '-o', obj],
         dirname(src.source),
       );
       return obj;
@@ -164,7 +166,7 @@ export function buildPipelineWasm(sources: CSource[]): string {
 
 /** A shared library with the user's kernel as `commloop_user_kernel`, for the threads transport's native backend. */
 export function buildNativeLib(src: CSource): string {
-  const key = hash(['so', ...NATIVE_FLAGS, ...DEFAULT_LIBS, readFileSync(src.source, 'utf8'), src.fn, ...flagsKey(src)]);
+  const key = hash(['so', ...NATIVE_FLAGS, ...DEFAULT_LIBS, readFileSync(src.source, 'utf8'), src.fn, ...flagsKey(src), src.fields ? 'fields' : '']);
   return cached(key, 'kernel.so', (dir, out) => {
     compile(
       src.stage,
@@ -176,7 +178,7 @@ export function buildNativeLib(src: CSource): string {
         '-shared',
         '-fPIC',
         '-include',
-        signatureHeader(dir, 'commloop_user_kernel'),
+        signatureHeader(dir, 'commloop_user_kernel', src.fields),
         `-D${src.fn}=commloop_user_kernel`,
         src.source,
         '-o',
@@ -189,7 +191,7 @@ export function buildNativeLib(src: CSource): string {
   });
 }
 
-/** transport/c_worker.c linked with the user's kernel: run as `worker user`. */
+/** transport/c_worker.c linked with the user's kernel: run as `worker user` (a fields kernel: `worker user-fields`). */
 export function buildNativeWorker(src: CSource): string {
   const workerSrc = join(rootDir, 'transport', 'c_worker.c');
   const kernelSrc = join(rootDir, 'wasm', 'commloop_kernel.c');
@@ -202,6 +204,7 @@ export function buildNativeWorker(src: CSource): string {
     readFileSync(src.source, 'utf8'),
     src.fn,
     ...flagsKey(src),
+    src.fields ? 'fields' : '',
     readFileSync(workerSrc, 'utf8'),
     readFileSync(kernelSrc, 'utf8'),
     readFileSync(sdkHeader, 'utf8'),
@@ -213,7 +216,7 @@ export function buildNativeWorker(src: CSource): string {
       ...src.cflags,
       '-c',
       '-include',
-      signatureHeader(dir, 'commloop_user_kernel'),
+      signatureHeader(dir, 'commloop_user_kernel', src.fields),
       `-D${src.fn}=commloop_user_kernel`,
       src.source,
       '-o',
@@ -221,7 +224,7 @@ export function buildNativeWorker(src: CSource): string {
     ], dirname(src.source));
     compile(src.stage, `"source" ${src.source} (linking the MPI worker)`, 'mpicc.openmpi', [
       ...NATIVE_FLAGS,
-      '-DCOMMLOOP_USER_KERNEL=commloop_user_kernel',
+      src.fields ? '-DCOMMLOOP_USER_FIELDS_KERNEL=commloop_user_kernel' : '-DCOMMLOOP_USER_KERNEL=commloop_user_kernel',
       `-I${join(rootDir, 'include')}`,
       workerSrc,
       kernelSrc,

@@ -1,10 +1,12 @@
 /**
- * A stage's `fields` (issue 27, work in progress, not yet wired into a run): an ordered
- * object of named fields, each with a NumPy dtype name and a per-rank shape, in place of
- * `size` (one float64 field). Validation with messages that name the stage and the field,
- * and how fields chain from one stage to the next: each field is concatenated over the
- * producing stage's ranks and split evenly over the next stage's ranks along its first
- * axis, or, with "to": "all", given whole to every rank of the next stage.
+ * A stage's `fields`: an ordered object of named fields, each with a NumPy dtype name and a
+ * per-rank shape, in place of `size` (one float64 field). Validation with messages that name
+ * the stage and the field, and how fields chain from one stage to the next: each field is
+ * concatenated over the producing stage's ranks and split evenly over the next stage's ranks
+ * along its first axis, or, with "to": "all", given whole to every rank of the next stage.
+ *
+ * Where the bytes live is src/message.ts's: a rank's part of a message is one packed block
+ * (packedLayout below), which is what the transports move and the stages view.
  */
 import { UsageError } from '../errors.js';
 
@@ -25,6 +27,8 @@ export const DTYPES = {
 } as const;
 export type Dtype = keyof typeof DTYPES;
 const DTYPE_NAMES = Object.keys(DTYPES) as Dtype[];
+/** The code of each dtype in C (wasm/commloop_kernel.h's COMMLOOP_*), the addon and protocol v3: 1-based, in DTYPES order. */
+export const dtypeCode = (d: Dtype) => DTYPE_NAMES.indexOf(d) + 1;
 
 /** A field as a stage declares it: per rank, `shape` (its count is the product). */
 export interface FieldSpec {
@@ -38,6 +42,8 @@ export interface FieldSpec {
 const show = (v: unknown) => JSON.stringify(v) ?? String(v);
 const NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 const MAX_COUNT = 2 ** 31 - 1;
+/** Axes of a shape: C's descriptor holds four (wasm/commloop_kernel.h). */
+export const MAX_AXES = 4;
 
 /** Elements per rank of a field. */
 export const countOf = (f: Pick<FieldSpec, 'shape'>) => f.shape.reduce((n, d) => n * d, 1);
@@ -62,8 +68,8 @@ export function parseFields(stage: string, raw: unknown): FieldSpec[] {
       throw new UsageError(`${where}: "dtype" must be one of ${DTYPE_NAMES.join(', ')} (got ${show(o.dtype)}; bool travels as uint8)`);
     }
     const shape = o.shape ?? [1];
-    if (!Array.isArray(shape) || shape.length === 0 || !shape.every((d) => Number.isInteger(d) && d >= 1)) {
-      throw new UsageError(`${where}: "shape" must be a non-empty list of positive integers (got ${show(o.shape)})`);
+    if (!Array.isArray(shape) || shape.length === 0 || shape.length > MAX_AXES || !shape.every((d) => Number.isInteger(d) && d >= 1)) {
+      throw new UsageError(`${where}: "shape" must be a list of 1 to ${MAX_AXES} positive integers (got ${show(o.shape)})`);
     }
     if (countOf({ shape }) > MAX_COUNT) throw new UsageError(`${where}: "shape" ${show(shape)} holds more than ${MAX_COUNT} elements a rank`);
     if (o.to !== undefined && o.to !== 'all') throw new UsageError(`${where}: "to" must be "all" (every rank of the next stage gets the whole field) or absent (got ${show(o.to)})`);
@@ -141,9 +147,10 @@ export function duplicateKey(text: string): string | undefined {
 }
 
 /**
- * A rank's message on the wire and in a stage process (protocol v3, planned): its fields in
- * table order, back to back, each padded to a multiple of 8 bytes, so that every field's
- * typed view is aligned. Returns each field's byte offset and the block's bytes.
+ * A rank's part of a message, in the arena, on the wire and in a stage process (protocol
+ * v3): its fields in table order, back to back, each padded to a multiple of 8 bytes, so that
+ * every field's typed view is aligned and the block is whole 8-byte words. Returns each
+ * field's byte offset and the block's bytes.
  */
 export function packedLayout(fields: readonly { dtype: Dtype; count: number }[]): { offsets: number[]; bytes: number } {
   const offsets: number[] = [];
@@ -154,3 +161,98 @@ export function packedLayout(fields: readonly { dtype: Dtype; count: number }[])
   }
   return { offsets, bytes: at };
 }
+
+/** One field of a rank's packed block. */
+export interface BlockField {
+  name: string;
+  dtype: Dtype;
+  /** Per rank. */
+  shape: number[];
+  count: number;
+  /** Byte offset in the block. */
+  offset: number;
+}
+
+/** A rank's packed block: its fields and its size in 8-byte words (what the transports count). */
+export interface Block {
+  fields: BlockField[];
+  words: number;
+}
+
+export function blockOf(fields: readonly { name: string; dtype: Dtype; shape: number[] }[]): Block {
+  const withCounts = fields.map((f) => ({ name: f.name, dtype: f.dtype, shape: f.shape, count: countOf(f) }));
+  const { offsets, bytes } = packedLayout(withCounts);
+  return { fields: withCounts.map((f, k) => ({ ...f, offset: offsets[k] })), words: bytes / 8 };
+}
+
+/** A copy of bytes from a stage's output region to the next stage's input region (offsets from each region's start). */
+export interface Copy {
+  from: number;
+  to: number;
+  bytes: number;
+}
+
+/** How a ring's fields chain: every stage's blocks, and where they do not line up, the copies between them. */
+export interface RingFields {
+  /** Per stage: its output fields as declared (with "to"). */
+  declared: FieldSpec[][];
+  /** Per stage: one rank's output block, and one rank's input block. */
+  out: Block[];
+  in: Block[];
+  /**
+   * Per stage s: the copies that make stage s+1's input (stage 0's after the last stage) from
+   * stage s's output, or undefined where every rank's input block is the same bytes as a
+   * producing rank's output block (the stages then share one region: nothing is copied). A
+   * one-stage ring always copies: its output cannot be its own input.
+   */
+  regroup: (Copy[] | undefined)[];
+}
+
+/**
+ * Chains the fields of a ring's stages (each stage's output fields, in order); throws a
+ * UsageError naming the stage and the field where counts do not chain.
+ */
+export function ringFields(stages: readonly { name: string; ranks: number; fields: FieldSpec[] }[]): RingFields {
+  const S = stages.length;
+  const out = stages.map((st) => blockOf(st.fields));
+  const inputs = stages.map((st, s) => {
+    const prev = stages[(s + S - 1) % S];
+    return blockOf(prev.fields.map((f) => ({ name: f.name, dtype: f.dtype, shape: consumerShape(f, prev.ranks, st.ranks, prev.name, st.name) })));
+  });
+  const regroup = stages.map((st, s) => {
+    const next = (s + 1) % S;
+    const copies = copiesBetween(st.fields, out[s], st.ranks, inputs[next], stages[next].ranks);
+    return S > 1 && copies.every((c) => c.from === c.to) ? undefined : copies;
+  });
+  return { declared: stages.map((st) => st.fields), out, in: inputs, regroup };
+}
+
+/** The byte copies that move P producing ranks' output blocks into Q consuming ranks' input blocks, adjacent ones merged. */
+function copiesBetween(declared: FieldSpec[], from: Block, P: number, to: Block, Q: number): Copy[] {
+  const copies: Copy[] = [];
+  const add = (c: Copy) => {
+    const last = copies[copies.length - 1];
+    if (last && last.from + last.bytes === c.from && last.to + last.bytes === c.to) last.bytes += c.bytes;
+    else copies.push(c);
+  };
+  for (let q = 0; q < Q; q++) {
+    declared.forEach((f, k) => {
+      const src = from.fields[k];
+      const dst = to.fields[k];
+      const eb = DTYPES[f.dtype].bytes;
+      // Elements [start, start + dst.count) of the field concatenated over the P ranks.
+      const start = f.to === 'all' ? 0 : q * dst.count;
+      for (let e = start; e < start + dst.count; ) {
+        const p = Math.floor(e / src.count);
+        const i = e - p * src.count;
+        const n = Math.min(src.count - i, start + dst.count - e);
+        add({ from: p * from.words * 8 + src.offset + i * eb, to: q * to.words * 8 + dst.offset + (e - start) * eb, bytes: n * eb });
+        e += n;
+      }
+    });
+  }
+  return copies;
+}
+
+/** The ring's size stages as fields where another stage declares some: one float64 field `data` of `size` a rank. */
+export const SIZE_FIELD = 'data';

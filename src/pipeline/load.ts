@@ -14,15 +14,17 @@ import { C_BUILTINS, checkBuildFlags, buildNativeLib, buildNativeWorker, buildPi
 import { nativeWorkerPath } from '../assets.js';
 import { readArray } from './npy.js';
 import { checkPythonStage } from './python.js';
-import { makePlan, sizesToSchedule, type PipelineSpec, type RingPlan, type RingStage, type StageSpec } from './model.js';
+import { makePlan, sizesToSchedule, type FieldDecl, type PipelineSpec, type RingPlan, type RingStage, type StageSpec } from './model.js';
+import { SIZE_FIELD, duplicateKey, parseFields, ringFields, type FieldSpec, type RingFields } from './fields.js';
+import { initialFields } from './initial.js';
 
 const TS_BUILTINS = Object.keys(TS_TRANSFORMS);
 const KINDS = ['ts', 'c', 'exec', 'python'];
 const FIELDS: Record<string, string[]> = {
-  ts: ['name', 'kind', 'ranks', 'size', 'module', 'export'],
-  c: ['name', 'kind', 'ranks', 'size', 'source', 'function', 'cflags', 'libs'],
-  exec: ['name', 'kind', 'ranks', 'size', 'command', 'cwd', 'env', 'protocol', 'times', 'state'],
-  python: ['name', 'kind', 'ranks', 'size', 'module', 'function', 'python', 'cwd', 'env'],
+  ts: ['name', 'kind', 'ranks', 'size', 'fields', 'module', 'export'],
+  c: ['name', 'kind', 'ranks', 'size', 'fields', 'source', 'function', 'cflags', 'libs'],
+  exec: ['name', 'kind', 'ranks', 'size', 'fields', 'command', 'cwd', 'env', 'protocol', 'times', 'state'],
+  python: ['name', 'kind', 'ranks', 'size', 'fields', 'module', 'function', 'python', 'cwd', 'env'],
 };
 /** Kinds that run as a separate MPI program, so only over the MPI transport. */
 const MPI_ONLY = ['exec', 'python'];
@@ -43,6 +45,9 @@ export function loadPipelineFile(file: string): PipelineSpec {
   } catch (err) {
     throw new UsageError(`--pipeline ${file} is not valid JSON: ${(err as Error).message}`);
   }
+  // JSON.parse keeps the last of two equal keys: a field named twice would vanish silently.
+  const dup = duplicateKey(text);
+  if (dup) throw new UsageError(`--pipeline ${file}: ${dup} is given twice`);
   return validatePipeline(obj, dirname(resolve(file)));
 }
 
@@ -108,8 +113,14 @@ export function validatePipeline(obj: unknown, baseDir: string): PipelineSpec {
       if (!FIELDS[kind].includes(k)) throw new UsageError(`stage "${name}": unknown field "${k}" for kind ${kind} (fields: ${FIELDS[kind].join(', ')})`);
     }
     if (!isPositiveInt(st.ranks)) throw new UsageError(`stage "${name}": "ranks" must be a positive integer (got ${show(st.ranks)})`);
-    if (!isPositiveInt(st.size)) throw new UsageError(`stage "${name}": "size" must be a positive integer (got ${show(st.size)})`);
-    const out: StageSpec = { name, kind, ranks: st.ranks, size: st.size };
+    if (st.size !== undefined && st.fields !== undefined) throw new UsageError(`stage "${name}": give "size" (one float64 field) or "fields", not both`);
+    const out: StageSpec = { name, kind, ranks: st.ranks };
+    if (st.fields !== undefined) {
+      out.fields = Object.fromEntries(
+        parseFields(name, st.fields).map((f): [string, FieldDecl] => [f.name, { dtype: f.dtype, shape: f.shape, ...(f.to === 'all' ? { to: 'all' as const } : {}) }]),
+      );
+    } else if (!isPositiveInt(st.size)) throw new UsageError(`stage "${name}": "size" must be a positive integer (got ${show(st.size)})`);
+    else out.size = st.size;
     if (kind === 'ts') {
       if (typeof st.module !== 'string') throw new UsageError(`stage "${name}": "module" must be a module path or builtin:${TS_BUILTINS[0]}`);
       out.module = builtinOrFile(name, 'module', st.module, TS_BUILTINS, baseDir);
@@ -158,35 +169,51 @@ export function validatePipeline(obj: unknown, baseDir: string): PipelineSpec {
       out.cwd = cwd;
       out.env = stageEnv(name, st.env);
       if (st.protocol !== undefined) {
-        if (st.protocol !== 1 && st.protocol !== 2) throw new UsageError(`stage "${name}": "protocol" must be 1 or 2 (got ${show(st.protocol)})`);
+        if (st.protocol !== 1 && st.protocol !== 2 && st.protocol !== 3) throw new UsageError(`stage "${name}": "protocol" must be 1, 2 or 3 (got ${show(st.protocol)})`);
         out.protocol = st.protocol;
       }
       if (st.times !== undefined) {
         if (typeof st.times !== 'boolean') throw new UsageError(`stage "${name}": "times" must be true or false (got ${show(st.times)})`);
-        if (st.times && out.protocol !== 2) throw new UsageError(`stage "${name}": "times": true needs "protocol": 2 (got ${show(out.protocol ?? 1)})`);
+        if (st.times && (out.protocol ?? 1) < 2) throw new UsageError(`stage "${name}": "times": true needs "protocol": 2 or 3 (got ${show(out.protocol ?? 1)})`);
         out.times = st.times;
       }
       if (st.state !== undefined) {
         if (typeof st.state !== 'boolean') throw new UsageError(`stage "${name}": "state" must be true or false (got ${show(st.state)})`);
-        if (st.state && out.protocol !== 2) throw new UsageError(`stage "${name}": "state": true needs "protocol": 2 (got ${show(out.protocol ?? 1)})`);
+        if (st.state && (out.protocol ?? 1) < 2) throw new UsageError(`stage "${name}": "state": true needs "protocol": 2 or 3 (got ${show(out.protocol ?? 1)})`);
         out.state = st.state;
       }
     }
     return out;
   });
   const spec: PipelineSpec = { stages };
+  const fieldsRing = stages.some((st) => st.fields);
   if (p.initial !== undefined) {
     if (typeof p.initial === 'number' && Number.isFinite(p.initial)) spec.initial = p.initial;
+    else if (fieldsRing && typeof p.initial === 'object' && p.initial !== null && !Array.isArray(p.initial)) {
+      const per: Record<string, number | string> = {};
+      for (const [k, v] of Object.entries(p.initial)) {
+        if (typeof v === 'number' && Number.isFinite(v)) per[k] = v;
+        else if (typeof v === 'string' && v) per[k] = isAbsolute(v) ? v : resolve(baseDir, v);
+        else throw new UsageError(`pipeline: "initial" of field "${k}" must be a number or a .npy file path (got ${show(v)})`);
+      }
+      spec.initial = per;
+    }
     else if (typeof p.initial === 'string') {
       const abs = isAbsolute(p.initial) ? p.initial : resolve(baseDir, p.initial);
       if (!existsSync(abs)) throw new UsageError(`pipeline: "initial" file not found: ${abs}`);
       spec.initial = abs;
-    } else throw new UsageError(`pipeline: "initial" must be a number or a .npy / raw float64 file path (got ${show(p.initial)})`);
+    } else {
+      const perField = fieldsRing ? ', or an object of field names to numbers or .npy files' : '';
+      throw new UsageError(`pipeline: "initial" must be a number or a .npy / raw float64 file path${perField} (got ${show(p.initial)})`);
+    }
   }
   if (p.output !== undefined) {
     const o = p.output as Record<string, unknown>;
     if (typeof o !== 'object' || o === null || typeof o.file !== 'string' || (o.every !== undefined && !isPositiveInt(o.every))) {
       throw new UsageError('pipeline: "output" must be {"file": PATH} with an optional "every": positive integer');
+    }
+    if (fieldsRing && !o.file.endsWith('.npz')) {
+      throw new UsageError(`pipeline: "output" file of a ring of fields is a .npz (NumPy's archive of one .npy per field; got ${show(o.file)})`);
     }
     spec.output = { file: isAbsolute(o.file) ? o.file : resolve(baseDir, o.file), every: o.every as number | undefined };
   }
@@ -214,7 +241,9 @@ export interface PrepareOptions {
 export async function preparePlan(spec: PipelineSpec, opts: PrepareOptions): Promise<RingPlan> {
   const S = spec.stages.length;
   const ranks = spec.stages.map((s) => opts.procs ?? s.ranks);
-  let schedule = [spec.stages.map((s) => s.size)];
+  const fields = ringFieldsOf(spec, ranks);
+  let schedule = [spec.stages.map((s) => s.size ?? 0)];
+  if (opts.sizes && fields) throw new UsageError(`--sizes sets each stage's one float64 size; stages of this pipeline have "fields" (sizes and shapes are the pipeline's)`);
   if (opts.sizes) {
     const bad = opts.sizes.find((g) => g.length !== S);
     if (bad) throw new UsageError(`--sizes must give ${S} sizes per group for this ${S}-stage pipeline (got ${bad.length})`);
@@ -228,7 +257,9 @@ export async function preparePlan(spec: PipelineSpec, opts: PrepareOptions): Pro
   const userC: CSource[] = [];
   const stages: RingStage[] = [];
   for (const [s, st] of spec.stages.entries()) {
-    const rs: RingStage = { name: st.name, kind: st.kind, ranks: ranks[s], protocol: 2, times: true, state: st.kind === 'ts' || st.kind === 'python', origin: st.module ?? st.source ?? st.command?.[0] };
+    const rs: RingStage = { name: st.name, kind: st.kind, ranks: ranks[s], protocol: fields ? 3 : 2, times: true, state: st.kind === 'ts' || st.kind === 'python', origin: st.module ?? st.source ?? st.command?.[0] };
+    const builtin = st.module?.startsWith('builtin:') || st.source?.startsWith('builtin:');
+    if (fields && builtin) throw new UsageError(`stage "${st.name}": ${st.module ?? st.source} takes one float64 array a rank; in a ring of fields give a ${st.kind === 'ts' ? 'module' : 'source'} of your own`);
     if (st.kind === 'ts') {
       rs.export = st.export ?? 'transform';
       rs.module = st.module!.startsWith('builtin:') ? st.module! : await buildTsModule(st.name, st.module!);
@@ -240,14 +271,14 @@ export async function preparePlan(spec: PipelineSpec, opts: PrepareOptions): Pro
         rs.nativeSymbol = builtin;
         rs.worker = [nativeWorkerPath, builtin];
       } else {
-        const src: CSource = { stage: st.name, source: st.source!, fn: st.function ?? 'kernel', cflags: st.cflags ?? [], libs: st.libs ?? [] };
+        const src: CSource = { stage: st.name, source: st.source!, fn: st.function ?? 'kernel', cflags: st.cflags ?? [], libs: st.libs ?? [], fields: fields !== undefined };
         rs.wasmExport = wasmExportOf(src, userC.length);
         userC.push(src);
         if (opts.cBackend === 'native' && opts.transport === 'threads') {
           rs.nativeLib = buildNativeLib(src);
           rs.nativeSymbol = 'commloop_user_kernel';
         }
-        if (opts.cBackend === 'native' && opts.transport === 'mpi') rs.worker = [buildNativeWorker(src), 'user'];
+        if (opts.cBackend === 'native' && opts.transport === 'mpi') rs.worker = [buildNativeWorker(src), fields ? 'user-fields' : 'user'];
       }
     } else if (st.kind === 'python') {
       rs.module = st.module;
@@ -260,6 +291,8 @@ export async function preparePlan(spec: PipelineSpec, opts: PrepareOptions): Pro
       rs.cwd = st.cwd;
       rs.env = st.env;
       rs.protocol = st.protocol ?? 1; // written by others from docs/PROTOCOL.md, v1 unless it says
+      if (fields && rs.protocol < 3) checkOneArray(st.name, rs.protocol, fields.in[s], fields.out[s]);
+      if (!fields && rs.protocol === 3) throw new UsageError(`stage "${st.name}": "protocol": 3 carries fields, and no stage of this pipeline has "fields" (give 1 or 2)`);
       rs.times = st.times ?? false;
       rs.state = st.state ?? false;
     }
@@ -267,9 +300,41 @@ export async function preparePlan(spec: PipelineSpec, opts: PrepareOptions): Pro
   }
   // Native runs never load user kernels from WASM, so they skip the emcc build.
   const wasmModule = buildPipelineWasm(opts.cBackend === 'wasm' ? userC : []);
-  const initial = typeof spec.initial === 'string' ? readInitial(spec.initial) : (spec.initial ?? 1);
+  const initial = fields
+    ? initialFields(spec.initial, fields.out[S - 1], ranks[S - 1], spec.stages[S - 1].name)
+    : typeof spec.initial === 'string'
+      ? readInitial(spec.initial)
+      : typeof spec.initial === 'object'
+        ? notFields()
+        : (spec.initial ?? 1);
   const output = spec.output ? { file: spec.output.file, every: spec.output.every ?? 0 } : undefined;
-  return makePlan(stages, schedule, initial, wasmModule, output);
+  return makePlan(stages, schedule, initial, wasmModule, output, fields);
+}
+
+function notFields(): never {
+  throw new UsageError('pipeline: "initial" per field needs a ring of fields (no stage here has "fields")');
+}
+
+/** A ring where some stage has "fields": every stage's output as fields (a `size` stage's is one float64 field), chained. */
+function ringFieldsOf(spec: PipelineSpec, ranks: number[]): RingFields | undefined {
+  if (!spec.stages.some((st) => st.fields)) return undefined;
+  return ringFields(
+    spec.stages.map((st, s) => ({
+      name: st.name,
+      ranks: ranks[s],
+      fields: st.fields ? parseFields(st.name, st.fields) : [{ name: SIZE_FIELD, dtype: 'float64', shape: [st.size!], to: 'split' } satisfies FieldSpec],
+    })),
+  );
+}
+
+/** An exec stage of protocol 1 or 2 carries one float64 array a rank: only where its input and its output are each one float64 field. */
+function checkOneArray(stage: string, protocol: number, input: RingFields['in'][number], output: RingFields['out'][number]): void {
+  for (const [side, b] of [['input', input], ['output', output]] as const) {
+    if (b.fields.length !== 1 || b.fields[0].dtype !== 'float64') {
+      const list = b.fields.map((f) => `${f.name} (${f.dtype})`).join(', ');
+      throw new UsageError(`stage "${stage}": speaks protocol ${protocol}, which carries one float64 array a rank, but its ${side} is fields ${list}: give it "protocol": 3 (include/commloop_stage.h speaks it)`);
+    }
+  }
 }
 
 function readInitial(file: string): Float64Array {

@@ -4,6 +4,7 @@
  */
 import { UsageError } from '../errors.js';
 import type { Message } from '../message.js';
+import type { Dtype, RingFields } from './fields.js';
 
 export type StageKind = 'ts' | 'c' | 'exec' | 'python';
 
@@ -18,8 +19,14 @@ export interface StageSpec {
   name: string;
   kind: StageKind;
   ranks: number;
-  /** Output elements per rank. */
-  size: number;
+  /** Output elements per rank: one float64 field. Give this or `fields`. */
+  size?: number;
+  /**
+   * Output fields per rank, in order (docs/PIPELINES.md, "Fields"): name to dtype (NumPy's
+   * names), per-rank shape (default [1]), and "to": "all" for a field every rank of the next
+   * stage gets whole. Give this or `size`.
+   */
+  fields?: Record<string, FieldDecl>;
   /** ts: a module path, or "builtin:halfmean"; python: a .py file. */
   module?: string;
   /** ts: the transform's export name (default "transform", then the default export). */
@@ -34,8 +41,8 @@ export interface StageSpec {
   libs?: string[];
   /** exec: an MPI program speaking docs/PROTOCOL.md, and its arguments. */
   command?: string[];
-  /** exec: the protocol version the program speaks (default 1; the C stage SDK speaks both). */
-  protocol?: 1 | 2;
+  /** exec: the protocol version the program speaks (default 1; the C stage SDK speaks all three). */
+  protocol?: 1 | 2 | 3;
   /**
    * exec: the program keeps and ships its step times (docs/PROTOCOL.md, "Step times"), as
    * every stage built with include/commloop_stage.h does; needs protocol 2 (default false).
@@ -55,10 +62,21 @@ export interface StageSpec {
   python?: string;
 }
 
+/** One output field of a stage, as a pipeline declares it. */
+export interface FieldDecl {
+  dtype: Dtype;
+  shape?: number[];
+  to?: 'all';
+}
+
 export interface PipelineSpec {
   stages: StageSpec[];
-  /** Every element of Array1 at the start (default 1), or a .npy / raw float64 file. */
-  initial?: number | string;
+  /**
+   * Every element of Array1 at the start (default 1), or a .npy / raw float64 file; in a
+   * ring of fields, also per field of Array1 (the last stage's output) a number or a .npy
+   * file of that field's dtype (fields not named start at 1).
+   */
+  initial?: number | string | Record<string, number | string>;
   /** Write the final array as .npy; with `every`, also every Nth iteration's (FILE.<iteration>.npy). */
   output?: { file: string; every?: number };
 }
@@ -80,8 +98,8 @@ export interface RingStage {
   worker?: [string, string];
   /** exec: program and arguments; exec and python: the absolute working directory they run in. */
   command?: string[];
-  /** The protocol version the hub speaks with this stage: 2 for the project's own stage processes. */
-  protocol: 1 | 2;
+  /** The protocol version the hub speaks with this stage: 2 for the project's own stage processes (3 in a ring of fields). */
+  protocol: 1 | 2 | 3;
   /** The stage keeps and ships its step times when asked (docs/PROTOCOL.md, "Step times"). */
   times: boolean;
   /** The stage saves and loads state at checkpoints (docs/PROTOCOL.md section 5): ts, python, and exec with "state". */
@@ -98,9 +116,13 @@ export interface RingStage {
 
 export interface RingPlan {
   stages: RingStage[];
-  /** schedule[e][s]: output elements per rank of stage s in iterations i with i % schedule.length === e. */
+  /**
+   * schedule[e][s]: output elements per rank of stage s in iterations i with i % schedule.length
+   * === e. In a ring of fields, elements are 8-byte words of a rank's packed block, and there is
+   * one group.
+   */
   schedule: number[][];
-  /** Array1 at iteration 0: a constant for every element, or the values. */
+  /** Array1 at iteration 0: a constant for every element, or the values (in a ring of fields always the values, packed). */
   initial: number | Message;
   /** Elements in Array1 at iteration 0: the last stage's output under schedule[0]. */
   initialLength: number;
@@ -109,6 +131,8 @@ export interface RingPlan {
   /** The .wasm holding every C stage's kernel (one module, so their data never overlap in a shared memory). */
   wasmModule: string;
   output?: { file: string; every: number };
+  /** A ring of fields: every stage's blocks and how they chain (src/pipeline/fields.ts); absent where every stage has a `size`. */
+  fields?: RingFields;
 }
 
 /** One stage's shape within one iteration. */
@@ -146,7 +170,9 @@ export function makePlan(
   initial: number | Message,
   wasmModule: string,
   output?: RingPlan['output'],
+  fields?: RingFields,
 ): RingPlan {
+  if (fields) return makeFieldsPlan(stages, initial, wasmModule, output, fields);
   const S = stages.length;
   const last = stages[S - 1];
   const total = (s: number, e: number) => stages[s].ranks * schedule[e][s];
@@ -175,6 +201,23 @@ export function makePlan(
   return { stages, schedule, initial, initialLength, maxInput, wasmModule, output };
 }
 
+/** A ring of fields: sizes in words of the packed blocks; the chaining was checked by ringFields. */
+function makeFieldsPlan(stages: RingStage[], initial: number | Message, wasmModule: string, output: RingPlan['output'], fields: RingFields): RingPlan {
+  const S = stages.length;
+  const initialLength = stages[S - 1].ranks * fields.out[S - 1].words;
+  if (typeof initial === 'number' || initial.length !== initialLength) throw new Error(`a ring of fields starts from its packed Array1 of ${initialLength} words`);
+  return {
+    stages,
+    schedule: [fields.out.map((b) => b.words)],
+    initial,
+    initialLength,
+    maxInput: stages.map((st, s) => st.ranks * fields.in[s].words),
+    wasmModule,
+    output,
+    fields,
+  };
+}
+
 /**
  * The shapes of iteration i, given how many elements Array1 holds now. Inputs are
  * derived from what the previous stage produced, so a schedule may change sizes
@@ -182,6 +225,7 @@ export function makePlan(
  */
 export function iterationSteps(plan: RingPlan, iteration: number, array1Length: number): StageStep[] {
   const outs = plan.schedule[iteration % plan.schedule.length];
+  if (plan.fields) return plan.stages.map((_, s) => ({ stage: s, iteration, nIn: plan.fields!.in[s].words, nOut: outs[s] }));
   let elems = array1Length;
   return plan.stages.map((st, s) => {
     const step = { stage: s, iteration, nIn: elems / st.ranks, nOut: outs[s] };

@@ -85,8 +85,13 @@ export function parseNpy(buf: Buffer, path: string): { descr: string; shape: num
  * (header padded so the data starts at a multiple of 64 bytes). Creates the parent directory.
  */
 export function writeNpy(path: string, a: Float64Array): void {
+  writeOutput(path, npyBytes(a));
+}
+
+/** Writes an output file's bytes (a .npy or .npz), making its directories. */
+export function writeOutput(path: string, bytes: Uint8Array): void {
   makeDirs(dirname(path));
-  writeFileSync(path, npyBytes(a));
+  writeFileSync(path, bytes);
 }
 
 /** Every typed array's NumPy dtype (little-endian; the .npy a checkpoint keeps for a ts stage's state). */
@@ -116,13 +121,17 @@ export type NpyArray =
   | BigUint64Array;
 
 /**
- * A 1-D typed array as the bytes of a `.npy` file, format 1.0, laid out exactly as
- * `numpy.save` does (header padded so the data starts at a multiple of 64 bytes).
+ * A typed array as the bytes of a `.npy` file, format 1.0, laid out exactly as `numpy.save`
+ * does (header padded so the data starts at a multiple of 64 bytes): 1-D of its own dtype,
+ * or with `as` another descr and shape over the same bytes (a complex field's pairs of floats).
  */
-export function npyBytes(a: NpyArray): Buffer {
-  const descr = a instanceof Uint8ClampedArray ? '|u1' : Object.entries(NPY_DTYPES).find(([, T]) => a instanceof T)![0];
-  const dict = `{'descr': '${descr}', 'fortran_order': False, 'shape': (${a.length},), }`;
-  const grown = dict + ' '.repeat(Math.max(0, GROWTH_AXIS_MAX_DIGITS - String(a.length).length));
+export function npyBytes(a: NpyArray, as?: { descr: string; shape: number[] }): Buffer {
+  const descr = as?.descr ?? (a instanceof Uint8ClampedArray ? '|u1' : Object.entries(NPY_DTYPES).find(([, T]) => a instanceof T)![0]);
+  const shape = as?.shape ?? [a.length];
+  // As NumPy writes a tuple: (3,) and (2, 3).
+  const tuple = shape.length === 1 ? `(${shape[0]},)` : `(${shape.join(', ')})`;
+  const dict = `{'descr': '${descr}', 'fortran_order': False, 'shape': ${tuple}, }`;
+  const grown = dict + ' '.repeat(Math.max(0, GROWTH_AXIS_MAX_DIGITS - String(shape[0]).length));
   const hlen = grown.length + 1; // + '\n'
   const pad = ALIGN - ((MAGIC.length + 2 + 2 + hlen) % ALIGN);
   const header = Buffer.alloc(MAGIC.length + 4 + hlen + pad, 0x20);
@@ -242,4 +251,90 @@ export function checkWritable(path: string, what: 'output' | 'trace' | 'checkpoi
     if (what === 'checkpoint') throw new UsageError(`--checkpoint folder ${dirname(path)} cannot be written (${code})`);
     throw new UsageError(what === 'output' ? `pipeline: "output" file ${path} cannot be written (${code})` : `--trace file ${path} cannot be written (${code})`);
   }
+}
+
+/** CRC-32 (IEEE), as zip files carry one per entry and NumPy's zipfile checks it on read. */
+const CRC_TABLE = (() => {
+  const t = new Uint32Array(256);
+  for (let n = 0; n < 256; n++) {
+    let c = n;
+    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+    t[n] = c >>> 0;
+  }
+  return t;
+})();
+function crc32(data: Uint8Array): number {
+  let c = 0xffffffff;
+  for (let i = 0; i < data.length; i++) c = CRC_TABLE[(c ^ data[i]) & 0xff] ^ (c >>> 8);
+  return (c ^ 0xffffffff) >>> 0;
+}
+
+/**
+ * A `.npz`: a zip archive of one `.npy` per entry (`NAME.npy`), stored uncompressed, what
+ * `numpy.savez` writes and `numpy.load` reads. Zip64 is not written: an archive past
+ * 4 GiB is refused with a message.
+ */
+export function npzBytes(entries: readonly { name: string; npy: Buffer }[]): Buffer {
+  const parts: Buffer[] = [];
+  const central: Buffer[] = [];
+  let at = 0;
+  for (const { name, npy } of entries) {
+    const file = Buffer.from(`${name}.npy`, 'utf8');
+    const crc = crc32(npy);
+    if (at + npy.length > 0xffffffff) throw new Error(`a .npz past 4 GiB needs zip64, which commloop does not write (field "${name}")`);
+    const local = Buffer.alloc(30);
+    local.writeUInt32LE(0x04034b50, 0);
+    local.writeUInt16LE(20, 4); // version needed: 2.0
+    local.writeUInt16LE(0, 6); // flags
+    local.writeUInt16LE(0, 8); // stored
+    local.writeUInt16LE(0, 10); // time
+    local.writeUInt16LE(0x21, 12); // date: 1980-01-01
+    local.writeUInt32LE(crc, 14);
+    local.writeUInt32LE(npy.length, 18);
+    local.writeUInt32LE(npy.length, 22);
+    local.writeUInt16LE(file.length, 26);
+    local.writeUInt16LE(0, 28);
+    const dir = Buffer.alloc(46);
+    dir.writeUInt32LE(0x02014b50, 0);
+    dir.writeUInt16LE(20, 4); // made by
+    dir.writeUInt16LE(20, 6); // needed
+    dir.writeUInt16LE(0, 8);
+    dir.writeUInt16LE(0, 10);
+    dir.writeUInt16LE(0, 12);
+    dir.writeUInt16LE(0x21, 14);
+    dir.writeUInt32LE(crc, 16);
+    dir.writeUInt32LE(npy.length, 20);
+    dir.writeUInt32LE(npy.length, 24);
+    dir.writeUInt16LE(file.length, 28);
+    dir.writeUInt32LE(at, 42); // the local header's offset
+    central.push(dir, file);
+    parts.push(local, file, npy);
+    at += local.length + file.length + npy.length;
+  }
+  const dirBytes = central.reduce((n, b) => n + b.length, 0);
+  const end = Buffer.alloc(22);
+  end.writeUInt32LE(0x06054b50, 0);
+  end.writeUInt16LE(entries.length, 8);
+  end.writeUInt16LE(entries.length, 10);
+  end.writeUInt32LE(dirBytes, 12);
+  end.writeUInt32LE(at, 16);
+  return Buffer.concat([...parts, ...central, end]);
+}
+
+/** Reads back what npzBytes wrote (stored entries only): each entry's name (without `.npy`) and bytes. */
+export function parseNpz(buf: Buffer, path: string): Map<string, Buffer> {
+  const out = new Map<string, Buffer>();
+  let at = 0;
+  while (at + 30 <= buf.length && buf.readUInt32LE(at) === 0x04034b50) {
+    if (buf.readUInt16LE(at + 8) !== 0) throw new Error(`${path}: entry at byte ${at} is compressed; only stored entries are read`);
+    const size = buf.readUInt32LE(at + 18);
+    const nameLen = buf.readUInt16LE(at + 26);
+    const extra = buf.readUInt16LE(at + 28);
+    const name = buf.toString('utf8', at + 30, at + 30 + nameLen).replace(/\.npy$/, '');
+    const start = at + 30 + nameLen + extra;
+    out.set(name, buf.subarray(start, start + size));
+    at = start + size;
+  }
+  if (out.size === 0) throw new Error(`${path}: not a .npz file`);
+  return out;
 }

@@ -13,6 +13,8 @@ import { STATE_NONE, stateOfValue, valueOfState, type RankState } from '../check
 import { monoUs } from '../trace/clock.js';
 import { REC, slotOf, type TimingSpec } from '../trace/log.js';
 import { bytesOf, partIndex } from '../message.js';
+import { dtypeCode, type RingFields } from '../pipeline/fields.js';
+import { blockViews, fieldTable, wasmDescriptors } from './fields-views.js';
 
 export interface ExecutorInit {
   index: number;
@@ -29,6 +31,10 @@ export interface ExecutorInit {
   outputs: number[];
   /** Top of this executor's WASM stack region in the arena. */
   stackTop: number;
+  /** A ring of fields with WASM kernels: where this executor writes their descriptors (src/arena.ts). */
+  scratch?: number;
+  /** A ring of fields: every stage's blocks (src/pipeline/fields.ts); offsets below then count 8-byte words of them. */
+  fields?: RingFields;
   cBackend: CBackend;
   /** The run's number in this process, for the kernel addon's interrupt (a positive integer). */
   run: number;
@@ -66,10 +72,48 @@ export class Executor {
     const wasm = needsWasm ? instantiateKernel(init.memory!, init.wasmModule, init.stackTop) : undefined;
     const run: Runner[] = [];
     const hooks: StateHooks[] = [];
-    for (const st of init.stages) {
+    const { fields } = init;
+    let scratch = init.scratch ?? 0;
+    for (const [s, st] of init.stages.entries()) {
       hooks.push(st.kind === 'ts' ? await loadStateHooks(st.module!) : {});
       const nranks = st.ranks;
-      if (st.kind === 'ts') {
+      if (fields && st.kind === 'ts') {
+        // Views made once per rank: a ring of fields keeps its offsets.
+        const fn = await loadTransform(st.module!, st.export!);
+        const input = fieldTable(fields.in[s]);
+        const output = fieldTable(fields.out[s]);
+        const views: ({ inAt: number; outAt: number; i: object; o: object } | undefined)[] = [];
+        run.push((step, rank, inAt, outAt) => {
+          let v = views[rank];
+          if (v?.inAt !== inAt || v.outAt !== outAt) {
+            v = views[rank] = { inAt, outAt, i: blockViews(init.buffer, bytesOf(inAt), fields.in[s]), o: blockViews(init.buffer, bytesOf(outAt), fields.out[s]) };
+          }
+          mustBeSync(fn(v.i as never, v.o as never, { rank, nranks, iteration: step.iteration, input, output } as never));
+        });
+      } else if (fields && st.kind === 'c' && wasm) {
+        const call = wasm[st.wasmExport!] as unknown as (inDesc: number, nIn: number, outDesc: number, nOut: number, r: number, n: number, it: number) => void;
+        const desc = wasmDescriptors(init.buffer, scratch, fields.in[s], fields.out[s]);
+        scratch += Math.ceil(desc.bytes / 4) * 4;
+        const nIn = fields.in[s].fields.length;
+        const nOut = fields.out[s].fields.length;
+        const dirty = nullGuard(init.memory!);
+        run.push((step, rank, inAt, outAt) => {
+          desc.point(bytesOf(inAt), bytesOf(outAt));
+          call(desc.inDesc, nIn, desc.outDesc, nOut, rank, nranks, step.iteration);
+          const wrote = dirty();
+          if (wrote) throw new KernelTrap(wrote);
+        });
+      } else if (fields && st.kind === 'c') {
+        // TEMP until the addon's interface (src/assets.ts) declares them.
+        const addon = nativeKernels() as ReturnType<typeof nativeKernels> & {
+          prepareFields(kernel: unknown, table: object): number;
+          runFields(handle: number, arena: Float64Array, inByte: number, outByte: number, rank: number, nranks: number, iteration: number, stage: string, run: number): void;
+        };
+        const kernel = addon.open(st.nativeLib!, st.nativeSymbol!);
+        const table = (b: RingFields['in'][number]) => b.fields.map((f) => ({ name: f.name, dtype: dtypeCode(f.dtype), count: f.count, shape: f.shape, offset: f.offset }));
+        const handle = addon.prepareFields(kernel, { in: table(fields.in[s]), out: table(fields.out[s]) });
+        run.push((step, rank, inAt, outAt) => addon.runFields(handle, f64, bytesOf(inAt), bytesOf(outAt), rank, nranks, step.iteration, st.name, init.run));
+      } else if (st.kind === 'ts') {
         const fn = await loadTransform(st.module!, st.export!);
         run.push((step, rank, inAt, outAt) =>
           mustBeSync(

@@ -78,9 +78,9 @@ export class ThreadsTransport implements Transport {
   }
 
   private init(index: number): ExecutorInit {
-    const { buffer, memory, buffers, outputs, stackTops } = this.ctx.arena;
+    const { buffer, memory, buffers, outputs, stackTops, scratch } = this.ctx.arena;
     const { stages, wasmModule } = this.plan;
-    return { index, executors: this.opts.executors, buffer, memory, stages, wasmModule, buffers, outputs, stackTop: stackTops[index], cBackend: this.opts.cBackend, run: this.run, times: this.rankRings };
+    return { index, executors: this.opts.executors, buffer, memory, stages, wasmModule, buffers, outputs, stackTop: stackTops[index], scratch: scratch[index], fields: this.plan.fields, cBackend: this.opts.cBackend, run: this.run, times: this.rankRings };
   }
 
   private ranksOf(index: number, stage: number): number[] {
