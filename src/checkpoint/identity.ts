@@ -7,6 +7,7 @@
 import { createHash } from 'node:crypto';
 import { basename } from 'node:path';
 import type { RingPlan, RingStage } from '../pipeline/model.js';
+import type { FieldSpec } from '../pipeline/fields.js';
 
 export interface Identity {
   stages: { name: string; kind: string; ranks: number; code: string }[];
@@ -14,6 +15,8 @@ export interface Identity {
   initialLength: number;
   /** The initial value, or the sha256 of the initial array's bytes. */
   initial: number | string;
+  /** A ring of fields: each stage's output fields as declared (Array1's are the last stage's). */
+  fields?: FieldSpec[][];
 }
 
 /**
@@ -36,6 +39,7 @@ export function identityOf(plan: RingPlan): Identity {
     schedule: plan.schedule,
     initialLength: plan.initialLength,
     initial,
+    ...(plan.fields ? { fields: plan.fields.declared } : {}),
   };
 }
 
@@ -58,6 +62,10 @@ export function identityDiff(theirs: Identity, ours: Identity): string | undefin
     if (a.kind !== b.kind) return `stage "${b.name}" is of kind ${a.kind} there and ${b.kind} here`;
     if (a.ranks !== b.ranks) return `stage "${b.name}" has ${a.ranks} ranks there and ${b.ranks} here`;
     if (a.code !== b.code) return `stage "${b.name}" runs ${a.code} there and ${b.code} here`;
+  }
+  const fieldsOf = (id: Identity, s: number) => (id.fields?.[s] ?? []).map((f) => `${f.name} ${f.dtype} [${f.shape.join(', ')}]${f.to === 'all' ? ' to all' : ''}`).join(', ') || 'none';
+  for (let s = 0; s < ours.stages.length; s++) {
+    if (fieldsOf(theirs, s) !== fieldsOf(ours, s)) return `stage "${ours.stages[s].name}" has fields ${fieldsOf(theirs, s)} there and ${fieldsOf(ours, s)} here`;
   }
   // As --sizes says them: Array1 (the last stage's output) first.
   const sched = (s: number[][]) => s.map((g) => [g[g.length - 1], ...g.slice(0, -1)].join(',')).join('/');

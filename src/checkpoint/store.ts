@@ -11,7 +11,9 @@ import { basename, dirname, join } from 'node:path';
 import { version } from '../version.js';
 import { identityHash, sha256, type Identity } from './identity.js';
 import { STATE_BYTES, STATE_NONE, STATE_NPY, type RankState, type RunStates } from './state.js';
-import { messageBytes, messageFromBytes, type Message } from '../message.js';
+import { fieldCtor, fieldNpys, lanesOf, messageBytes, messageFromBytes, wordsOf, type Array1Form, type FieldArray, type FieldValues, type Message } from '../message.js';
+import { DTYPES, blockOf, type Dtype } from '../pipeline/fields.js';
+import { parseNpy } from '../pipeline/npy.js';
 
 export const MANIFEST = 'manifest.json';
 const PREFIX = 'checkpoint-';
@@ -40,7 +42,8 @@ export interface Manifest {
   /** sha256 of the identity's JSON: equal hashes, same run. */
   identityHash: string;
   taken: Checkpoint['taken'];
-  array1: { file: string; length: number };
+  /** Array1: one .npy (`file`), or in a ring of fields one .npy per field (`fields`: name to file). */
+  array1: { file?: string; fields?: Record<string, string>; length: number };
   states: { stage: number; rank: number; format: 'bytes' | 'npy'; file: string }[];
   /** Every other file of the folder: its size and sha256. */
   files: Record<string, { bytes: number; sha256: string }>;
@@ -89,7 +92,12 @@ export function writeCheckpoint(dir: string, cp: Checkpoint, keep: number): { pa
     files[name] = { bytes: data.length, sha256: sha256(data) };
     bytes += data.length;
   };
-  put('array1.npy', messageBytes(cp.array1));
+  const form = formOf(cp.identity);
+  const array1: Manifest['array1'] = { length: cp.array1.length };
+  if (form) {
+    array1.fields = {};
+    for (const { name, npy } of fieldNpys(form, cp.array1)) put((array1.fields[name] = `array1.${name}.npy`), npy);
+  } else put((array1.file = 'array1.npy'), messageBytes(cp.array1));
   const states: Manifest['states'] = [];
   cp.states.forEach((ranks, s) =>
     ranks?.forEach((st, r) => {
@@ -109,7 +117,7 @@ export function writeCheckpoint(dir: string, cp: Checkpoint, keep: number): { pa
     identity: cp.identity,
     identityHash: identityHash(cp.identity),
     taken: cp.taken,
-    array1: { file: 'array1.npy', length: cp.array1.length },
+    array1,
     states,
     files,
   };
@@ -193,9 +201,23 @@ export function readCheckpoint(path: string): Checkpoint {
     if (sha256(buf) !== want.sha256) throw new Error(`${name} does not match its sha256 in the manifest`);
     data.set(name, buf);
   }
-  const a1 = data.get(manifest.array1?.file);
-  if (!a1) throw new Error(`${MANIFEST} lists no array1 file`);
-  const array1 = messageFromBytes(a1, manifest.array1.file, manifest.array1.length);
+  const form = formOf(manifest.identity);
+  let array1: Message;
+  if (form) {
+    const values: FieldValues = {};
+    for (const f of form.block.fields) {
+      const file = manifest.array1?.fields?.[f.name];
+      const npy = file === undefined ? undefined : data.get(file);
+      if (!npy) throw new Error(`${MANIFEST} lists no array1 file for field "${f.name}"`);
+      values[f.name] = fieldFromNpy(npy, file!, f.dtype, f.count * form.ranks);
+    }
+    array1 = wordsOf(values, form.block, form.ranks);
+    if (array1.length !== manifest.array1.length) throw new Error(`array1's fields pack into ${array1.length} words where the manifest says ${manifest.array1.length}`);
+  } else {
+    const a1 = manifest.array1?.file === undefined ? undefined : data.get(manifest.array1.file);
+    if (!a1) throw new Error(`${MANIFEST} lists no array1 file`);
+    array1 = messageFromBytes(a1, manifest.array1.file!, manifest.array1.length);
+  }
   const states: RunStates = manifest.identity.stages.map(() => null);
   for (const st of manifest.states) {
     const buf = data.get(st.file);
@@ -220,4 +242,20 @@ export function newestCheckpoint(dir: string): { path?: string; checkpoint?: Che
     }
   }
   return { notes };
+}
+
+/** Array1's form in a checkpoint's identity: a ring of fields keeps one .npy per field. */
+function formOf(id: Identity): Array1Form | undefined {
+  if (!id.fields) return undefined;
+  const S = id.stages.length;
+  return { block: blockOf(id.fields[S - 1]), ranks: id.stages[S - 1].ranks };
+}
+
+/** One field of a checkpoint's Array1, checked: `count` values of `dtype`. */
+function fieldFromNpy(bytes: Buffer, file: string, dtype: Dtype, count: number): FieldArray {
+  const { descr, data } = parseNpy(bytes, file);
+  if (descr !== DTYPES[dtype].npy || data.length !== count * DTYPES[dtype].bytes) throw new Error(`${file} is not ${count} ${dtype} values`);
+  const a = new (fieldCtor(dtype))(count * lanesOf(dtype));
+  new Uint8Array(a.buffer).set(data);
+  return a;
 }
