@@ -95,3 +95,69 @@ export function referenceSchedule(stages, sizes, initial, iterations) {
   for (let i = 0; i < a.length; i++) s += a[i];
   return { checksum: s, final: a };
 }
+
+/**
+ * A plain reference for a ring of fields: stages [{ ranks, fields: [{ name, dtype, shape, to }],
+ * f(input, output, ctx) }], where f is the stage's formula written again on plain typed arrays.
+ * Each field is concatenated over its producer's ranks and split over the next stage's along
+ * its first axis, or given whole ("to": "all"): arrays, no blocks, no offsets. `initial` holds
+ * Array1's fields whole. Returns the last stage's fields whole.
+ */
+export function referenceFields(stages, initial, iterations) {
+  const CTOR = { float64: Float64Array, float32: Float32Array, int64: BigInt64Array, int32: Int32Array, int16: Int16Array, int8: Int8Array, uint64: BigUint64Array, uint32: Uint32Array, uint16: Uint16Array, uint8: Uint8Array, complex128: Float64Array, complex64: Float32Array };
+  const lanes = (d) => (d.startsWith('complex') ? 2 : 1);
+  const count = (f) => f.shape.reduce((a, b) => a * b, 1) * lanes(f.dtype);
+  let whole = initial;
+  let producer = stages[stages.length - 1];
+  for (let it = 0; it < iterations; it++) {
+    for (const st of stages) {
+      const out = {};
+      for (const f of st.fields) out[f.name] = new CTOR[f.dtype](count(f) * st.ranks);
+      for (let r = 0; r < st.ranks; r++) {
+        const input = {};
+        for (const f of producer.fields) {
+          const all = whole[f.name];
+          const per = all.length / st.ranks;
+          input[f.name] = f.to === 'all' ? all.slice() : all.slice(r * per, (r + 1) * per);
+        }
+        const output = {};
+        for (const f of st.fields) output[f.name] = new CTOR[f.dtype](count(f));
+        st.f(input, output, { rank: r, nranks: st.ranks, iteration: it });
+        for (const f of st.fields) out[f.name].set(output[f.name], r * count(f));
+      }
+      whole = out;
+      producer = st;
+    }
+  }
+  return whole;
+}
+
+/** The fields fixtures' formulas (test/fixtures/fields), written again. */
+export const FIELD_KERNELS = {
+  sample(input, output, { rank, iteration }) {
+    let s = 0;
+    for (const v of input.x) s += v;
+    for (const v of input.n) s += v;
+    let g = 0;
+    for (const v of input.g) g += v;
+    s += g * 0.5;
+    for (let j = 0; j < output.p.length; j++) output.p[j] = s / 4 + rank + j;
+    for (let j = 0; j < output.k.length; j++) output.k[j] = BigInt(iteration * 10 + rank + j);
+    for (let j = 0; j < output.z.length; j += 2) [output.z[j], output.z[j + 1]] = [s + j, -rank];
+  },
+  model(input, output, { rank, iteration }) {
+    let s = 0;
+    for (const v of input.p) s += v;
+    for (const v of input.k) s += Number(v);
+    input.z.forEach((v, i) => (s += v * (i + 1)));
+    for (let j = 0; j < output.x.length; j++) output.x[j] = s / 8 + j;
+    for (let j = 0; j < output.n.length; j++) output.n[j] = ((iteration + rank + j) % 7) - 3;
+    for (let j = 0; j < output.g.length; j++) output.g[j] = (rank + iteration + j) & 255;
+  },
+};
+
+/** Bitwise equality of two typed arrays of any type. */
+export function sameBytes(a, b) {
+  if (a.constructor !== b.constructor || a.length !== b.length) return false;
+  return Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
+}
