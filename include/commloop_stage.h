@@ -401,7 +401,8 @@ static inline void commloop_fields_read(const struct commloop_stage *s, struct c
     commloop_stage_check(s, MPI_Bcast(&bytes, 1, MPI_INT, 0, s->inter), "field table MPI_Bcast");
     if (bytes < 1 || bytes > (1 << 24)) commloop_stage_fail(s, "ProtocolError", "bad field table length %d", bytes);
     t->text = (char *)malloc((size_t)bytes + 1);
-    /* No more lines than bytes / 8 ("in a f8 1\n" is the shortest, 10 bytes). */
+    /* Room for bytes / 8 + 1 fields: a line is checked before the next is stored, and an
+     * acceptable one takes at least 12 bytes ("in a int8 1\n"). */
     size_t most = (size_t)bytes / 8 + 1;
     t->field = (commloop_field *)calloc(most, sizeof(commloop_field));
     t->offset = (size_t *)calloc(most, sizeof(size_t));
@@ -414,6 +415,8 @@ static inline void commloop_fields_read(const struct commloop_stage *s, struct c
     char *line = t->text;
     for (int k = 1; *line; k++) {
         char *end = strchr(line, '\n'), *word[4];
+        /* The text ends in a newline, so only a NUL byte before it leaves a line without one. */
+        if (!end) commloop_stage_fail(s, "ProtocolError", "field table line %d holds a NUL byte", k);
         *end = 0;
         int words = 0;
         for (char *p = line; *p && words < 4;) {
