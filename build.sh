@@ -80,7 +80,7 @@ if newer "$wasm" wasm/commloop_kernel.c wasm/commloop_kernel.h build.sh; then
     -sSTANDALONE_WASM -sIMPORTED_MEMORY -sALLOW_MEMORY_GROWTH \
     -sTOTAL_STACK=65536 -sINITIAL_MEMORY=1MB -sMAXIMUM_MEMORY=4GB \
     -Wl,--shared-memory -Wl,--export=__heap_base \
-    -sEXPORTED_FUNCTIONS=_commloop_sum,_commloop_halfmean,_commloop_halffirst \
+    -sEXPORTED_FUNCTIONS=_commloop_sum,_commloop_halfmean,_commloop_halffirst,_commloop_fields_demo \
     wasm/commloop_kernel.c -o "$wasm"
 fi
 

@@ -36,6 +36,26 @@
  * Stage processes ignore SIGUSR1 and SIGUSR2 from the hello on: mpirun forwards them to every
  * rank, and a batch system's warning signal is the master's to handle.
  *
+ * A stage whose pipeline entry declares "fields" (several named, typed, shaped arrays per
+ * rank) gets them as descriptors instead (commloop_fields_fn; protocol version 3, so an exec
+ * stage's entry also says "protocol": 3). Find a field by name and dtype; `count` is its
+ * elements per rank (the product of `shape`), and a complex element is a (real, imag) pair:
+ *
+ *     static void step(const commloop_field *in, int n_in, const commloop_field *out, int n_out,
+ *                      int rank, int nranks, int iteration) {
+ *         const float *t = commloop_field_data(in, n_in, "temperature", COMMLOOP_FLOAT32);
+ *         int32_t *hot = commloop_field_data(out, n_out, "hot", COMMLOOP_INT32);
+ *         for (size_t j = 0; j < out[0].count; j++) hot[j] = t[j] > 300.0f;
+ *     }
+ *     int main(int argc, char **argv) { return commloop_stage_run_fields(argc, argv, step); }
+ *
+ * with `"fields": {"hot": {"dtype": "int32", "shape": [N]}}` and a previous stage giving
+ * "temperature" as float32 of the same shape. The stage checks the hub's field table (names,
+ * dtypes, shapes, and that they fill the step table's sizes) and fails naming the field when
+ * it does not fit; commloop_stage_run_fields_with_state takes a struct commloop_state as
+ * above. A classic kernel (commloop_stage_run) also runs in a fields ring when its input and
+ * its output are each one float64 field; a fields kernel refuses a hub of version 1 or 2.
+ *
  * Header-only: every function is static, so there is no library to build or link.
  */
 #ifndef COMMLOOP_STAGE_H
@@ -65,9 +85,45 @@ int nanosleep(const struct timespec *req, struct timespec *rem);
 typedef void commloop_kernel_fn(const double *in, size_t n_in, double *out, size_t n_out,
                                 int rank, int nranks, int iteration);
 
+/* Fields (issue 27): the same enum, struct and function type as in wasm/commloop_kernel.h,
+ * under the same guard, so a file may include both headers (the project's worker does) and
+ * a user's stage needs only this one. Keep the two copies identical. */
+#ifndef COMMLOOP_FIELD_TYPES
+#define COMMLOOP_FIELD_TYPES
+/* NumPy's dtypes, numbered from 1 in this order; little-endian, a complex element a (re, im) pair. */
+enum {
+    COMMLOOP_FLOAT64 = 1, COMMLOOP_FLOAT32, COMMLOOP_INT64, COMMLOOP_INT32, COMMLOOP_INT16,
+    COMMLOOP_INT8, COMMLOOP_UINT64, COMMLOOP_UINT32, COMMLOOP_UINT16, COMMLOOP_UINT8,
+    COMMLOOP_COMPLEX128, COMMLOOP_COMPLEX64
+};
+
+typedef struct commloop_field {
+    const char *name; /* NUL-terminated, as the pipeline names it */
+    void *data;       /* this rank's part: count elements of dtype (complex: pairs) */
+    size_t count;     /* elements: the product of shape */
+    int dtype;        /* COMMLOOP_* */
+    int ndim;         /* 1..4 */
+    int shape[4];     /* per rank; unused axes 0 */
+} commloop_field;
+
+typedef void commloop_fields_fn(const commloop_field *in, int n_in, const commloop_field *out, int n_out,
+                                int rank, int nranks, int iteration);
+
+/* The field named `name` with dtype `dtype` among f[0..n), or NULL. */
+static inline void *commloop_field_data(const commloop_field *f, int n, const char *name, int dtype) {
+    for (int i = 0; i < n; i++) {
+        const char *a = f[i].name, *b = name;
+        while (*a && *a == *b) a++, b++;
+        if (*a == *b && f[i].dtype == dtype) return f[i].data;
+    }
+    return NULL;
+}
+#endif
+
 #define COMMLOOP_MAGIC 0x434C4F50
-/* The highest protocol version spoken here; the hub's hello says which one this run uses. */
-#define COMMLOOP_VERSION 2
+/* The highest protocol version spoken here; the hub's hello says which one this run uses.
+ * Version 3 is version 2 with a field table after the step table (fields rings). */
+#define COMMLOOP_VERSION 3
 /* v2 step-table flag: keep step times, ship them after the stop (docs/PROTOCOL.md, "Step times"). */
 #define COMMLOOP_FLAG_TIMES 1
 /* v2 step-table flag, MPMD only: the steps run on the intercommunicator merged with the hub
@@ -313,10 +369,115 @@ static inline void commloop_state_load(const struct commloop_stage *s, const str
     commloop_stage_check(s, MPI_Gather(&done, 1, MPI_INT, NULL, 0, MPI_INT, 0, s->inter), "load MPI_Gather");
 }
 
+/* v3's field table, parsed: one descriptor per line, in then out, each with its byte offset
+ * in the packed block (fields in order, each padded to 8 bytes) until the buffers exist. */
+struct commloop_fields {
+    char *text;               /* the table's bytes, NUL-terminated; names point into it */
+    commloop_field *field;    /* in fields, then out fields */
+    size_t *offset;           /* each field's byte offset in its block */
+    int n_in, n_out;
+    size_t in_bytes, out_bytes;
+};
+
+static const char *const commloop_dtype_names[] = {"", "float64", "float32", "int64", "int32", "int16", "int8",
+                                                   "uint64", "uint32", "uint16", "uint8", "complex128", "complex64"};
+static const size_t commloop_dtype_bytes[] = {0, 8, 4, 8, 4, 2, 1, 8, 4, 2, 1, 16, 8};
+
+/* "a int32 [3], b float64 [2x4]": the fields of one side, for messages. */
+static inline void commloop_fields_list(char *buf, size_t cap, const commloop_field *f, int n) {
+    size_t used = 0;
+    buf[0] = 0;
+    for (int i = 0; i < n && used < cap; i++) {
+        used += (size_t)snprintf(buf + used, cap - used, "%s%s %s [", i ? ", " : "", f[i].name, commloop_dtype_names[f[i].dtype]);
+        for (int a = 0; a < f[i].ndim && used < cap; a++) used += (size_t)snprintf(buf + used, cap - used, "%s%d", a ? "x" : "", f[i].shape[a]);
+        if (used < cap) used += (size_t)snprintf(buf + used, cap - used, "]");
+    }
+}
+
+/* Receives and checks the field table: `in|out NAME DTYPE SHAPE` lines, all in lines first;
+ * the packed blocks must be n_in / n_out words of every step-table entry. */
+static inline void commloop_fields_read(const struct commloop_stage *s, struct commloop_fields *t, const int *sizes, const int *table) {
+    int bytes = 0;
+    commloop_stage_check(s, MPI_Bcast(&bytes, 1, MPI_INT, 0, s->inter), "field table MPI_Bcast");
+    if (bytes < 1 || bytes > (1 << 24)) commloop_stage_fail(s, "ProtocolError", "bad field table length %d", bytes);
+    t->text = (char *)malloc((size_t)bytes + 1);
+    /* Room for bytes / 8 + 1 fields: a line is checked before the next is stored, and an
+     * acceptable one takes at least 12 bytes ("in a int8 1\n"). */
+    size_t most = (size_t)bytes / 8 + 1;
+    t->field = (commloop_field *)calloc(most, sizeof(commloop_field));
+    t->offset = (size_t *)calloc(most, sizeof(size_t));
+    if (!t->text || !t->field || !t->offset) commloop_stage_fail(s, "MemoryError", "out of memory for a field table of %d bytes", bytes);
+    commloop_stage_check(s, MPI_Bcast(t->text, bytes, MPI_CHAR, 0, s->inter), "field table MPI_Bcast");
+    t->text[bytes] = 0;
+    if (t->text[bytes - 1] != '\n') commloop_stage_fail(s, "ProtocolError", "the field table does not end in a newline");
+    t->n_in = t->n_out = 0;
+    t->in_bytes = t->out_bytes = 0;
+    char *line = t->text;
+    for (int k = 1; *line; k++) {
+        char *end = strchr(line, '\n'), *word[4];
+        /* The text ends in a newline, so only a NUL byte before it leaves a line without one. */
+        if (!end) commloop_stage_fail(s, "ProtocolError", "field table line %d holds a NUL byte", k);
+        *end = 0;
+        int words = 0;
+        for (char *p = line; *p && words < 4;) {
+            word[words++] = p;
+            while (*p && *p != ' ') p++;
+            if (*p) *p++ = 0;
+            if (words == 4 && *p) words = 5;
+        }
+        /* A bad line is quoted as received up to its first NUL: the words were split in place. */
+        if (words != 4) commloop_stage_fail(s, "ProtocolError", "field table line %d (\"%s\"): want \"in|out NAME DTYPE SHAPE\"", k, line);
+        int out = strcmp(word[0], "out") == 0;
+        if (!out && strcmp(word[0], "in") != 0) commloop_stage_fail(s, "ProtocolError", "field table line %d: \"%s\" is neither in nor out", k, word[0]);
+        if (!out && t->n_out > 0) commloop_stage_fail(s, "ProtocolError", "field table line %d: in field %s after the out fields", k, word[1]);
+        commloop_field *f = &t->field[t->n_in + t->n_out];
+        f->name = word[1];
+        int ident = !((unsigned)(word[1][0] - '0') < 10u);
+        for (const char *c = word[1]; ident && *c; c++) ident = *c == '_' || (unsigned)((*c | 32) - 'a') < 26u || (unsigned)(*c - '0') < 10u;
+        if (!ident || !word[1][0]) commloop_stage_fail(s, "ProtocolError", "field table line %d: the field name \"%s\" is not an identifier", k, word[1]);
+        for (int d = 1; d <= COMMLOOP_COMPLEX64; d++) if (strcmp(word[2], commloop_dtype_names[d]) == 0) f->dtype = d;
+        if (!f->dtype) commloop_stage_fail(s, "ProtocolError", "field %s: unknown dtype \"%s\"", word[1], word[2]);
+        unsigned long long count = 1;
+        for (char *p = word[3];;) {
+            char *after = p;
+            unsigned long long axis = 0;
+            while ((unsigned)(*after - '0') < 10u && axis <= INT_MAX) axis = axis * 10 + (unsigned)(*after++ - '0');
+            if (after == p || axis < 1 || axis > INT_MAX || f->ndim == 4 || (*after && *after != 'x')) {
+                commloop_stage_fail(s, "ProtocolError", "field %s: bad shape \"%s\" (1 to 4 positive integers joined by x)", word[1], word[3]);
+            }
+            f->shape[f->ndim++] = (int)axis;
+            count *= axis;
+            if (count > INT_MAX) commloop_stage_fail(s, "ProtocolError", "field %s: shape %s has more than %d elements", word[1], word[3], INT_MAX);
+            if (!*after) break;
+            p = after + 1;
+        }
+        f->count = (size_t)count;
+        size_t *at = out ? &t->out_bytes : &t->in_bytes;
+        t->offset[t->n_in + t->n_out] = *at;
+        *at += (f->count * commloop_dtype_bytes[f->dtype] + 7) / 8 * 8;
+        if (out) t->n_out++;
+        else t->n_in++;
+        line = end + 1;
+    }
+    /* Every step's sizes: iteration 0's input (first), then each entry's n_in and n_out. */
+    char list[320];
+    for (int e = -1; e < sizes[0]; e++) {
+        long long n_in = e < 0 ? sizes[1] : table[2 * e], n_out = e < 0 ? -1 : table[2 * e + 1];
+        if ((unsigned long long)n_in * 8 != t->in_bytes) {
+            commloop_fields_list(list, sizeof list, t->field, t->n_in);
+            commloop_stage_fail(s, "ProtocolError", "the in fields (%s) pack into %zu bytes, but the step table gives %lld words (%lld bytes)", list, t->in_bytes, n_in, n_in * 8);
+        }
+        if (n_out >= 0 && (unsigned long long)n_out * 8 != t->out_bytes) {
+            commloop_fields_list(list, sizeof list, t->field + t->n_in, t->n_out);
+            commloop_stage_fail(s, "ProtocolError", "the out fields (%s) pack into %zu bytes, but the step table gives %lld words (%lld bytes)", list, t->out_bytes, n_out, n_out * 8);
+        }
+    }
+}
+
 /* Runs one stage rank to the end of the ring: MPI_Init (unless done already), hello, ready,
  * the step loop calling fn on this rank's chunk, shutdown, with state's callbacks at the hub's
  * save and load commands (state may be NULL: nothing to save). Returns 0 for main to return. */
-static inline int commloop_stage_run_with_state(int argc, char **argv, commloop_kernel_fn *fn, const struct commloop_state *state) {
+static inline int commloop_stage_loop(int argc, char **argv, commloop_kernel_fn *fn, commloop_fields_fn *ffn, const struct commloop_state *state) {
     int initialized = 0;
     MPI_Initialized(&initialized);
     if (!initialized) MPI_Init(&argc, &argv);
@@ -325,7 +486,7 @@ static inline int commloop_stage_run_with_state(int argc, char **argv, commloop_
     struct commloop_stage *s = &st;
     MPI_Comm_rank(MPI_COMM_WORLD, &s->rank);
     MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
-    if (!fn) commloop_stage_fail(s, "ProtocolError", "commloop_stage_run needs a kernel function, not NULL");
+    if (!fn && !ffn) commloop_stage_fail(s, "ProtocolError", "commloop_stage_run needs a kernel function, not NULL");
     int appnum = commloop_stage_connect(s);
     MPI_Comm_set_errhandler(s->inter, MPI_ERRORS_RETURN);
     commloop_stage_check(s, MPI_Comm_rank(s->inter, &s->rank), "MPI_Comm_rank");
@@ -338,6 +499,9 @@ static inline int commloop_stage_run_with_state(int argc, char **argv, commloop_
     }
     int version = hello[1];
     s->index = hello[2];
+    if (ffn && version < 3) {
+        commloop_stage_fail(s, "ProtocolError", "the hub speaks protocol version %d; a fields kernel needs version 3 (an exec stage's pipeline entry says \"protocol\": 3)", version);
+    }
     commloop_name_crashes(s->index, s->rank);
     /* mpirun forwards SIGUSR1 and SIGUSR2 to every rank; their default action would end it,
      * and a batch system's warning signal is the master's to act on (it checkpoints and stops). */
@@ -349,13 +513,38 @@ static inline int commloop_stage_run_with_state(int argc, char **argv, commloop_
     }
     /* v2: every step's sizes, once: iteration i takes table[i % P], iteration 0's n_in is first. */
     int sizes[3] = {0, 0, 0}, *table = NULL;
-    if (version == 2) {
+    if (version >= 2) {
         commloop_stage_check(s, MPI_Bcast(sizes, 3, MPI_INT, 0, s->inter), "step table MPI_Bcast");
         /* sizes[2]: flags; an unknown one must not be ignored. */
         if (sizes[0] < 1 || sizes[1] < 1 || (sizes[2] & ~(COMMLOOP_FLAG_TIMES | COMMLOOP_FLAG_MERGED | COMMLOOP_FLAG_STATE)) != 0) commloop_stage_fail(s, "ProtocolError", "bad step table {%d, %d, %d}", sizes[0], sizes[1], sizes[2]);
         table = (int *)malloc(2 * (size_t)sizes[0] * sizeof(int));
         if (!table) commloop_stage_fail(s, "MemoryError", "out of memory for a step table of %d", sizes[0]);
         commloop_stage_check(s, MPI_Bcast(table, 2 * sizes[0], MPI_INT, 0, s->inter), "step table MPI_Bcast");
+    }
+    /* v3: the field table, right after the step table. Its sizes are every step's, so the
+     * buffers are made once here and the descriptors point into them for the whole run. */
+    struct commloop_fields fields = {NULL, NULL, NULL, 0, 0, 0, 0};
+    double *in = NULL, *out = NULL;
+    size_t in_cap = 0, out_cap = 0;
+    if (version == 3) {
+        commloop_fields_read(s, &fields, sizes, table);
+        const commloop_field *f = fields.field;
+        if (!ffn && !(fields.n_in == 1 && fields.n_out == 1 && f[0].dtype == COMMLOOP_FLOAT64 && f[1].dtype == COMMLOOP_FLOAT64)) {
+            char ins[200], outs[200];
+            commloop_fields_list(ins, sizeof ins, f, fields.n_in);
+            commloop_fields_list(outs, sizeof outs, f + fields.n_in, fields.n_out);
+            commloop_stage_fail(s, "ProtocolError", "this stage's kernel takes one float64 array (commloop_kernel_fn), but its fields are in: %s; out: %s (write a commloop_fields_fn and run it with commloop_stage_run_fields)", ins, outs);
+        }
+        in = commloop_reserve(s, in, &in_cap, fields.in_bytes / 8);
+        out = commloop_reserve(s, out, &out_cap, fields.out_bytes / 8);
+        /* malloc's alignment is at least 8; the packed layout keeps every field on it. */
+        if ((uintptr_t)in % 8 != 0 || (uintptr_t)out % 8 != 0) commloop_stage_fail(s, "MemoryError", "the message buffers are not 8-byte aligned");
+        /* Kernels write fields, not the padding between them: zeroed once, it travels as zeros
+         * rather than as whatever malloc left there. */
+        memset(out, 0, fields.out_bytes);
+        for (int i = 0; i < fields.n_in + fields.n_out; i++) {
+            fields.field[i].data = (char *)(i < fields.n_in ? in : out) + fields.offset[i];
+        }
     }
     /* Step times: keep iterations 0, every, 2*every... in a ring of the newest cap records. */
     int timing[2] = {0, 0};
@@ -383,8 +572,6 @@ static inline int commloop_stage_run_with_state(int argc, char **argv, commloop_
     long steps_run = 0;
     int loaded = 0;
 
-    double *in = NULL, *out = NULL;
-    size_t in_cap = 0, out_cap = 0;
     for (;;) {
         int head[4];
         commloop_stage_check(s, MPI_Bcast(head, 4, MPI_INT, 0, s->inter), "header MPI_Bcast");
@@ -400,9 +587,9 @@ static inline int commloop_stage_run_with_state(int argc, char **argv, commloop_
             loaded = 1;
             continue;
         }
-        /* v1: one step {1, iteration, n_in, n_out}; v2: an epoch {2, first iteration, count, 0}. */
+        /* v1: one step {1, iteration, n_in, n_out}; v2 and v3: an epoch {2, first iteration, count, 0}. */
         int v1 = version == 1 && head[0] == 1 && head[2] >= 1 && head[3] >= 1;
-        int v2 = version == 2 && head[0] == 2 && head[1] >= 0 && head[2] >= 1;
+        int v2 = version >= 2 && head[0] == 2 && head[1] >= 0 && head[2] >= 1;
         if (!v1 && !v2) {
             commloop_stage_fail(s, "ProtocolError", "bad header {%d, %d, %d, %d} for protocol %d", head[0], head[1], head[2], head[3], version);
         }
@@ -423,7 +610,8 @@ static inline int commloop_stage_run_with_state(int argc, char **argv, commloop_
             if (rec) rec[2] = commloop_now_us();
             __atomic_store_n(&commloop_computing, it + 1, __ATOMIC_RELAXED);
             __atomic_store_n(&commloop_computes, commloop_computes + 1, __ATOMIC_RELAXED);
-            fn(in, (size_t)n_in, out, (size_t)n_out, s->rank, s->nranks, it);
+            if (ffn) ffn(fields.field, fields.n_in, fields.field + fields.n_in, fields.n_out, s->rank, s->nranks, it);
+            else fn(in, (size_t)n_in, out, (size_t)n_out, s->rank, s->nranks, it);
             __atomic_store_n(&commloop_computing, 0, __ATOMIC_RELAXED);
             if (rec) rec[3] = commloop_now_us();
             if (merged != MPI_COMM_NULL) commloop_stage_check(s, MPI_Gatherv(out, n_out, MPI_DOUBLE, NULL, NULL, NULL, MPI_DOUBLE, 0, merged), "MPI_Gatherv");
@@ -447,6 +635,9 @@ static inline int commloop_stage_run_with_state(int argc, char **argv, commloop_
         free(ring);
     }
     free(table);
+    free(fields.text);
+    free(fields.field);
+    free(fields.offset);
     free(in);
     free(out);
     if (merged != MPI_COMM_NULL) MPI_Comm_free(&merged);
@@ -456,9 +647,23 @@ static inline int commloop_stage_run_with_state(int argc, char **argv, commloop_
     return 0;
 }
 
+static inline int commloop_stage_run_with_state(int argc, char **argv, commloop_kernel_fn *fn, const struct commloop_state *state) {
+    return commloop_stage_loop(argc, argv, fn, NULL, state);
+}
+
 /* The same without state: the hub's save gets format 0 from every rank. */
 static inline int commloop_stage_run(int argc, char **argv, commloop_kernel_fn *fn) {
     return commloop_stage_run_with_state(argc, argv, fn, NULL);
+}
+
+/* A fields kernel's stage (protocol version 3 only): fn gets this rank's fields each step,
+ * as descriptors built once over the message buffers. */
+static inline int commloop_stage_run_fields_with_state(int argc, char **argv, commloop_fields_fn *fn, const struct commloop_state *state) {
+    return commloop_stage_loop(argc, argv, NULL, fn, state);
+}
+
+static inline int commloop_stage_run_fields(int argc, char **argv, commloop_fields_fn *fn) {
+    return commloop_stage_run_fields_with_state(argc, argv, fn, NULL);
 }
 
 #endif

@@ -70,8 +70,37 @@ export interface KernelAddon {
   /** dlopens a shared library and finds the kernel symbol; returns a handle for run(). */
   open(lib: string, symbol: string): number;
   sum(x: Float64Array): number;
-  /** Every thread of this process inside a run(..., stage, run) of this `run` jumps out of its kernel (that call throws); returns how many. */
+  /** Every thread of this process inside a run(..., stage, run) or runFields(..., stage, run) of this `run` jumps out of its kernel (that call throws); returns how many. */
   interrupt(run: number): number;
+  /**
+   * Checks a fields kernel's table once (issue 27) and returns a handle for runFields().
+   * `kernel` is a handle from open() whose symbol is a `commloop_fields_fn`, or the built-in
+   * `"fields_demo"`. Each side lists a rank's block in packed order (src/pipeline/fields.ts
+   * `packedLayout`): `offset` must be exactly where packedLayout puts the field. Throws a
+   * TypeError or RangeError naming the bad item (`table.in[1] ("b").offset must be 16, ...`).
+   * Tables live as long as the process: prepare once per stage and thread, not per step.
+   */
+  prepareFields(kernel: string | number, table: { in: NativeField[]; out: NativeField[] }): number;
+  /**
+   * Runs a prepared fields kernel on one rank's blocks: its input block at byte `inByte` of
+   * `arena`, its output block at `outByte` (multiples of 8; the blocks must not overlap and
+   * every field must lie inside `arena`, else a RangeError). `stage` and `run` as for run().
+   */
+  runFields(handle: number, arena: Float64Array, inByte: number, outByte: number, rank: number, nranks: number, iteration: number, stage?: string, run?: number): void;
+}
+
+/** One field of a rank's packed block, as prepareFields() takes it. */
+export interface NativeField {
+  /** An identifier, as the pipeline names the field. */
+  name: string;
+  /** The dtype code: 1 float64, 2 float32, 3 int64, 4 int32, 5 int16, 6 int8, 7 uint64, 8 uint32, 9 uint16, 10 uint8, 11 complex128, 12 complex64. */
+  dtype: number;
+  /** Elements per rank (a complex element is one pair): the product of `shape`. */
+  count: number;
+  /** The per-rank shape, 1 to 4 positive axes. */
+  shape: number[];
+  /** The field's byte offset inside the rank's packed block. */
+  offset: number;
 }
 
 let kernelAddon: KernelAddon | undefined;
