@@ -407,7 +407,7 @@ static inline void commloop_fields_read(const struct commloop_stage *s, struct c
     t->field = (commloop_field *)calloc(most, sizeof(commloop_field));
     t->offset = (size_t *)calloc(most, sizeof(size_t));
     if (!t->text || !t->field || !t->offset) commloop_stage_fail(s, "MemoryError", "out of memory for a field table of %d bytes", bytes);
-    commloop_stage_check(s, MPI_Bcast(t->text, bytes, MPI_CHAR, 0, s->inter), "field table MPI_Bcast");
+    commloop_stage_check(s, MPI_Bcast(t->text, bytes, MPI_BYTE, 0, s->inter), "field table MPI_Bcast");
     t->text[bytes] = 0;
     if (t->text[bytes - 1] != '\n') commloop_stage_fail(s, "ProtocolError", "the field table does not end in a newline");
     t->n_in = t->n_out = 0;

@@ -111,6 +111,20 @@ for (const [label, opts] of [
   });
 }
 
+// The same ring with model as a C kernel of fields (test/fixtures/fields/model.c): native and WebAssembly, threads and MPI.
+const MODEL_C = { name: 'model', kind: 'c', ranks: 2, source: join(fixtures, 'model.c'), function: 'model', fields: MODEL_FIELDS };
+for (const [label, opts] of [
+  ['threads, C as WebAssembly', { transport: 'threads', cBackend: 'wasm' }],
+  ['threads, native C', { transport: 'threads', cBackend: 'native' }],
+  ['mpi spawn, native C', { transport: 'mpi', launch: 'spawn', cBackend: 'native' }],
+  ['mpi mpmd, C as WebAssembly', { transport: 'mpi', launch: 'mpmd', cBackend: 'wasm' }],
+]) {
+  ring(`${label}: a C kernel of fields gives the reference's fields, byte for byte`, async () => {
+    const r = await runPipeline({ stages: [SAMPLE, MODEL_C], initial: INITIAL }, { iterations: 6, ...opts });
+    assertFields(r.final, reference(6));
+  });
+}
+
 ring('the output .npz is what NumPy reads: dtypes, shapes and values', async () => {
   const out = join(dir, 'ring.npz');
   const r = cli(['--pipeline', pipelineFile('ring', { stages: [SAMPLE, MODEL], initial: INITIAL, output: { file: out } }), '-i', '4', '--transport', 'threads']);

@@ -104,11 +104,7 @@ export class Executor {
           if (wrote) throw new KernelTrap(wrote);
         });
       } else if (fields && st.kind === 'c') {
-        // TEMP until the addon's interface (src/assets.ts) declares them.
-        const addon = nativeKernels() as ReturnType<typeof nativeKernels> & {
-          prepareFields(kernel: unknown, table: object): number;
-          runFields(handle: number, arena: Float64Array, inByte: number, outByte: number, rank: number, nranks: number, iteration: number, stage: string, run: number): void;
-        };
+        const addon = nativeKernels();
         const kernel = addon.open(st.nativeLib!, st.nativeSymbol!);
         const table = (b: RingFields['in'][number]) => b.fields.map((f) => ({ name: f.name, dtype: dtypeCode(f.dtype), count: f.count, shape: f.shape, offset: f.offset }));
         const handle = addon.prepareFields(kernel, { in: table(fields.in[s]), out: table(fields.out[s]) });
