@@ -8,7 +8,7 @@ import { availableParallelism } from 'node:os';
 import { layout, makeArena, wasmAddressed } from './arena.js';
 import { RunError, UsageError } from './errors.js';
 import { checkWritable, writeOutput } from './pipeline/npy.js';
-import { demoPipeline, type CBackend, type PipelineSpec, type RingPlan } from './pipeline/model.js';
+import { demoPipeline, iterationSteps, type CBackend, type PipelineSpec, type RingPlan } from './pipeline/model.js';
 import { loadPipelineFile, preparePlan, validatePipeline } from './pipeline/load.js';
 import type { Transport, TransportContext } from './transport.js';
 import { MpiTransport } from './mpi/transport.js';
@@ -25,7 +25,7 @@ import { IterStats } from './trace/stats.js';
 import { driveRing, type RingOutcome } from './loop.js';
 import { WIRE_REQUESTS, type WireName, type WireRequest } from './mpi/wire.js';
 import { LAUNCH_REQUESTS, chooseLaunch, placementOf, type LaunchMode, type LaunchRequest } from './mpi/placement.js';
-import { array1Form, checksumOf, outputBytes, publicArray1, wholeShape, type Array1, type Array1Form, type Message } from './message.js';
+import { array1Form, bytesOf, checksumOf, outputBytes, publicArray1, wholeShape, type Array1, type Array1Form, type Message } from './message.js';
 
 export type TransportName = 'mpi' | 'threads';
 export type { LaunchMode, LaunchRequest } from './mpi/placement.js';
@@ -105,7 +105,12 @@ export interface RunOptions {
 
 export interface RunResult {
   /** The ring as it ran; `hosts[r]`: the host rank r ran on (its name where the run knows it, else `host #HASH`). */
-  stages: { name: string; kind: string; ranks: number; hosts: string[] }[];
+  /**
+   * Each stage: its ranks' hosts, the bytes of a rank's input and output in a step (the first
+   * group of sizes; in a ring of fields its packed blocks, padding included), and in a ring of
+   * fields its output fields (per-rank shapes).
+   */
+  stages: { name: string; kind: string; ranks: number; hosts: string[]; bytes: { in: number; out: number }; fields?: { name: string; dtype: string; shape: number[]; to?: 'all' }[] }[];
   procs: number;
   sizes: number[][];
   iterations: number;
@@ -278,7 +283,8 @@ async function runWith(plan: RingPlan, opts: RunOptions, { transport, cBackend, 
     const here = new Map([[hostHash(), hostname()]]);
     const hostName = outcome.hostName ?? ((h: number) => hostLabel(h, here));
     const about = { commloop: version, transport, launch, cBackend, iterations: outcome.stats.count };
-    trace = { file: opts.trace, ...writeChromeTrace(opts.trace, steps, { stages: plan.stages, hostName, about }) };
+    const bytes = stageBytes(plan);
+    trace = { file: opts.trace, ...writeChromeTrace(opts.trace, steps, { stages: plan.stages.map((st, s) => ({ name: st.name, kind: st.kind, bytes: bytes[s] })), hostName, about }) };
   }
   const wireName: WireName = transport === 'threads' ? 'memory' : (outcome.wire ?? 'user');
   return resultOf(plan, opts, { transport, cBackend, launch, launchReason, threads, wire: wireName, resumedFrom: from?.iterations ?? 0, cps, trace }, outcome);
@@ -296,7 +302,14 @@ function resultOf(
   const done = how.resumedFrom + t.count;
   const last = how.cps?.writer.last;
   return {
-    stages: plan.stages.map(({ name, kind, ranks }, s) => ({ name, kind, ranks, hosts: outcome.hosts?.[s] ?? new Array<string>(ranks).fill(hostname()) })),
+    stages: plan.stages.map(({ name, kind, ranks }, s) => ({
+      name,
+      kind,
+      ranks,
+      hosts: outcome.hosts?.[s] ?? new Array<string>(ranks).fill(hostname()),
+      bytes: stageBytes(plan)[s],
+      ...(plan.fields ? { fields: plan.fields.declared[s].map((f) => ({ name: f.name, dtype: f.dtype, shape: f.shape, ...(f.to === 'all' ? { to: 'all' as const } : {}) })) } : {}),
+    })),
     procs: plan.stages[0].ranks,
     sizes: opts.sizes ?? [plan.stages.map((_, s) => plan.schedule[0][(s + plan.stages.length - 1) % plan.stages.length])],
     iterations: done,
@@ -324,6 +337,11 @@ function resultOf(
     final: publicArray1(form, outcome.final),
     ...(form ? { fields: fieldSummary(form, outcome.final) } : {}),
   };
+}
+
+/** Bytes of a rank's input and output per stage in the first group of sizes (in a ring of fields, its packed blocks). */
+function stageBytes(plan: RingPlan): { in: number; out: number }[] {
+  return iterationSteps(plan, 0, plan.initialLength).map((st) => ({ in: bytesOf(st.nIn), out: bytesOf(st.nOut) }));
 }
 
 /** Each field of Array1: its dtype, whole shape and checksum. */

@@ -6,8 +6,13 @@ export function summary(r: RunResult): string {
   const sizes = r.sizes.map((t) => t.join(',')).join('/');
   const ranks = r.stages.every((s) => s.ranks === r.procs) ? `${r.procs} ranks per stage` : `ranks ${r.stages.map((s) => s.ranks).join(',')}`;
   const how = r.transport === 'threads' ? ` (${r.threads} threads)` : `, launch ${r.launch} (${r.launchReason})`;
+  const shape = (f: { shape: number[] }) => `[${f.shape.join(',')}]`;
+  const fields = r.stages.some((st) => st.fields)
+    ? r.stages.map((st) => `${st.name}: ${st.fields!.map((f) => `${f.name} ${f.dtype} ${shape(f)}${f.to ? ' to all' : ''}`).join(', ')}`).join('; ')
+    : undefined;
   return [
-    `ring      ${r.stages.map((s) => s.name).join(' -> ')}, ${ranks}, sizes ${sizes}`,
+    `ring      ${r.stages.map((s) => s.name).join(' -> ')}, ${ranks}, ${fields ? 'fields' : `sizes ${sizes}`}`,
+    ...(fields ? [`fields    ${fields} (per rank)`] : []),
     `run       ${r.iterations} iterations, transport ${r.transport}${how}, c-backend ${r.cBackend}${r.transport === 'mpi' ? `, wire ${r.wire}` : ''}`,
     `checksum  ${r.checksum}`,
     ...(r.stages.some((st) => st.hosts.some((h) => h !== r.stages[0].hosts[0])) ? [`hosts     ${r.stages.map((st) => `${st.name}: ${st.hosts.map((h, k) => `${k}@${h}`).join(' ')}`).join(', ')}`] : []),
@@ -69,14 +74,15 @@ export function stageBreakdown(r: RunResult): string {
   const pct = (share: number) => `${(share * 100).toFixed(1)}%`;
   const rows: string[][] = [['Stage', 'Part', 'Median', 'p95', 'Share', '']];
   for (const st of b.stages) {
-    rows.push([st.name, 'scatter', formatTime(st.scatter.medianS), formatTime(st.scatter.p95S), pct(st.scatter.share), '']);
+    const bytes = r.stages.find((x) => x.name === st.name)?.bytes;
+    rows.push([st.name, 'scatter', formatTime(st.scatter.medianS), formatTime(st.scatter.p95S), pct(st.scatter.share), bytes ? `${bytes.in} B a rank` : '']);
     if (st.compute) {
       const ranks = st.rankComputeS!.length > 1 ? ` (ranks' medians: ${st.rankComputeS!.map(formatTime).join(', ')})` : '';
       rows.push([st.name, 'compute', formatTime(st.compute.medianS), formatTime(st.compute.p95S), pct(st.compute.share), `slowest: rank ${st.compute.slowestRank}${ranks}`]);
     } else {
       rows.push([st.name, 'compute', '-', '-', '-', 'the stage reports no times: its compute is in its gather']);
     }
-    rows.push([st.name, 'gather', formatTime(st.gather.medianS), formatTime(st.gather.p95S), pct(st.gather.share), '']);
+    rows.push([st.name, 'gather', formatTime(st.gather.medianS), formatTime(st.gather.p95S), pct(st.gather.share), bytes ? `${bytes.out} B a rank` : '']);
   }
   rows.push(['hub', 'own', formatTime(b.hub.medianS), formatTime(b.hub.p95S), pct(b.hub.share), 'between steps']);
   const w = rows[0].map((_, c) => Math.max(...rows.map((row) => row[c].length)));

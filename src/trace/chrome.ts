@@ -9,7 +9,8 @@ import { closeSync, openSync, writeSync } from 'node:fs';
 import { REC, type StepTimes } from './log.js';
 
 export interface TraceMeta {
-  stages: { name: string; kind: string }[];
+  /** Each stage, with the bytes of a rank's input and output in a step (the first group of sizes). */
+  stages: { name: string; kind: string; bytes?: { in: number; out: number } }[];
   /** Host hash -> name, as far as the caller knows them. */
   hostName: (hash: number) => string;
   /** Extra fields for the file's otherData (version, command, transport...). */
@@ -35,9 +36,9 @@ export function writeChromeTrace(file: string, t: StepTimes, meta: TraceMeta): {
     writeSync(fd, chunk.join(''));
     chunk = [];
   };
-  const slice = (pid: number, tid: number, name: string, start: number, end: number, iteration: number) => {
+  const slice = (pid: number, tid: number, name: string, start: number, end: number, iteration: number, bytes?: number) => {
     const ts = at(start);
-    emit({ name, cat: 'step', ph: 'X', ts, dur: Math.max(0, ns(at(end) - ts)), pid, tid, args: { iteration } });
+    emit({ name, cat: 'step', ph: 'X', ts, dur: Math.max(0, ns(at(end) - ts)), pid, tid, args: bytes === undefined ? { iteration } : { iteration, bytes } });
   };
   try {
     writeSync(fd, '{"traceEvents":[\n');
@@ -64,17 +65,20 @@ export function writeChromeTrace(file: string, t: StepTimes, meta: TraceMeta): {
       emit({ name: `iteration ${iteration}`, cat: 'iteration', ph: 'i', s: 'g', ts: at(t.hub[0][k + 1]), pid: 0, tid: 0 });
       for (let s = 0; s < S; s++) {
         const h = t.hub[s];
-        slice(0, 0, `scatter ${meta.stages[s].name}`, h[k + 1], h[k + 2], iteration);
-        slice(0, 0, `gather ${meta.stages[s].name}`, h[k + 2], h[k + 3], iteration);
+        // The hub's scatter and gather carry every rank's bytes.
+        const b = meta.stages[s].bytes;
+        const ranksOf = t.ranks[s]?.length ?? 1;
+        slice(0, 0, `scatter ${meta.stages[s].name}`, h[k + 1], h[k + 2], iteration, b && b.in * ranksOf);
+        slice(0, 0, `gather ${meta.stages[s].name}`, h[k + 2], h[k + 3], iteration, b && b.out * ranksOf);
         const ranks = t.ranks[s];
         let to: { pid: number; tid: number; ts: number } = { pid: 0, tid: 0, ts: at((h[k + 1] + h[k + 2]) / 2) };
         let next = { pid: 0, tid: 0, ts: at((h[k + 2] + h[k + 3]) / 2), iteration };
         if (ranks) {
           let slow = 0;
           ranks.forEach((rec, r) => {
-            slice(s + 1, r, 'scatter-wait', rec[k + 1], rec[k + 2], iteration);
+            slice(s + 1, r, 'scatter-wait', rec[k + 1], rec[k + 2], iteration, b?.in);
             slice(s + 1, r, 'compute', rec[k + 2], rec[k + 3], iteration);
-            slice(s + 1, r, 'gather', rec[k + 3], rec[k + 4], iteration);
+            slice(s + 1, r, 'gather', rec[k + 3], rec[k + 4], iteration, b?.out);
             if (rec[k + 3] > ranks[slow][k + 3]) slow = r;
           });
           // Arrive just before rank 0's input is in (inside its scatter-wait); leave from the middle of the last rank's gather.
