@@ -199,7 +199,7 @@ options('an exec stage\'s "times" must be a boolean and needs protocol 2 (exit 2
   const exec = { name: 'x', kind: 'exec', ranks: 1, size: 2, command: ['/bin/true'] };
   for (const [extra, line] of [
     [{ times: 'yes', protocol: 2 }, 'commloop: stage "x": "times" must be true or false (got "yes")'],
-    [{ times: true }, 'commloop: stage "x": "times": true needs "protocol": 2 (got 1)'],
+    [{ times: true }, 'commloop: stage "x": "times": true needs "protocol": 2 or 3 (got 1)'],
   ]) {
     const r = cli(['--pipeline', file('bad-times', { stages: [{ ...exec, ...extra }] }), '-i', '1']);
     assert.is(r.status, 2);
