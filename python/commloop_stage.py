@@ -13,9 +13,11 @@ In a ring with fields (protocol version 3, docs/PROTOCOL.md "Version 3: fields")
 read-only mappings (types.MappingProxyType) of field name to NumPy array, in the field table's
 order: each array has its field's dtype and per-rank shape and is a view into the buffer MPI
 receives into or sends from (fill out's arrays in place: out["flux"][:] = ...; assigning
-out["flux"] = ... raises TypeError). ctx then also has .fields_in and .fields_out: tuples of
-Field(name, dtype, shape, offset, nbytes), the table in order (dtype a NumPy dtype, shape a
-tuple, offset and nbytes the field's place in the rank's packed block, padding included).
+out["flux"] = ... raises TypeError). ctx then also has .input and .output (as a ts stage's ctx
+does): read-only mappings, in the same order, of field name to Field(name, dtype, shape,
+offset, nbytes), with dtype a NumPy dtype (equal to its name: ctx.input["flux"].dtype ==
+"float32"), shape a tuple, and offset and nbytes the field's place in the rank's packed block
+(nbytes with the padding to 8 bytes).
 
 This file speaks docs/PROTOCOL.md in both launch modes (spawn: the parent intercommunicator;
 MPMD: MPI_APPNUM split + Intercomm_create), with MPI reading and writing the NumPy arrays the
@@ -60,7 +62,7 @@ FORMAT_NONE, FORMAT_BYTES, FORMAT_NPY = 0, 1, 2
 
 StageContext = collections.namedtuple('StageContext', 'rank nranks iteration')
 # v3: the context also carries the field table (docs/PROTOCOL.md, "Version 3: fields").
-FieldsContext = collections.namedtuple('FieldsContext', 'rank nranks iteration fields_in fields_out')
+FieldsContext = collections.namedtuple('FieldsContext', 'rank nranks iteration input output')
 Field = collections.namedtuple('Field', 'name dtype shape offset nbytes')
 
 # v3's dtypes: NumPy's names, their bytes, and the little-endian type NumPy reads them as.
@@ -229,7 +231,7 @@ def load_state(inter, MPI, np, load, ctx):
 def parse_field_table(raw, n_in, n_out):
     """The v3 field table (B bytes of ASCII, one `in|out NAME DTYPE SHAPE` line per field), checked.
 
-    Returns (fields_in, fields_out), tuples of Field with each field's byte offset in the rank's
+    Returns (fields_in, fields_out), tuples of Field in table order, with each field's byte offset in the rank's
     packed block (fields in order, each padded to a multiple of 8 bytes); raises ProtocolError,
     naming the field, when a line is malformed or the blocks are not n_in and n_out words."""
     import numpy as np
@@ -345,7 +347,9 @@ def serve(stage, module, fn_name):
     if fields_in is None:
         context = lambda i: StageContext(rank, nranks, i)
     else:
-        context = lambda i: FieldsContext(rank, nranks, i, fields_in, fields_out)
+        ctx_in = types.MappingProxyType({f.name: f for f in fields_in})
+        ctx_out = types.MappingProxyType({f.name: f for f in fields_out})
+        context = lambda i: FieldsContext(rank, nranks, i, ctx_in, ctx_out)
     inter.Gather([np.array([os.getpid(), host_hash()], dtype=np.int32), INT], None, root=0)
     now_us = lambda: time.monotonic_ns() / 1e3  # CLOCK_MONOTONIC, as every stage process on the host reads it
     if ring is not None:
