@@ -9,6 +9,16 @@ where MODULE is an absolute path to a .py file and FUNCTION a function in it:
     def transform(x, out, ctx): ...   # x: this rank's input, out: its output (NumPy float64, filled
                                       # in place), ctx: .rank, .nranks, .iteration
 
+In a ring with fields (protocol version 3, docs/PROTOCOL.md "Version 3: fields"), x and out are
+read-only mappings (types.MappingProxyType) of field name to NumPy array, in the field table's
+order: each array has its field's dtype and per-rank shape and is a view into the buffer MPI
+receives into or sends from (fill out's arrays in place: out["flux"][:] = ...; assigning
+out["flux"] = ... raises TypeError). ctx then also has .input and .output (as a ts stage's ctx
+does): read-only mappings, in the same order, of field name to Field(name, dtype, shape,
+offset, nbytes), with dtype a NumPy dtype (equal to its name: ctx.input["flux"].dtype ==
+"float32"), shape a tuple, and offset and nbytes the field's place in the rank's packed block
+(nbytes with the padding to 8 bytes).
+
 This file speaks docs/PROTOCOL.md in both launch modes (spawn: the parent intercommunicator;
 MPMD: MPI_APPNUM split + Intercomm_create), with MPI reading and writing the NumPy arrays the
 function sees, which are reused from step to step. When the function raises, it prints the
@@ -37,18 +47,32 @@ import collections
 import importlib.util
 import io
 import os
+import re
 import signal
 import socket
 import sys
 import time
+import types
 
-MAGIC, VERSION = 0x434C4F50, 2  # the highest protocol version spoken here; the hello picks
+MAGIC, VERSION = 0x434C4F50, 3  # the highest protocol version spoken here; the hello picks
 CMD_STOP, CMD_RUN, CMD_EPOCH, CMD_SAVE, CMD_LOAD = 0, 1, 2, 3, 4
 FLAG_TIMES, FLAG_MERGED, CLOCK_ROUNDS, REC = 1, 2, 8, 5  # docs/PROTOCOL.md, section 4 and "MPMD"
 FLAG_STATE, STATE_TAG = 4, 7  # docs/PROTOCOL.md, section 5: save and load commands; the bytes' tag
 FORMAT_NONE, FORMAT_BYTES, FORMAT_NPY = 0, 1, 2
 
 StageContext = collections.namedtuple('StageContext', 'rank nranks iteration')
+# v3: the context also carries the field table (docs/PROTOCOL.md, "Version 3: fields").
+FieldsContext = collections.namedtuple('FieldsContext', 'rank nranks iteration input output')
+Field = collections.namedtuple('Field', 'name dtype shape offset nbytes')
+
+# v3's dtypes: NumPy's names, their bytes, and the little-endian type NumPy reads them as.
+DTYPES = {
+    'float64': (8, '<f8'), 'float32': (4, '<f4'), 'int64': (8, '<i8'), 'int32': (4, '<i4'),
+    'int16': (2, '<i2'), 'int8': (1, '|i1'), 'uint64': (8, '<u8'), 'uint32': (4, '<u4'),
+    'uint16': (2, '<u2'), 'uint8': (1, '|u1'), 'complex128': (16, '<c16'), 'complex64': (8, '<c8'),
+}
+FIELD_NAME = re.compile(r'[A-Za-z_][A-Za-z0-9_]*')
+FIELD_AXIS = re.compile(r'[1-9][0-9]*')
 
 
 def load_module(path):
@@ -204,6 +228,63 @@ def load_state(inter, MPI, np, load, ctx):
     inter.Gather([np.zeros(1, dtype=np.int32), MPI.INT], None, root=0)
 
 
+def parse_field_table(raw, n_in, n_out):
+    """The v3 field table (B bytes of ASCII, one `in|out NAME DTYPE SHAPE` line per field), checked.
+
+    Returns (fields_in, fields_out), tuples of Field in table order, with each field's byte offset in the rank's
+    packed block (fields in order, each padded to a multiple of 8 bytes); raises ProtocolError,
+    naming the field, when a line is malformed or the blocks are not n_in and n_out words."""
+    import numpy as np
+    try:
+        text = bytes(raw).decode('ascii')
+    except UnicodeDecodeError:
+        raise ProtocolError('field table: not ASCII') from None
+    if not text:
+        raise ProtocolError('field table: empty (B is 0): a stage has at least one in and one out field')
+    if not text.endswith('\n'):
+        raise ProtocolError(f'field table: {text[-40:]!r} does not end in a newline')
+    sides = {'in': [], 'out': []}
+    for line in text[:-1].split('\n'):
+        parts = line.split(' ')
+        if len(parts) != 4 or parts[0] not in sides:
+            raise ProtocolError(f'field table: line {line!r} is not "in|out NAME DTYPE SHAPE"')
+        side, name, dtype, shape = parts
+        where = f'field "{name}" ({side})'
+        if not FIELD_NAME.fullmatch(name):
+            raise ProtocolError(f'field table: {where}: the name is not an identifier')
+        if side == 'in' and sides['out']:
+            raise ProtocolError(f'field table: {where} comes after an out field (all in lines come first)')
+        if any(f.name == name for f in sides[side]):
+            raise ProtocolError(f'field table: {where} is named twice')
+        if dtype not in DTYPES:
+            raise ProtocolError(f'field table: {where}: dtype "{dtype}" is not one of {", ".join(DTYPES)}')
+        axes = shape.split('x')
+        if not 1 <= len(axes) <= 4 or not all(FIELD_AXIS.fullmatch(a) for a in axes):
+            raise ProtocolError(f'field table: {where}: shape "{shape}" is not 1 to 4 positive integers joined by "x"')
+        shape = tuple(int(a) for a in axes)
+        count = 1
+        for a in shape:
+            count *= a
+        nbytes = -(-count * DTYPES[dtype][0] // 8) * 8
+        at = sum(f.nbytes for f in sides[side])
+        sides[side].append(Field(name, np.dtype(DTYPES[dtype][1]), shape, at, nbytes))
+    for side, words in (('in', n_in), ('out', n_out)):
+        fields = sides[side]
+        total = sum(f.nbytes for f in fields)
+        if total != words * 8:
+            listed = ', '.join(f'"{f.name}" ({f.dtype.name} {"x".join(map(str, f.shape))}, {f.nbytes} bytes)' for f in fields) or 'none'
+            raise ProtocolError(f'field table: the {side} fields pack to {total} bytes a rank, '
+                                f'but n_{side} is {words} words ({words * 8} bytes): {listed}')
+    return tuple(sides['in']), tuple(sides['out'])
+
+
+def field_views(np, store, fields):
+    """A read-only mapping of each field's name to its typed, shaped view into `store` (no copy)."""
+    return types.MappingProxyType({
+        f.name: np.frombuffer(store, dtype=f.dtype, count=int(np.prod(f.shape)), offset=f.offset).reshape(f.shape)
+        for f in fields})
+
+
 def serve(stage, module, fn_name):
     import numpy as np
     MPI = stage.MPI
@@ -223,9 +304,10 @@ def serve(stage, module, fn_name):
     signal.signal(signal.SIGUSR2, signal.SIG_IGN)
     # v2: every step's sizes, once: iteration i takes table[i % P], iteration 0's n_in is `first`.
     table, first, flags = [], 0, 0
+    fields_in = fields_out = None  # v3: the field table
     merged = None  # with FLAG_MERGED: the intracommunicator the steps run on
     ring = None  # with FLAG_TIMES: the newest `cap` step records of iterations 0, every, 2*every...
-    if version == 2:
+    if version >= 2:
         sizes = np.empty(3, dtype=np.int32)
         inter.Bcast([sizes, INT], root=0)
         if int(sizes[2]) & ~(FLAG_TIMES | FLAG_MERGED | FLAG_STATE):  # flags: an unknown one must not be ignored
@@ -234,6 +316,17 @@ def serve(stage, module, fn_name):
         t = np.empty(2 * int(sizes[0]), dtype=np.int32)
         inter.Bcast([t, INT], root=0)
         table = [(int(t[2 * e]), int(t[2 * e + 1])) for e in range(int(sizes[0]))]
+        if version == 3:  # the field table: B, then B chars of `in|out NAME DTYPE SHAPE` lines
+            nbytes = np.empty(1, dtype=np.int32)
+            inter.Bcast([nbytes, INT], root=0)
+            if int(nbytes[0]) < 0:
+                raise ProtocolError(f'field table of {int(nbytes[0])} bytes')
+            raw = bytearray(int(nbytes[0]))
+            inter.Bcast([raw, MPI.CHAR], root=0)
+            # One layout for the whole run: every step's sizes (and iteration 0's input) are its blocks.
+            if len(set(table)) != 1 or first != table[0][0]:
+                raise ProtocolError(f'step table {t.tolist()} (first {first}) under protocol 3: the field table needs one n_in and one n_out')
+            fields_in, fields_out = parse_field_table(raw, *table[0])
         if int(sizes[2]) & FLAG_TIMES:
             spec = np.empty(2, dtype=np.int32)
             inter.Bcast([spec, INT], root=0)
@@ -251,6 +344,12 @@ def serve(stage, module, fn_name):
     if fn is None:
         raise ProtocolError(f'{module} has no function "{fn_name}"')
     save, load = callable_of(user, 'save'), callable_of(user, 'load')
+    if fields_in is None:
+        context = lambda i: StageContext(rank, nranks, i)
+    else:
+        ctx_in = types.MappingProxyType({f.name: f for f in fields_in})
+        ctx_out = types.MappingProxyType({f.name: f for f in fields_out})
+        context = lambda i: FieldsContext(rank, nranks, i, ctx_in, ctx_out)
     inter.Gather([np.array([os.getpid(), host_hash()], dtype=np.int32), INT], None, root=0)
     now_us = lambda: time.monotonic_ns() / 1e3  # CLOCK_MONOTONIC, as every stage process on the host reads it
     if ring is not None:
@@ -262,6 +361,9 @@ def serve(stage, module, fn_name):
     # Grow-only backing stores; x and out are views that change only when a size does.
     x_store, out_store = np.empty(0), np.empty(0)
     x, out = x_store, out_store
+    if fields_in is not None:  # v3: one size for the run; the function gets the fields' views
+        x, out = np.zeros(table[0][0]), np.zeros(table[0][1])  # zeros: padding goes out as 0
+        x_fields, out_fields = field_views(np, x, fields_in), field_views(np, out, fields_out)
     head = np.empty(4, dtype=np.int32)
     head_buf = [head, INT]
     def step_list():
@@ -275,16 +377,16 @@ def serve(stage, module, fn_name):
             if command == CMD_STOP:
                 return
             if flags & FLAG_STATE and command == CMD_SAVE and iteration >= 0:
-                save_state(inter, MPI, np, save, StageContext(rank, nranks, iteration))
+                save_state(inter, MPI, np, save, context(iteration))
                 continue
             if flags & FLAG_STATE and command == CMD_LOAD and iteration >= 0 and not loaded and not started:
-                load_state(inter, MPI, np, load, StageContext(rank, nranks, iteration))
+                load_state(inter, MPI, np, load, context(iteration))
                 loaded = True
                 continue
             started = True
             if version == 1 and command == CMD_RUN and a >= 1 and b >= 1:
                 yield iteration, a, b
-            elif version == 2 and command == CMD_EPOCH and iteration >= 0 and a >= 1:
+            elif version >= 2 and command == CMD_EPOCH and iteration >= 0 and a >= 1:
                 for i in range(iteration, iteration + a):
                     n_in, n_out = table[i % len(table)]
                     yield i, first if i == 0 else n_in, n_out
@@ -334,11 +436,12 @@ def serve(stage, module, fn_name):
         if rec is not None:
             rec[2] = now_us()
         computing[0], computing[1] = iteration + 1, computing[1] + 1
-        got = fn(x, out, StageContext(rank, nranks, iteration))
+        got = fn(x, out, context(iteration)) if fields_in is None else fn(x_fields, out_fields, context(iteration))
         computing[0] = 0
         if got is not None:
             # `out = ...` or `return y` computes nothing the hub sees: say so instead of sending garbage.
-            raise TypeError(f'{fn_name} returned {type(got).__name__}; it must fill out in place (out[:] = ...) and return None')
+            fill = '(out[:] = ...)' if fields_in is None else "(out['name'][:] = ...)"
+            raise TypeError(f'{fn_name} returned {type(got).__name__}; it must fill out in place {fill} and return None')
         if rec is not None:
             rec[3] = now_us()
         if merged is not None:
