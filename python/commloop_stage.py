@@ -322,7 +322,7 @@ def serve(stage, module, fn_name):
             if int(nbytes[0]) < 0:
                 raise ProtocolError(f'field table of {int(nbytes[0])} bytes')
             raw = bytearray(int(nbytes[0]))
-            inter.Bcast([raw, MPI.CHAR], root=0)
+            inter.Bcast([raw, MPI.BYTE], root=0)
             # One layout for the whole run: every step's sizes (and iteration 0's input) are its blocks.
             if len(set(table)) != 1 or first != table[0][0]:
                 raise ProtocolError(f'step table {t.tolist()} (first {first}) under protocol 3: the field table needs one n_in and one n_out')

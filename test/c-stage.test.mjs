@@ -84,7 +84,7 @@ const BAD = [
     'stage "root": "cflags" must not contain -ffp-contract=fast (every build of a stage must give the same bits; -ffp-contract=off is always on)',
   ],
   [{ ...ROOT, source: 'builtin:halffirst', function: undefined }, 'stage "root": "cflags" applies to a C source file, not to builtin:halffirst'],
-  [{ ...SHIFT, cflags: ['-O2'] }, 'stage "shift": unknown field "cflags" for kind ts (fields: name, kind, ranks, size, module, export)'],
+  [{ ...SHIFT, cflags: ['-O2'] }, 'stage "shift": unknown field "cflags" for kind ts (fields: name, kind, ranks, size, fields, module, export)'],
 ];
 
 for (const [stage, message] of BAD) {

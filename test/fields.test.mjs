@@ -125,6 +125,27 @@ for (const [label, opts] of [
   });
 }
 
+// sample as a python stage (NumPy views by name) with model in TypeScript and in C.
+const SAMPLE_PY = { name: 'sample', kind: 'python', ranks: 3, module: join(fixtures, 'sample.py'), python: NUMPY, fields: SAMPLE_FIELDS };
+for (const [label, model, opts] of [
+  ['mpi spawn, python and ts', MODEL, { transport: 'mpi', launch: 'spawn' }],
+  ['mpi mpmd, python and native C', MODEL_C, { transport: 'mpi', launch: 'mpmd', cBackend: 'native' }],
+]) {
+  ring(`${label}: a python stage of fields gives the reference's fields, byte for byte`, async () => {
+    const r = await runPipeline({ stages: [SAMPLE_PY, model], initial: INITIAL }, { iterations: 6, ...opts });
+    assertFields(r.final, reference(6));
+  });
+}
+
+ring('mpi: an exec stage of protocol 3 (the C SDK around model.c) gives the reference\'s fields, byte for byte', async () => {
+  const exe = join(dir, 'model_exec');
+  const cc = spawnSync('mpicc.openmpi', ['-O2', '-ffp-contract=off', `-I${join(root, 'include')}`, '-o', exe, join(fixtures, 'model_exec.c')], { encoding: 'utf8' });
+  assert.is(cc.status, 0, cc.stderr);
+  const exec = { name: 'model', kind: 'exec', ranks: 2, command: [exe], protocol: 3, fields: MODEL_FIELDS };
+  const r = await runPipeline({ stages: [SAMPLE, exec], initial: INITIAL }, { iterations: 6, transport: 'mpi' });
+  assertFields(r.final, reference(6));
+});
+
 ring('the output .npz is what NumPy reads: dtypes, shapes and values', async () => {
   const out = join(dir, 'ring.npz');
   const r = cli(['--pipeline', pipelineFile('ring', { stages: [SAMPLE, MODEL], initial: INITIAL, output: { file: out } }), '-i', '4', '--transport', 'threads']);

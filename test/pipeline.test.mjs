@@ -156,7 +156,7 @@ const BAD = [
   [{ stages: [SHIFT, { ...THIRD, ranks: 5 }] }, 'sizes do not chain: stage "third" gets 12 elements from stage "shift", not divisible by its 5 ranks'],
   [{ stages: [SHIFT, { ...QUARTER, command: [join(dir, 'no-such-program')] }] }, `stage "quarter": "command" program not found: ${join(dir, 'no-such-program')}`],
   [{ stages: [SHIFT, SHIFT] }, 'stage "shift": "name" is used by an earlier stage'],
-  [{ stages: [{ ...SHIFT, colour: 'red' }] }, 'stage "shift": unknown field "colour" for kind ts (fields: name, kind, ranks, size, module, export)'],
+  [{ stages: [{ ...SHIFT, colour: 'red' }] }, 'stage "shift": unknown field "colour" for kind ts (fields: name, kind, ranks, size, fields, module, export)'],
   [{ stages: [] }, 'pipeline: "stages" must be a non-empty array'],
 ];
 

@@ -81,7 +81,7 @@ inter.Bcast([np.array([n_in, n_out], dtype=np.int32), MPI.INT], root=ROOT)
 if version == 3:
     raw = table_text.encode()
     inter.Bcast([np.array([len(raw)], dtype=np.int32), MPI.INT], root=ROOT)
-    inter.Bcast([bytearray(raw), MPI.CHAR], root=ROOT)
+    inter.Bcast([bytearray(raw), MPI.BYTE], root=ROOT)
 if flags & 1:
     every, cap = 1, 4
     inter.Bcast([np.array([every, cap], dtype=np.int32), MPI.INT], root=ROOT)

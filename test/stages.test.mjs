@@ -173,7 +173,7 @@ const BAD = [
   [{ ...QUARTER, cwd: join(dir, 'nope') }, `stage "quarter": "cwd" directory not found: ${join(dir, 'nope')}`],
   [
     { ...QUARTER, command: ['x'] },
-    'stage "quarter": unknown field "command" for kind python (fields: name, kind, ranks, size, module, function, python, cwd, env)',
+    'stage "quarter": unknown field "command" for kind python (fields: name, kind, ranks, size, fields, module, function, python, cwd, env)',
   ],
 ];
 
