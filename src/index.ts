@@ -7,7 +7,8 @@ export { runPipeline, runRing, type RunOptions, type RunResult, type TransportNa
 export { demoPipeline, type PipelineSpec, type StageSpec, type StageKind, type CBackend, type FieldDecl } from './pipeline/model.js';
 export type { Dtype } from './pipeline/fields.js';
 export { readArray, writeNpy } from './pipeline/npy.js';
-export type { Transform, StageContext, FieldsTransform, FieldsContext, FieldInfo } from './stage/transforms.js';
+export type { Transform, StageContext } from './stage/transforms.js';
+export type { FieldsTransform, FieldsContext, FieldInfo } from './stage/fields-views.js';
 export type { Array1, FieldArray, FieldValues } from './message.js';
 export { UsageError, RunError, type Failure, type FailureReason } from './errors.js';
 export { MpiError } from './mpi/addon.js';

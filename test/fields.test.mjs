@@ -185,6 +185,20 @@ ring('a transform that replaces an output field fails the run naming stage, rank
   }
 });
 
+ring('an exec stage of protocol 1 between one-float64 fields runs; one that sends short is named with the field at its block\'s end', () => {
+  const COPY = { name: 'copy', kind: 'ts', ranks: 1, module: join(fixtures, 'copy.mjs'), fields: { a: { dtype: 'float64', shape: [8] } } };
+  const quarter = (flag) => ({ name: 'quarter', kind: 'exec', ranks: 1, size: 8, command: [NUMPY, join(root, 'test', 'fixtures', 'exec_stage.py'), ...flag] });
+  let r = cli(['--pipeline', pipelineFile('v1-ok', { stages: [COPY, quarter([])] }), '-i', '3', '--json']);
+  assert.is(r.status, 0, r.stderr);
+  // exec_stage.py: y[j] = x[j mod n] / 4 + (rank + 1); three iterations from ones.
+  let data = new Float64Array(8).fill(1);
+  for (let i = 0; i < 3; i++) data = data.map((v) => (v + 1) / 4 + 1);
+  assert.is(JSON.parse(r.stdout).checksum, data.reduce((a, b) => a + b, 0));
+  r = cli(['--pipeline', pipelineFile('v1-short', { stages: [COPY, quarter(['--short-at', '1'])] }), '-i', '3']);
+  assert.is(r.status, 1, r.stderr);
+  assert.match(r.stderr, new RegExp(`^commloop: stage "quarter" rank 0 on ${hostname()}: sent less than its output block of 64 bytes iteration 1 asked for \\(fields data float64 \\[8\\]\\): field "data", at its end, did not arrive in full( \\(Open MPI's messages: \\S+\\))?\\n$`));
+});
+
 ring.run();
 
 const bad = suite('fields: bad input exits 2 with one line');

@@ -17,7 +17,7 @@ import { MpiError, mpi, setMpiEnvironment, type MpiAddon } from './addon.js';
 import type { RingPlan, RingStage, StageStep } from '../pipeline/model.js';
 import type { Transport, TransportContext } from '../transport.js';
 import { checkWasmRank } from '../arena.js';
-import { lastOfPart, messageView } from '../message.js';
+import { bytesOf, lastOfPart, messageView } from '../message.js';
 
 export interface MpiOptions {
   cBackend: CBackend;
@@ -304,12 +304,24 @@ export class MpiTransport implements Transport {
           stage: this.plan.stages[step.stage].name,
           rank: r,
           reason: 'count',
-          detail: `sent fewer than the ${step.nOut} elements iteration ${step.iteration} asked for`,
+          detail: this.shortDetail(step),
         });
       }
     }
     this.midStep = false;
     return undefined;
+  }
+
+  /**
+   * A rank's output came short (its count sentinel survived). In a ring of fields only the
+   * block's end is seen: the field there is named, with the block's fields.
+   */
+  private shortDetail(step: StageStep): string {
+    const block = this.plan.fields?.out[step.stage];
+    if (!block) return `sent fewer than the ${step.nOut} elements iteration ${step.iteration} asked for`;
+    const list = block.fields.map((f) => `${f.name} ${f.dtype} [${f.shape.join(',')}]`).join(', ');
+    const last = block.fields[block.fields.length - 1];
+    return `sent less than its output block of ${bytesOf(step.nOut)} bytes iteration ${step.iteration} asked for (fields ${list}): field "${last.name}", at its end, did not arrive in full`;
   }
 
   /** Stage s got FLAG_STATE: it may be asked for its state (docs/PROTOCOL.md section 5). */

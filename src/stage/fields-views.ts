@@ -7,8 +7,30 @@
  */
 import { dtypeCode, type Block } from '../pipeline/fields.js';
 import { fieldView, type FieldArray } from '../message.js';
-import type { FieldInfo } from './transforms.js';
+import type { StageContext } from './transforms.js';
 
+/** A field as a fields stage's ctx describes it: its dtype (NumPy's name) and per-rank shape. */
+export interface FieldInfo {
+  dtype: string;
+  shape: readonly number[];
+}
+
+/** A fields stage's ctx: the rank's position, and each input and output field's dtype and shape. */
+export interface FieldsContext extends StageContext {
+  input: Readonly<Record<string, FieldInfo>>;
+  output: Readonly<Record<string, FieldInfo>>;
+}
+
+/**
+ * A ts stage in a ring of fields (docs/STAGES.md): `input` and `output` are frozen objects of
+ * typed views by field name (a complex field as interleaved float pairs); write into the
+ * output's arrays, never replace them.
+ */
+export type FieldsTransform = (
+  input: Readonly<Record<string, FieldArray>>,
+  output: Readonly<Record<string, FieldArray>>,
+  ctx: FieldsContext,
+) => void;
 
 /** ctx.input / ctx.output: each field's dtype and per-rank shape, by name. */
 export function fieldTable(block: Block): Readonly<Record<string, FieldInfo>> {

@@ -12,28 +12,6 @@ export interface StageContext {
 
 export type Transform = (input: Float64Array, output: Float64Array, ctx: StageContext) => void;
 
-/** A field as a fields stage's ctx describes it: its dtype (NumPy's name) and per-rank shape. */
-export interface FieldInfo {
-  dtype: string;
-  shape: readonly number[];
-}
-
-/** A fields stage's ctx: the rank's position, and each input and output field's dtype and shape. */
-export interface FieldsContext extends StageContext {
-  input: Readonly<Record<string, FieldInfo>>;
-  output: Readonly<Record<string, FieldInfo>>;
-}
-
-/**
- * A ts stage in a ring of fields (docs/STAGES.md): `input` and `output` are frozen objects of
- * typed views by field name (a complex field as interleaved float pairs); write into the
- * output's arrays, never replace them.
- */
-export type FieldsTransform = (
-  input: Readonly<Record<string, import('../message.js').FieldArray>>,
-  output: Readonly<Record<string, import('../message.js').FieldArray>>,
-  ctx: FieldsContext,
-) => void;
 
 /** Left-to-right sum: the order is part of the contract. */
 export function sum(x: Float64Array): number {
