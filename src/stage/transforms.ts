@@ -12,7 +12,6 @@ export interface StageContext {
 
 export type Transform = (input: Float64Array, output: Float64Array, ctx: StageContext) => void;
 
-
 /** Left-to-right sum: the order is part of the contract. */
 export function sum(x: Float64Array): number {
   let s = 0;
