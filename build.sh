@@ -122,7 +122,7 @@ if newer dist/master.js src package.json build.sh; then
   # (the packed tarball was 217 KB with a copy in each, 163 KB split). A chunk is named by its
   # content, so the old ones go first.
   rm -f dist/chunk-*.js
-  npx esbuild thread-worker=src/threads/worker.ts worker=src/mpi/worker.ts hub=src/mpi/hub.ts \
+  npx esbuild thread-worker=src/threads/worker.ts worker=src/mpi/stage/worker.ts hub=src/mpi/hub/hub.ts \
     checkpoint-writer=src/checkpoint/writer-thread.ts index=src/index.ts internal=src/internal.ts master=src/cli/master.ts \
     --bundle --splitting '--chunk-names=chunk-[hash]' --external:esbuild --platform=node --target=node20 --format=esm \
     --outdir=dist --log-level=warning

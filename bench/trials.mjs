@@ -26,7 +26,7 @@ export const SHAPES = {
   },
 };
 
-/** UCX with its shared-memory transports, as the project's shm wire sets it (src/mpi/wire.ts). */
+/** UCX with its shared-memory transports, as the project's shm wire sets it (src/mpi/impl/openmpi-wire.ts). */
 const UCX = { OMPI_MCA_pml: 'ucx', OMPI_MCA_pml_ucx_tls: 'any', OMPI_MCA_pml_ucx_devices: 'any', UCX_MEM_EVENTS: 'no', UCX_ERROR_SIGNALS: '', UCX_HANDLE_ERRORS: 'none' };
 
 /**

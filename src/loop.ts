@@ -3,11 +3,11 @@
  * checkpoints at its boundaries, stop it. Transport-agnostic (the transport moves buffers,
  * this file decides what moves when) and the same wherever the hub runs: in the caller's
  * process (threads, a hub under the user's mpirun; src/run.ts) or in a hub process of its
- * own (src/mpi/hub.ts).
+ * own (src/mpi/hub/hub.ts).
  */
 import type { Arena } from './arena.js';
 import type { RunStates } from './checkpoint/state.js';
-import type { WireName } from './mpi/wire.js';
+import type { WireName } from './mpi/impl/openmpi-wire.js';
 import { array1LengthAfter, iterationSteps, type RingPlan } from './pipeline/model.js';
 import type { Transport } from './transport.js';
 import type { StepTimes } from './trace/log.js';

@@ -1,7 +1,7 @@
 /**
  * The library's entry: check the options, prepare the plan, pick the transport and where the
  * hub's loop (src/loop.ts) runs, and summarise what it did. An MPI run's hub runs in a
- * process of its own (src/mpi/supervisor.ts), so a failure or a second run never touches
+ * process of its own (src/mpi/supervise/supervisor.ts), so a failure or a second run never touches
  * the caller.
  */
 import { availableParallelism } from 'node:os';
@@ -11,8 +11,8 @@ import { checkWritable, writeOutput } from './pipeline/npy.js';
 import { demoPipeline, iterationSteps, type CBackend, type PipelineSpec, type RingPlan } from './pipeline/model.js';
 import { loadPipelineFile, preparePlan, validatePipeline } from './pipeline/load.js';
 import type { Transport, TransportContext } from './transport.js';
-import { MpiTransport } from './mpi/transport.js';
-import { superviseMpiRun } from './mpi/supervisor.js';
+import { MpiTransport } from './mpi/hub/transport.js';
+import { superviseMpiRun } from './mpi/supervise/supervisor.js';
 import { ThreadsTransport } from './threads/transport.js';
 import { hostname } from 'node:os';
 import { DEFAULT_TIMING, MAX_CAP, type TimingSpec } from './trace/log.js';
@@ -23,12 +23,12 @@ import { version } from './version.js';
 import { CheckpointSession, checkCheckpointOptions, type CheckpointOptions, type ResumeOption } from './checkpoint/session.js';
 import { IterStats } from './trace/stats.js';
 import { driveRing, type RingOutcome } from './loop.js';
-import { WIRE_REQUESTS, type WireName, type WireRequest } from './mpi/wire.js';
-import { LAUNCH_REQUESTS, chooseLaunch, placementOf, type LaunchMode, type LaunchRequest } from './mpi/placement.js';
+import { WIRE_REQUESTS, type WireName, type WireRequest } from './mpi/impl/openmpi-wire.js';
+import { LAUNCH_REQUESTS, chooseLaunch, placementOf, type LaunchMode, type LaunchRequest } from './mpi/launch/placement.js';
 import { array1Form, bytesOf, checksumOf, outputBytes, publicArray1, wholeShape, type Array1, type Array1Form, type Message } from './message.js';
 
 export type TransportName = 'mpi' | 'threads';
-export type { LaunchMode, LaunchRequest } from './mpi/placement.js';
+export type { LaunchMode, LaunchRequest } from './mpi/launch/placement.js';
 
 export interface RunOptions {
   /** Overrides every stage's ranks (the demo ring needs it). */
@@ -42,12 +42,12 @@ export interface RunOptions {
   /**
    * mpi transport: how the stages start: `auto` (default) spawn mode where every rank is on
    * this host, MPMD where the ranks span several hosts (--host, a hostfile, a Slurm allocation
-   * of several nodes; src/mpi/placement.ts says why); `spawn`: MPI_Comm_spawn per stage;
+   * of several nodes; src/mpi/launch/placement.ts says why); `spawn`: MPI_Comm_spawn per stage;
    * `mpmd`: one mpirun holds the hub and every stage.
    */
   launch?: LaunchRequest;
   /**
-   * mpi transport: what the messages travel on (src/mpi/wire.ts): `auto` (default) the
+   * mpi transport: what the messages travel on (src/mpi/impl/openmpi-wire.ts): `auto` (default) the
    * fastest this run can have (spawn mode on one host: UCX shared memory where Open MPI can
    * select it, else TCP loopback; MPMD: ob1's shared memory), or `shm` / `tcp` by hand. An
    * OMPI_MCA_pml, OMPI_MCA_btl or OMPI_MCA_mtl in the environment always wins (wire `user`).

@@ -168,7 +168,7 @@ const killedLine = (stage, victim) =>
     `^commloop: stage "${stage}" rank [01] on ${hostname()}: (died|was killed by SIGKILL)( during start-up)? \\((pid ${victim}|reported by Open MPI|before its pid was seen)\\)( \\(Open MPI's messages: \\S+\\.log\\))?\\n$`,
   );
 
-// Every failure on every wire this machine offers (src/mpi/wire.ts): a peer that dies over
+// Every failure on every wire this machine offers (src/mpi/impl/openmpi-wire.ts): a peer that dies over
 // shared memory closes no socket, so each must still end bounded with the same line.
 for (const wire of WIRES) {
   const W = ['--wire', wire];

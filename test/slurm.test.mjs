@@ -183,7 +183,7 @@ it(`scancel ends a job's processes on every node within KillWait (${KILL_WAIT_S}
 
 test.run();
 
-// Runs anywhere: how an allocation's node list is read (src/mpi/slurm.ts).
+// Runs anywhere: how an allocation's node list is read (src/mpi/launch/slurm.ts).
 const lists = suite('Slurm node lists');
 lists('expandHostlist reads the common forms, and gives up on the rest', () => {
   assert.equal(expandHostlist('n1'), ['n1']);

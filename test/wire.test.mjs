@@ -1,4 +1,4 @@
-// The wire of an MPI run (src/mpi/wire.ts) and which failure a run reports (src/mpi/blame.ts):
+// The wire of an MPI run (src/mpi/impl/openmpi-wire.ts) and which failure a run reports (src/mpi/supervise/blame.ts):
 // the decisions as pure functions, then the CLI on each wire this machine offers. (dist/internal.js
 // bundles its own error classes: errors are matched by name.)
 import { suite } from 'uvu';

@@ -5,9 +5,9 @@ import { parseArgs as parseArgv } from 'node:util';
 import { UsageError } from '../errors.js';
 import type { CBackend } from '../pipeline/model.js';
 import type { TransportName } from '../run.js';
-import { LAUNCH_REQUESTS, type LaunchRequest } from '../mpi/placement.js';
+import { LAUNCH_REQUESTS, type LaunchRequest } from '../mpi/launch/placement.js';
 import { DEFAULT_TIMING, MAX_CAP } from '../trace/log.js';
-import { WIRE_REQUESTS, type WireRequest } from '../mpi/wire.js';
+import { WIRE_REQUESTS, type WireRequest } from '../mpi/impl/openmpi-wire.js';
 import { STATUS_EVERY_S } from './status.js';
 
 export interface CliOptions {

@@ -23,7 +23,7 @@ export interface HubOptions {
   iterations: number;
   cBackend: CBackend;
   launch: 'spawn' | 'mpmd';
-  /** The project's stages step on merged intracommunicators (the wire's choice, src/mpi/wire.ts). */
+  /** The project's stages step on merged intracommunicators (the wire's choice, src/mpi/impl/openmpi-wire.ts). */
   merged: boolean;
   spawnInfo: Record<string, string>;
   timeoutMs: number;

@@ -18,9 +18,9 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
-import { addonPath } from '../assets.js';
-import { UsageError } from '../errors.js';
-import { cacheDir } from '../pipeline/compile.js';
+import { addonPath } from '../../assets.js';
+import { UsageError } from '../../errors.js';
+import { cacheDir } from '../../pipeline/compile.js';
 
 /** What a run asks for: `auto` (the fastest this run can have), or one by hand. */
 export type WireRequest = 'auto' | 'shm' | 'tcp';

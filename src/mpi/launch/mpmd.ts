@@ -5,11 +5,11 @@
  * mpirun's forwarding of rank 0's stdin and stdout.
  */
 import { join } from 'node:path';
-import { STEP_TIMEOUT_ENV } from './protocol.js';
-import { distDir } from '../assets.js';
-import type { CBackend } from '../stage/kernel.js';
-import type { RingPlan } from '../pipeline/model.js';
-import { stageCommand } from './transport.js';
+import { STEP_TIMEOUT_ENV } from '../protocol.js';
+import { distDir } from '../../assets.js';
+import type { CBackend } from '../../stage/kernel.js';
+import type { RingPlan } from '../../pipeline/model.js';
+import { stageCommand } from '../hub/transport.js';
 
 /** The mpirun arguments: `[--hostfile F | --host H] -np 1 node hub.js : -np N1 stage0 : ...`. */
 export function mpmdCommand(plan: RingPlan, cBackend: CBackend, spawnInfo: Record<string, string>): string[] {

@@ -12,12 +12,12 @@
  * source of events (a signal, a timer) is one more line here.
  */
 import { createInterface } from 'node:readline';
-import type { RingPlan } from '../pipeline/model.js';
-import type { RingOutcome } from '../loop.js';
-import { encodeArray, statesToWire, toWire } from './channel.js';
+import type { RingPlan } from '../../pipeline/model.js';
+import type { RingOutcome } from '../../loop.js';
+import { encodeArray, statesToWire, toWire } from '../channel.js';
 import { WATCH_MS } from './deadlines.js';
-import { launchHub, type LaunchedHub } from './hub-launch.js';
-import { RunError } from '../errors.js';
+import { launchHub, type LaunchedHub } from '../launch/hub-launch.js';
+import { RunError } from '../../errors.js';
 import { STARTUP_LOOK_MS } from './startup-watch.js';
 import { Supervision, type SuperviseHooks, type SuperviseOptions } from './supervision.js';
 

@@ -12,13 +12,13 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import type { Readable, Writable } from 'node:stream';
-import { distDir } from '../assets.js';
-import type { CBackend, RingPlan } from '../pipeline/model.js';
-import { setMpiEnvironment } from './addon.js';
-import { HUB_FDS_ENV, MARK, type FromHub, type ToHub } from './channel.js';
+import { distDir } from '../../assets.js';
+import type { CBackend, RingPlan } from '../../pipeline/model.js';
+import { setMpiEnvironment } from '../addon.js';
+import { HUB_FDS_ENV, MARK, type FromHub, type ToHub } from '../channel.js';
 import { mpmdCommand } from './mpmd.js';
-import { STEP_TIMEOUT_ENV, hostHash } from './protocol.js';
-import { chooseWire, type Wire, type WireRequest } from './wire.js';
+import { STEP_TIMEOUT_ENV, hostHash } from '../protocol.js';
+import { chooseWire, type Wire, type WireRequest } from '../impl/openmpi-wire.js';
 import { placementOf } from './placement.js';
 
 /** A started hub: its process, the run's wire, its hosts, and the channel to it. */

@@ -14,9 +14,9 @@
  */
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
-import type { Failure } from '../errors.js';
-import type { RingPlan } from '../pipeline/model.js';
-import { mpmdPlace, signalName } from './openmpi-text.js';
+import type { Failure } from '../../errors.js';
+import type { RingPlan } from '../../pipeline/model.js';
+import { mpmdPlace, signalName } from '../impl/openmpi-text.js';
 import { alive, children, cmdline } from './procs.js';
 
 /** How often the watch looks while the run starts. */

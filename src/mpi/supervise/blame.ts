@@ -19,7 +19,7 @@
  * - A rank seen going during start-up (StartupWatch) wins over the ranks killed after it.
  * - A deadline's failure is not outranked by the deaths of its own teardown (isDeadline).
  */
-import type { Failure } from '../errors.js';
+import type { Failure } from '../../errors.js';
 
 /**
  * A failure that a deadline named (a start that did not answer, a step that did not return,

@@ -6,18 +6,18 @@
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { addonPath, distDir, howToBuild, nativeWorkerPath, pythonStagePath } from '../assets.js';
-import { RunError } from '../errors.js';
-import type { CBackend } from '../stage/kernel.js';
-import { CMD_EPOCH, CMD_LOAD, CMD_RUN, CMD_SAVE, CMD_STOP, FLAG_MERGED, FLAG_STATE, FLAG_TIMES, MAGIC, STEP_TIMEOUT_ENV, TAG_STATE, fieldTableText, hostHash, stepTable } from './protocol.js';
-import { STATE_NONE, type RankState, type RunStates, type StateFormat } from '../checkpoint/state.js';
-import { monoUs } from '../trace/clock.js';
-import { CLOCK_ROUNDS, REC, chronological, clockOffsets, keptCount, newRing, slotOf, type StepTimes } from '../trace/log.js';
-import { MpiError, mpi, setMpiEnvironment, type MpiAddon } from './addon.js';
-import type { RingPlan, RingStage, StageStep } from '../pipeline/model.js';
-import type { Transport, TransportContext } from '../transport.js';
-import { checkWasmRank } from '../arena.js';
-import { bytesOf, lastOfPart, messageView } from '../message.js';
+import { addonPath, distDir, howToBuild, nativeWorkerPath, pythonStagePath } from '../../assets.js';
+import { RunError } from '../../errors.js';
+import type { CBackend } from '../../stage/kernel.js';
+import { CMD_EPOCH, CMD_LOAD, CMD_RUN, CMD_SAVE, CMD_STOP, FLAG_MERGED, FLAG_STATE, FLAG_TIMES, MAGIC, STEP_TIMEOUT_ENV, TAG_STATE, fieldTableText, hostHash, stepTable } from '../protocol.js';
+import { STATE_NONE, type RankState, type RunStates, type StateFormat } from '../../checkpoint/state.js';
+import { monoUs } from '../../trace/clock.js';
+import { CLOCK_ROUNDS, REC, chronological, clockOffsets, keptCount, newRing, slotOf, type StepTimes } from '../../trace/log.js';
+import { MpiError, mpi, setMpiEnvironment, type MpiAddon } from '../addon.js';
+import type { RingPlan, RingStage, StageStep } from '../../pipeline/model.js';
+import type { Transport, TransportContext } from '../../transport.js';
+import { checkWasmRank } from '../../arena.js';
+import { bytesOf, lastOfPart, messageView } from '../../message.js';
 
 export interface MpiOptions {
   cBackend: CBackend;

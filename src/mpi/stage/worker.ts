@@ -4,18 +4,18 @@
  * kernel's WASM build); NAME is the stage's, for what it prints. Speaks docs/PROTOCOL.md with the master, spawned or under one MPMD
  * mpirun. The native C stage is transport/c_worker.c instead.
  */
-import { KernelTrap, instantiateKernel, nullGuard } from '../stage/kernel.js';
-import { ARENA_BASE, wasmRankBytes } from '../arena.js';
-import { errorLine, loadStateHooks, loadTransform, mustBeSync, type StateHooks } from '../stage/ts-transform.js';
-import { NO_STATE, STATE_NONE, stateOfValue, valueOfState, type RankState, type StateFormat } from '../checkpoint/state.js';
-import { CMD_EPOCH, CMD_LOAD, CMD_RUN, CMD_SAVE, CMD_STOP, FLAG_MERGED, FLAG_STATE, FLAG_TIMES, MAGIC, STEP_TIMEOUT_ENV, TAG_STATE, hostHash, parseFieldTable, stageComm } from './protocol.js';
-import { monoUs } from '../trace/clock.js';
-import { CLOCK_ROUNDS, chronological, newRing, slotOf, type TimingSpec } from '../trace/log.js';
-import { mpi } from './addon.js';
-import { stdoutToStderr } from '../stage/stdout.js';
-import { bytesOf } from '../message.js';
-import type { Block } from '../pipeline/fields.js';
-import { DESC_BYTES, blockViews, fieldTable, wasmDescriptors } from '../stage/fields-views.js';
+import { KernelTrap, instantiateKernel, nullGuard } from '../../stage/kernel.js';
+import { ARENA_BASE, wasmRankBytes } from '../../arena.js';
+import { errorLine, loadStateHooks, loadTransform, mustBeSync, type StateHooks } from '../../stage/ts-transform.js';
+import { NO_STATE, STATE_NONE, stateOfValue, valueOfState, type RankState, type StateFormat } from '../../checkpoint/state.js';
+import { CMD_EPOCH, CMD_LOAD, CMD_RUN, CMD_SAVE, CMD_STOP, FLAG_MERGED, FLAG_STATE, FLAG_TIMES, MAGIC, STEP_TIMEOUT_ENV, TAG_STATE, hostHash, parseFieldTable, stageComm } from '../protocol.js';
+import { monoUs } from '../../trace/clock.js';
+import { CLOCK_ROUNDS, chronological, newRing, slotOf, type TimingSpec } from '../../trace/log.js';
+import { mpi } from '../addon.js';
+import { stdoutToStderr } from '../../stage/stdout.js';
+import { bytesOf } from '../../message.js';
+import type { Block } from '../../pipeline/fields.js';
+import { DESC_BYTES, blockViews, fieldTable, wasmDescriptors } from '../../stage/fields-views.js';
 
 const [kind, what, exportName, stageName = kind] = process.argv.slice(2);
 if (!((kind === 'ts' || kind === 'c') && what && exportName)) {

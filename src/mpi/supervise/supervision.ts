@@ -6,23 +6,23 @@
  * is a method over one named state instead of a closure over a dozen variables; a new hub
  * message is one more case of onHubMessage, a new deadline one more rule in deadlines.ts.
  */
-import { RunError, type Failure } from '../errors.js';
-import type { RingPlan } from '../pipeline/model.js';
-import type { RingOutcome } from '../loop.js';
+import { RunError, type Failure } from '../../errors.js';
+import type { RingPlan } from '../../pipeline/model.js';
+import type { RingOutcome } from '../../loop.js';
 import { firstFailure, isDeadline } from './blame.js';
-import { STAGE_FAIL, decodeArray, statesFromWire, stepTimesFromWire, type FromHub } from './channel.js';
-import { IterStats } from '../trace/stats.js';
+import { STAGE_FAIL, decodeArray, statesFromWire, stepTimesFromWire, type FromHub } from '../channel.js';
+import { IterStats } from '../../trace/stats.js';
 import { exitGraceMs, overdue, type RunClock } from './deadlines.js';
-import type { LaunchedHub, LaunchOptions } from './hub-launch.js';
+import type { LaunchedHub, LaunchOptions } from '../launch/hub-launch.js';
 import { pendingLaunches, unreachable } from './reach.js';
 import { jobFamily, removeSegments, writeFailureLog } from './leftovers.js';
-import { failureFromOpenMpi, lostDaemonHost, openMpiLines } from './openmpi-text.js';
+import { failureFromOpenMpi, lostDaemonHost, openMpiLines } from '../impl/openmpi-text.js';
 import { descendants, killRecorded, procOf, type Proc } from './procs.js';
-import { hostLabel } from './protocol.js';
+import { hostLabel } from '../protocol.js';
 import { StartupWatch } from './startup-watch.js';
-import type { TimingSpec } from '../trace/log.js';
-import type { CheckpointSession } from '../checkpoint/session.js';
-import type { Message } from '../message.js';
+import type { TimingSpec } from '../../trace/log.js';
+import type { CheckpointSession } from '../../checkpoint/session.js';
+import type { Message } from '../../message.js';
 
 /** The signals a process gets from its own fault, not from someone's kill. */
 const CRASHES = new Set<string>(['SIGSEGV', 'SIGBUS', 'SIGILL', 'SIGFPE', 'SIGABRT']);

@@ -8,11 +8,11 @@
 import { writeSync } from 'node:fs';
 import { Socket } from 'node:net';
 import { createInterface } from 'node:readline';
-import { makeArena } from '../arena.js';
-import { RunError } from '../errors.js';
-import { driveRing, type CheckpointHooks } from '../loop.js';
-import { HUB_FDS_ENV, MARK, decodeArray, encodeArray, fromWire, statesFromWire, statesToWire, stepTimesToWire, type FromHub, type ToHub } from './channel.js';
-import { mpi } from './addon.js';
+import { makeArena } from '../../arena.js';
+import { RunError } from '../../errors.js';
+import { driveRing, type CheckpointHooks } from '../../loop.js';
+import { HUB_FDS_ENV, MARK, decodeArray, encodeArray, fromWire, statesFromWire, statesToWire, stepTimesToWire, type FromHub, type ToHub } from '../channel.js';
+import { mpi } from '../addon.js';
 import { MpiTransport } from './transport.js';
 
 // Spawn mode: fds 3 (in) and 4 (out) from the supervisor, because the singleton's orted

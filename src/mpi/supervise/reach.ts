@@ -3,7 +3,7 @@
  * own words (Open MPI's rsh launcher passes them on), or the daemon launches still running
  * when the start-up failed or its deadline passed.
  */
-import type { Failure } from '../errors.js';
+import type { Failure } from '../../errors.js';
 import { cmdline, type Proc } from './procs.js';
 
 /**

@@ -5,9 +5,9 @@
  * can watch), they are also the only account of which process went first.
  */
 import { constants } from 'node:os';
-import type { Failure } from '../errors.js';
+import type { Failure } from '../../errors.js';
 
-import type { RingPlan } from '../pipeline/model.js';
+import type { RingPlan } from '../../pipeline/model.js';
 
 export const signalName = (n: number) => Object.entries(constants.signals).find(([, v]) => v === n)?.[0] ?? `signal ${n}`;
 

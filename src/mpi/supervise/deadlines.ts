@@ -6,8 +6,8 @@
  * one small named rule, and a new phase adds its deadline as one more entry of the list.
  * They run in the caller's process, which no stage's code can stall.
  */
-import type { Failure } from '../errors.js';
-import { STOP_GRACE_MS } from '../transport.js';
+import type { Failure } from '../../errors.js';
+import { STOP_GRACE_MS } from '../../transport.js';
 import { unreachable } from './reach.js';
 import { DEATH_GRACE_MS, type StartupWatch } from './startup-watch.js';
 
