@@ -3,7 +3,10 @@
 # native addons, the bundles in dist/ and their .d.ts types. Quick when nothing changed.
 # One line per step; a step's own log is shown only when it fails.
 #   bash build.sh          what the ring needs (emscripten, Open MPI)
-#   bash build.sh --test   also what the tests' fixtures and the benchmark's mpi4py peer need
+#   bash build.sh --test   also what the tests' fixtures and the benchmark's mpi4py peer need,
+#                          and MPICH beside Open MPI (the tests run under both)
+# The MPI addon and the native C stage are built once for each MPI installed (Open MPI's,
+# and MPICH's where mpicc.mpich is found), as mpi4py is: a run picks one with --mpi.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -40,6 +43,8 @@ if ((with_test)); then
   # test/slurm/: the Slurm bed (a controller and three slurmd nodes in network namespaces, munge auth).
   command -v slurmctld >/dev/null 2>&1 || missing+=(slurm-wlm)
   command -v munged >/dev/null 2>&1 || missing+=(munge)
+  # MPICH beside Open MPI (Open MPI stays the default mpirun/mpicc alternative).
+  command -v mpicc.mpich >/dev/null 2>&1 || missing+=(mpich libmpich-dev)
 fi
 if ((${#missing[@]})); then
   if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null 2>&1; then
@@ -92,6 +97,15 @@ if newer "$worker" transport/c_worker.c include/commloop_stage.h wasm/commloop_k
   quiet mpicc.log mpicc.openmpi -O3 -ffp-contract=off -Wall -Wextra -Iinclude -o "$worker" transport/c_worker.c wasm/commloop_kernel.c -lm
 fi
 
+# The same for MPICH, where it is installed.
+if command -v mpicc.mpich >/dev/null 2>&1; then
+  worker_mpich=dist/commloop_c_worker_mpich
+  if newer "$worker_mpich" transport/c_worker.c include/commloop_stage.h wasm/commloop_kernel.c wasm/commloop_kernel.h build.sh; then
+    say "mpicc.mpich $worker_mpich"
+    quiet mpicc.log mpicc.mpich -O3 -ffp-contract=off -Wall -Wextra -Iinclude -o "$worker_mpich" transport/c_worker.c wasm/commloop_kernel.c -lm
+  fi
+fi
+
 # --- the benchmark's C floor: the same ring, every process in C -----------------
 floor=dist/commloop_c_floor
 if newer "$floor" bench/c_floor.c bench/c_floor.h build.sh; then
@@ -105,9 +119,21 @@ if newer "$floor_mpmd" bench/c_floor_mpmd.c bench/c_floor.h wasm/commloop_kernel
   quiet mpicc.log mpicc.openmpi -O3 -ffp-contract=off -Wall -Wextra -o "$floor_mpmd" bench/c_floor_mpmd.c wasm/commloop_kernel.c -lm
 fi
 
-# --- the native addons: the kernel (no MPI) and the MPI transport -------------------
+# MPICH's MPMD floor, for the bench's MPICH rows.
+if command -v mpicc.mpich >/dev/null 2>&1; then
+  floor_mpich=dist/commloop_c_floor_mpmd_mpich
+  if newer "$floor_mpich" bench/c_floor_mpmd.c bench/c_floor.h wasm/commloop_kernel.c wasm/commloop_kernel.h build.sh; then
+    say "mpicc.mpich $floor_mpich"
+    quiet mpicc.log mpicc.mpich -O3 -ffp-contract=off -Wall -Wextra -o "$floor_mpich" bench/c_floor_mpmd.c wasm/commloop_kernel.c -lm
+  fi
+fi
+
+# --- the native addons: the kernel (no MPI) and the MPI transport, once per MPI -----
+mpich_addon=()
+command -v mpicc.mpich >/dev/null 2>&1 && mpich_addon=(build/Release/commloop_mpi_mpich.node)
 if newer build/Release/commloop_kernel.node binding.gyp transport wasm ||
-  newer build/Release/commloop_mpi.node binding.gyp transport; then
+  newer build/Release/commloop_mpi.node binding.gyp transport ||
+  { ((${#mpich_addon[@]})) && newer "${mpich_addon[0]}" binding.gyp transport; }; then
   say "node-gyp rebuild"
   quiet build-addon.log npx node-gyp rebuild
 fi

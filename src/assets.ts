@@ -43,6 +43,16 @@ export function addonPath(name: string): string {
   throw new Error(`native addon ${name}.node not found in ${dirs.join(', ')}: ${howToBuild()}`);
 }
 
+/** Whether the native addon `name` is built (build/Release or COMMLOOP_ADDON_DIR). */
+export function addonBuilt(name: string): boolean {
+  try {
+    addonPath(name);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 export function loadAddon<T>(name: string): T {
   return require(addonPath(name)) as T;
 }

@@ -7,7 +7,7 @@
  */
 import type { Arena } from './arena.js';
 import type { RunStates } from './checkpoint/state.js';
-import type { WireName } from './mpi/impl/openmpi-wire.js';
+import type { WireName } from './mpi/wire.js';
 import { array1LengthAfter, iterationSteps, type RingPlan } from './pipeline/model.js';
 import type { Transport } from './transport.js';
 import type { StepTimes } from './trace/log.js';

@@ -23,8 +23,10 @@ import { version } from './version.js';
 import { CheckpointSession, checkCheckpointOptions, type CheckpointOptions, type ResumeOption } from './checkpoint/session.js';
 import { IterStats } from './trace/stats.js';
 import { driveRing, type RingOutcome } from './loop.js';
-import { WIRE_REQUESTS, type WireName, type WireRequest } from './mpi/impl/openmpi-wire.js';
+import { WIRE_REQUESTS, type WireName, type WireRequest } from './mpi/wire.js';
 import { LAUNCH_REQUESTS, chooseLaunch, placementOf, type LaunchMode, type LaunchRequest } from './mpi/launch/placement.js';
+import { chooseMpi, mpiImpl, type MpiImpl, type MpiName, type MpiRequest } from './mpi/impl/index.js';
+import { addonBuilt } from './assets.js';
 import { array1Form, bytesOf, checksumOf, outputBytes, publicArray1, wholeShape, type Array1, type Array1Form, type Message } from './message.js';
 
 export type TransportName = 'mpi' | 'threads';
@@ -71,6 +73,12 @@ export interface RunOptions {
    * costs time per iteration that a run without it does not pay.
    */
   onIteration?: (iteration: number, array: Array1) => boolean | void;
+  /**
+   * mpi transport: which MPI runs it (`auto`, the default: the one `mpiexec` on PATH belongs
+   * to, else the first installed, Open MPI first; src/mpi/impl/index.ts). Each needs its
+   * addon built (build.sh builds one for each MPI installed).
+   */
+  mpi?: MpiRequest;
   /** mpi transport: Open MPI's own messages also go to stderr (they always go to the run's log). */
   verbose?: boolean;
   /** Completed iterations so far, for a progress display: about once a second (after each iteration when onIteration is given). */
@@ -116,6 +124,9 @@ export interface RunResult {
   iterations: number;
   transport: TransportName;
   cBackend: CBackend;
+  /** MPI runs: the MPI that ran it, and why that one (`--mpi mpich`, `auto: mpiexec on PATH is MPICH's (...)`). */
+  mpi?: MpiName;
+  mpiReason?: string;
   /** The launch mode the run used (threads: `spawn`, which means nothing there). */
   launch: LaunchMode;
   /** Why that mode: `--launch spawn`, `auto: every rank on this host`, `auto: ranks on 2 other hosts`, ... */
@@ -182,21 +193,24 @@ export async function runPipeline(pipeline: PipelineSpec | string, opts: RunOpti
   const cBackend = opts.cBackend ?? (transport === 'threads' ? 'wasm' : 'native');
   const request = opts.launch ?? 'auto';
   if (!LAUNCH_REQUESTS.includes(request)) throw new UsageError(`launch must be one of ${LAUNCH_REQUESTS.join(', ')} (got ${JSON.stringify(request)})`);
+  // Which MPI (impl/index.ts): asked for, or the one mpiexec on PATH belongs to; a hub under the user's own mpirun is Open MPI's.
+  const underMpirun = transport === 'mpi' && process.env.OMPI_COMM_WORLD_SIZE !== undefined;
+  const mpi = transport === 'threads' ? undefined : underMpirun ? { impl: mpiImpl('openmpi'), why: 'under your mpirun' } : chooseMpi(opts.mpi ?? 'auto', process.env, (m) => addonBuilt(m.addon));
   // A hub under the user's own mpirun spawns its stages, as it always did.
   const { launch, why: launchReason } =
     transport === 'threads' ? { launch: 'spawn' as const, why: 'threads: no launch' }
-    : process.env.OMPI_COMM_WORLD_SIZE !== undefined ? { launch: 'spawn' as const, why: 'under your mpirun: MPI_Comm_spawn per stage' }
-    : chooseLaunch(request, placementOf(opts.spawnInfo ?? {}));
+    : underMpirun ? { launch: 'spawn' as const, why: 'under your mpirun: MPI_Comm_spawn per stage' }
+    : chooseLaunch(request, placementOf(opts.spawnInfo ?? {}), mpi!.impl);
   const timeoutMs = opts.timeoutMs ?? 60_000;
   const wire = opts.wire ?? 'auto';
   if (!WIRE_REQUESTS.includes(wire)) throw new UsageError(`wire must be one of ${WIRE_REQUESTS.join(', ')} (got ${JSON.stringify(wire)})`);
   const timing = timingSpec(opts);
   checkCheckpointOptions(opts.checkpoint, opts.resume);
-  const plan = await preparePlan(spec, { transport, cBackend, procs: opts.procs, sizes: opts.sizes });
+  const plan = await preparePlan(spec, { transport, cBackend, procs: opts.procs, sizes: opts.sizes, mpi: mpi?.impl });
   if (plan.output) checkWritable(plan.output.file);
   if (opts.trace) checkWritable(opts.trace, 'trace');
   layout(plan, 0, wasmAddressed(plan, transport, cBackend)); // sizes that cannot fit fail here, as bad input, wherever the hub will run
-  if (transport === 'mpi') MpiTransport.preflight(plan, cBackend);
+  if (transport === 'mpi') MpiTransport.preflight(plan, cBackend, mpi!.impl);
   const note = opts.onNote ?? (() => {});
   const cps = CheckpointSession.open(plan, opts.checkpoint, opts.resume, { transport, launch, cBackend }, note);
   const from = cps?.resume;
@@ -207,10 +221,10 @@ export async function runPipeline(pipeline: PipelineSpec | string, opts: RunOpti
     note(`${from.path} is at iteration ${from.iterations}: nothing is left to run for ${opts.iterations} iterations`);
     await cps.close(false);
     if (plan.output) writeOutput(plan.output.file, outputBytes(array1Form(plan), from.array1));
-    return resultOf(plan, opts, { transport, cBackend, launch, launchReason, threads: 0, wire: 'memory', resumedFrom: from.iterations, cps }, { startS: 0, totalS: 0, stats: new IterStats(), final: from.array1 });
+    return resultOf(plan, opts, { transport, mpi, cBackend, launch, launchReason, threads: 0, wire: 'memory', resumedFrom: from.iterations, cps }, { startS: 0, totalS: 0, stats: new IterStats(), final: from.array1 });
   }
   try {
-    return await runWith(plan, opts, { transport, cBackend, launch, launchReason, wire, timeoutMs, timing, cps });
+    return await runWith(plan, opts, { transport, mpi, cBackend, launch, launchReason, wire, timeoutMs, timing, cps });
   } catch (err) {
     await cps?.close(false);
     const last = cps?.lastIteration;
@@ -221,6 +235,8 @@ export async function runPipeline(pipeline: PipelineSpec | string, opts: RunOpti
 
 interface Settled {
   transport: TransportName;
+  /** The run's MPI and why (MPI runs). */
+  mpi?: { impl: MpiImpl; why: string };
   cBackend: CBackend;
   launch: LaunchMode;
   launchReason: string;
@@ -230,7 +246,7 @@ interface Settled {
   cps: CheckpointSession | undefined;
 }
 
-async function runWith(plan: RingPlan, opts: RunOptions, { transport, cBackend, launch, launchReason, wire, timeoutMs, timing, cps }: Settled): Promise<RunResult> {
+async function runWith(plan: RingPlan, opts: RunOptions, { transport, mpi, cBackend, launch, launchReason, wire, timeoutMs, timing, cps }: Settled): Promise<RunResult> {
   const from = cps?.resume;
   let outcome: RingOutcome;
   let threads = 0;
@@ -241,7 +257,7 @@ async function runWith(plan: RingPlan, opts: RunOptions, { transport, cBackend, 
   const userOnIteration = opts.onIteration && (form ? (i: number, a: Message) => opts.onIteration!(i, publicArray1(form, a)) : opts.onIteration);
   if (transport === 'mpi' && process.env.OMPI_COMM_WORLD_SIZE === undefined) {
     // The usual case: the hub runs in a process of its own, supervised from here.
-    outcome = await superviseMpiRun(plan, { iterations: opts.iterations, cBackend, launch, wire, spawnInfo: opts.spawnInfo ?? {}, timeoutMs, verbose: opts.verbose ?? false, timing, checkpoints: cps }, {
+    outcome = await superviseMpiRun(plan, { iterations: opts.iterations, cBackend, mpi: mpi!.impl.name, launch, wire, spawnInfo: opts.spawnInfo ?? {}, timeoutMs, verbose: opts.verbose ?? false, timing, checkpoints: cps }, {
       signal: opts.signal,
       onIteration: userOnIteration,
       onOutput: writeEvery,
@@ -287,14 +303,14 @@ async function runWith(plan: RingPlan, opts: RunOptions, { transport, cBackend, 
     trace = { file: opts.trace, ...writeChromeTrace(opts.trace, steps, { stages: plan.stages.map((st, s) => ({ name: st.name, kind: st.kind, bytes: bytes[s] })), hostName, about }) };
   }
   const wireName: WireName = transport === 'threads' ? 'memory' : (outcome.wire ?? 'user');
-  return resultOf(plan, opts, { transport, cBackend, launch, launchReason, threads, wire: wireName, resumedFrom: from?.iterations ?? 0, cps, trace }, outcome);
+  return resultOf(plan, opts, { transport, mpi, cBackend, launch, launchReason, threads, wire: wireName, resumedFrom: from?.iterations ?? 0, cps, trace }, outcome);
 }
 
 /** The result: what ran, where, and the times of this run's iterations. */
 function resultOf(
   plan: RingPlan,
   opts: RunOptions,
-  how: { transport: TransportName; cBackend: CBackend; launch: LaunchMode; launchReason: string; threads: number; wire: WireName; resumedFrom: number; cps?: CheckpointSession; trace?: RunResult['trace'] },
+  how: { transport: TransportName; mpi?: { impl: MpiImpl; why: string }; cBackend: CBackend; launch: LaunchMode; launchReason: string; threads: number; wire: WireName; resumedFrom: number; cps?: CheckpointSession; trace?: RunResult['trace'] },
   outcome: Pick<RingOutcome, 'startS' | 'totalS' | 'stats' | 'final' | 'steps' | 'hosts'>,
 ): RunResult {
   const t = outcome.stats.summary();
@@ -314,6 +330,7 @@ function resultOf(
     sizes: opts.sizes ?? [plan.stages.map((_, s) => plan.schedule[0][(s + plan.stages.length - 1) % plan.stages.length])],
     iterations: done,
     transport: how.transport,
+    ...(how.mpi ? { mpi: how.mpi.impl.name, mpiReason: how.mpi.why } : {}),
     cBackend: how.cBackend,
     launch: how.launch,
     launchReason: how.launchReason,

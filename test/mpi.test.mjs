@@ -55,7 +55,7 @@ const EXPECTED = {
   'bcast on a disconnected handle': ['Error', 'comm 1 is disconnected'],
   'disconnect twice': ['Error', 'comm 1 is disconnected'],
   'after finalize': ['Error', 'MPI is finalized'],
-  'init after finalize': ['Error', 'MPI is finalized: Open MPI cannot start again in this process'],
+  'init after finalize': ['Error', 'MPI is finalized: MPI cannot start again in this process'],
 };
 
 for (const [name, expected] of Object.entries(EXPECTED)) {

@@ -565,7 +565,7 @@ Napi::Value Init(const Napi::CallbackInfo& info) {
   int init = 0, fin = 0;
   MPI_Initialized(&init);
   MPI_Finalized(&fin);
-  if (fin) throw Napi::Error::New(env, "MPI is finalized: Open MPI cannot start again in this process");
+  if (fin) throw Napi::Error::New(env, "MPI is finalized: MPI cannot start again in this process");
   if (!init) {
     // Node marks fds 0-2 close-on-exec; the singleton's orted would start without
     // them and the first line a spawned child prints would take the job down.
@@ -573,8 +573,12 @@ Napi::Value Init(const Napi::CallbackInfo& info) {
       int fl = fcntl(fd, F_GETFD);
       if (fl >= 0) fcntl(fd, F_SETFD, fl & ~FD_CLOEXEC);
     }
+#ifdef OPEN_MPI
     // Open MPI's plugins resolve symbols from libmpi; load it globally before they load.
+    // Only in Open MPI's build of this file: in MPICH's, its symbols would take the place
+    // of libmpich's (MPI_Comm_set_errhandler crashed there).
     dlopen("libmpi.so.40", RTLD_NOW | RTLD_GLOBAL);
+#endif
     int provided = 0;
     Check(env, MPI_Init_thread(nullptr, nullptr, MPI_THREAD_SERIALIZED, &provided), "MPI_Init_thread");
     MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);

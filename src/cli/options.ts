@@ -7,7 +7,8 @@ import type { CBackend } from '../pipeline/model.js';
 import type { TransportName } from '../run.js';
 import { LAUNCH_REQUESTS, type LaunchRequest } from '../mpi/launch/placement.js';
 import { DEFAULT_TIMING, MAX_CAP } from '../trace/log.js';
-import { WIRE_REQUESTS, type WireRequest } from '../mpi/impl/openmpi-wire.js';
+import { WIRE_REQUESTS, type WireRequest } from '../mpi/wire.js';
+import { MPI_REQUESTS, type MpiRequest } from '../mpi/impl/index.js';
 import { STATUS_EVERY_S } from './status.js';
 
 export interface CliOptions {
@@ -21,6 +22,7 @@ export interface CliOptions {
   pipeline?: string;
   launch: LaunchRequest;
   wire: WireRequest;
+  mpi: MpiRequest;
   hostfile?: string;
   host?: string;
   threads?: number;
@@ -76,6 +78,9 @@ Options:
                          --hostfile, a Slurm allocation of several nodes); spawn:
                          MPI_Comm_spawn per stage; mpmd: one mpirun starts the
                          master and every stage
+  --mpi NAME             mpi transport: which MPI runs it: auto (default: the one
+                         mpiexec on PATH belongs to, else the first installed, Open
+                         MPI first), openmpi or mpich (build.sh builds for each found)
   --wire NAME            mpi transport: what messages travel on: auto (default:
                          spawn mode on one host uses UCX shared memory where Open
                          MPI can select it, else TCP; MPMD ob1's shared memory),
@@ -175,6 +180,7 @@ const OPTIONS = {
   pipeline: { type: 'string' },
   launch: { type: 'string' },
   wire: { type: 'string' },
+  mpi: { type: 'string' },
   hostfile: { type: 'string' },
   host: { type: 'string' },
   trace: { type: 'string' },
@@ -236,6 +242,7 @@ export function parseArgs(argv: string[]): CliOptions {
     transport: 'mpi',
     launch: 'auto',
     wire: 'auto',
+    mpi: 'auto',
     cBackend: 'native',
     timeoutMs: 60_000,
     benchmark: false,
@@ -250,6 +257,7 @@ export function parseArgs(argv: string[]): CliOptions {
   let rawSizes: string | undefined;
   let launchGiven = false;
   let wireGiven = false;
+  let mpiGiven = false;
   let cpDir: string | undefined;
   const cpWhen: { every?: number; intervalS?: number; keep?: number } = {};
   const cpFlag: string[] = [];
@@ -293,6 +301,10 @@ export function parseArgs(argv: string[]): CliOptions {
       case 'wire':
         o.wire = oneOf(flag, value, WIRE_REQUESTS);
         wireGiven = true;
+        break;
+      case 'mpi':
+        o.mpi = oneOf(flag, value, MPI_REQUESTS);
+        mpiGiven = true;
         break;
       case 'hostfile':
         if (!existsSync(value)) throw new UsageError(`--hostfile file not found: ${value}`);
@@ -359,7 +371,7 @@ export function parseArgs(argv: string[]): CliOptions {
   // The WASM kernel is the threads transport's own (it runs on the shared arena); MPI's C stage is native.
   o.cBackend = cBackend ?? (o.transport === 'threads' ? 'wasm' : 'native');
   if (o.transport === 'threads') {
-    const mpiOnly = launchGiven ? '--launch' : wireGiven ? '--wire' : o.hostfile ? '--hostfile' : o.host ? '--host' : undefined;
+    const mpiOnly = launchGiven ? '--launch' : wireGiven ? '--wire' : mpiGiven ? '--mpi' : o.hostfile ? '--hostfile' : o.host ? '--host' : undefined;
     if (mpiOnly) throw new UsageError(`${mpiOnly} needs --transport mpi (got --transport threads)`);
   }
   if (!o.pipeline) {

@@ -14,6 +14,7 @@ export function summary(r: RunResult): string {
     `ring      ${r.stages.map((s) => s.name).join(' -> ')}, ${ranks}, ${fields ? 'fields' : `sizes ${sizes}`}`,
     ...(fields ? [`fields    ${fields} (per rank)`] : []),
     `run       ${r.iterations} iterations, transport ${r.transport}${how}, c-backend ${r.cBackend}${r.transport === 'mpi' ? `, wire ${r.wire}` : ''}`,
+    ...(r.mpi ? [`mpi       ${r.mpi === 'mpich' ? 'MPICH' : 'Open MPI'} (${r.mpiReason})`] : []),
     `checksum  ${r.checksum}`,
     ...(r.stages.some((st) => st.hosts.some((h) => h !== r.stages[0].hosts[0])) ? [`hosts     ${r.stages.map((st) => `${st.name}: ${st.hosts.map((h, k) => `${k}@${h}`).join(' ')}`).join(', ')}`] : []),
     ...(r.resumedFrom ? [`resumed   from iteration ${r.resumedFrom}: ${r.iterations - r.resumedFrom} iterations run now`] : []),

@@ -1,8 +1,10 @@
 /**
- * The MPI addon's TS face: its one error class, its loader, and the environment Open
- * MPI needs here. The protocol on top of it is in protocol.ts.
+ * The MPI addon's TS face: its one error class and its loader. The addon is built once for
+ * each MPI found (build.sh); a process loads the one of its run's MPI (impl/index.ts). The
+ * protocol on top of it is in protocol.ts.
  */
 import { loadAddon } from '../assets.js';
+import { runMpi } from './impl/index.js';
 
 /** Every failed MPI call: `code` is the MPI error code, `errorClass` its class. */
 export class MpiError extends Error {
@@ -79,34 +81,13 @@ let addon: MpiAddon | undefined;
 
 export function mpi(): MpiAddon {
   if (!addon) {
+    const impl = runMpi();
     try {
-      addon = loadAddon<MpiAddon>('commloop_mpi');
+      addon = loadAddon<MpiAddon>(impl.addon);
     } catch (err) {
-      throw new Error(
-        `${(err as Error).message} (the MPI transport needs Open MPI: apt-get install -y openmpi-bin libopenmpi-dev)`,
-      );
+      throw new Error(`${(err as Error).message} (the MPI transport under ${impl.title} needs: apt-get install -y ${impl.packages})`);
     }
     addon.setErrorClass(MpiError);
   }
   return addon;
-}
-
-/**
- * Defaults Open MPI needs for a singleton master, or for our MPMD mpirun, on one small
- * machine; the user's environment wins. Must reach MPI before MPI_Init (or mpirun) reads it.
- */
-export function setMpiEnvironment(local: boolean, env: NodeJS.ProcessEnv = process.env): void {
-  const defaults: Record<string, string> = {
-    // Without it even 2 spawned ranks fail on 2 cores: the singleton counts one slot per core.
-    OMPI_MCA_rmaps_base_oversubscribe: '1',
-    // Oversubscribed ranks that spin starve each other; yielding measured 3x faster here.
-    OMPI_MCA_mpi_yield_when_idle: '1',
-  };
-  // Spawned jobs meet over TCP; on one machine, loopback only.
-  if (local) defaults.OMPI_MCA_btl_tcp_if_include = 'lo';
-  if (process.getuid?.() === 0) {
-    defaults.OMPI_ALLOW_RUN_AS_ROOT = '1';
-    defaults.OMPI_ALLOW_RUN_AS_ROOT_CONFIRM = '1';
-  }
-  for (const [k, v] of Object.entries(defaults)) env[k] ??= v;
 }

@@ -69,7 +69,7 @@ export function wasmExportOf(src: CSource, index: number): string {
 }
 
 /** The Debian package of each compiler this file runs. */
-const PACKAGE_OF: Record<string, string> = { emcc: 'emscripten', gcc: 'gcc', 'mpicc.openmpi': 'openmpi-bin libopenmpi-dev' };
+const PACKAGE_OF: Record<string, string> = { emcc: 'emscripten', gcc: 'gcc', 'mpicc.openmpi': 'openmpi-bin libopenmpi-dev', 'mpicc.mpich': 'mpich libmpich-dev' };
 
 /**
  * Runs a compiler in `cwd` (the C source's directory: relative -I/-L paths in a stage's
@@ -192,13 +192,14 @@ export function buildNativeLib(src: CSource): string {
 }
 
 /** transport/c_worker.c linked with the user's kernel: run as `worker user` (a fields kernel: `worker user-fields`). */
-export function buildNativeWorker(src: CSource): string {
+export function buildNativeWorker(src: CSource, mpicc = 'mpicc.openmpi'): string {
   const workerSrc = join(rootDir, 'transport', 'c_worker.c');
   const kernelSrc = join(rootDir, 'wasm', 'commloop_kernel.c');
   // The worker is the SDK header around the kernel: a changed header is a changed worker.
   const sdkHeader = join(rootDir, 'include', 'commloop_stage.h');
   const key = hash([
     'worker',
+    mpicc,
     ...NATIVE_FLAGS,
     ...DEFAULT_LIBS,
     readFileSync(src.source, 'utf8'),
@@ -211,7 +212,7 @@ export function buildNativeWorker(src: CSource): string {
   ]);
   return cached(key, 'worker', (dir, out) => {
     const obj = join(dir, 'user.o');
-    compile(src.stage, `"source" ${src.source}`, 'mpicc.openmpi', [
+    compile(src.stage, `"source" ${src.source}`, mpicc, [
       ...NATIVE_FLAGS,
       ...src.cflags,
       '-c',
@@ -222,7 +223,7 @@ export function buildNativeWorker(src: CSource): string {
       '-o',
       obj,
     ], dirname(src.source));
-    compile(src.stage, `"source" ${src.source} (linking the MPI worker)`, 'mpicc.openmpi', [
+    compile(src.stage, `"source" ${src.source} (linking the MPI worker)`, mpicc, [
       ...NATIVE_FLAGS,
       src.fields ? '-DCOMMLOOP_USER_FIELDS_KERNEL=commloop_user_kernel' : '-DCOMMLOOP_USER_KERNEL=commloop_user_kernel',
       `-I${join(rootDir, 'include')}`,

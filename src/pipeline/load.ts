@@ -11,7 +11,9 @@ import { TS_TRANSFORMS } from '../stage/transforms.js';
 import { pickTransform } from '../stage/ts-transform.js';
 import type { CBackend } from '../stage/kernel.js';
 import { C_BUILTINS, checkBuildFlags, buildNativeLib, buildNativeWorker, buildPipelineWasm, buildTsModule, wasmExportOf, type CSource } from './compile.js';
-import { nativeWorkerPath } from '../assets.js';
+import { distDir } from '../assets.js';
+import { openMpi } from '../mpi/impl/openmpi.js';
+import type { MpiImpl } from '../mpi/impl/index.js';
 import { readArray } from './npy.js';
 import { checkPythonStage } from './python.js';
 import { makePlan, sizesToSchedule, type FieldDecl, type PipelineSpec, type RingPlan, type RingStage, type StageSpec } from './model.js';
@@ -235,6 +237,8 @@ export interface PrepareOptions {
   procs?: number;
   /** Overrides the sizes: per-rank sizes of Array1..ArrayS, one group per iteration in turn. */
   sizes?: number[][];
+  /** mpi transport: the run's MPI (its C worker and its mpicc build the native C stages). */
+  mpi?: Pick<MpiImpl, 'name' | 'title' | 'cWorker' | 'mpicc' | 'packages'>;
 }
 
 /** Applies overrides, checks the transport can run every stage, imports TS modules and builds C. */
@@ -269,7 +273,7 @@ export async function preparePlan(spec: PipelineSpec, opts: PrepareOptions): Pro
       if (builtin) {
         rs.wasmExport = `commloop_${builtin}`;
         rs.nativeSymbol = builtin;
-        rs.worker = [nativeWorkerPath, builtin];
+        rs.worker = [join(distDir, (opts.mpi ?? openMpi).cWorker), builtin];
       } else {
         const src: CSource = { stage: st.name, source: st.source!, fn: st.function ?? 'kernel', cflags: st.cflags ?? [], libs: st.libs ?? [], fields: fields !== undefined };
         rs.wasmExport = wasmExportOf(src, userC.length);
@@ -278,9 +282,12 @@ export async function preparePlan(spec: PipelineSpec, opts: PrepareOptions): Pro
           rs.nativeLib = buildNativeLib(src);
           rs.nativeSymbol = 'commloop_user_kernel';
         }
-        if (opts.cBackend === 'native' && opts.transport === 'mpi') rs.worker = [buildNativeWorker(src), fields ? 'user-fields' : 'user'];
+        if (opts.cBackend === 'native' && opts.transport === 'mpi') rs.worker = [buildNativeWorker(src, (opts.mpi ?? openMpi).mpicc), fields ? 'user-fields' : 'user'];
       }
     } else if (st.kind === 'python') {
+      if (opts.mpi?.name === 'mpich') {
+        throw new UsageError(`stage "${st.name}": kind python runs on mpi4py, which is built here for Open MPI only (Debian has none for MPICH): use --mpi openmpi`);
+      }
       rs.module = st.module;
       rs.function = st.function ?? 'transform';
       rs.cwd = st.cwd;

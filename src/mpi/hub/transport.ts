@@ -6,14 +6,15 @@
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { addonPath, distDir, howToBuild, nativeWorkerPath, pythonStagePath } from '../../assets.js';
+import { addonPath, distDir, howToBuild, pythonStagePath } from '../../assets.js';
 import { RunError } from '../../errors.js';
 import type { CBackend } from '../../stage/kernel.js';
 import { CMD_EPOCH, CMD_LOAD, CMD_RUN, CMD_SAVE, CMD_STOP, FLAG_MERGED, FLAG_STATE, FLAG_TIMES, MAGIC, STEP_TIMEOUT_ENV, TAG_STATE, fieldTableText, hostHash, stepTable } from '../protocol.js';
 import { STATE_NONE, type RankState, type RunStates, type StateFormat } from '../../checkpoint/state.js';
 import { monoUs } from '../../trace/clock.js';
 import { CLOCK_ROUNDS, REC, chronological, clockOffsets, keptCount, newRing, slotOf, type StepTimes } from '../../trace/log.js';
-import { MpiError, mpi, setMpiEnvironment, type MpiAddon } from '../addon.js';
+import { MpiError, mpi, type MpiAddon } from '../addon.js';
+import { runMpi, type MpiImpl } from '../impl/index.js';
 import type { RingPlan, RingStage, StageStep } from '../../pipeline/model.js';
 import type { Transport, TransportContext } from '../../transport.js';
 import { checkWasmRank } from '../../arena.js';
@@ -100,27 +101,29 @@ export class MpiTransport implements Transport {
    * What an MPI run needs built, checked where the run is asked for (a missing part then
    * fails before any process starts, with the line saying how to get it).
    */
-  static preflight(plan: RingPlan, cBackend: CBackend): void {
+  static preflight(plan: RingPlan, cBackend: CBackend, impl: MpiImpl = runMpi()): void {
     // A C stage as WebAssembly runs in a process of its own, with a wasm32 memory per rank.
     if (cBackend === 'wasm') {
       plan.stages.forEach((st, s) => {
         if (st.kind === 'c') checkWasmRank(st.name, plan.maxInput[s] / st.ranks, Math.max(...plan.schedule.map((sizes) => sizes[s])));
       });
     }
-    const needsWorker = plan.stages.some((st) => st.kind === 'c' && st.worker?.[0] === nativeWorkerPath);
-    if (cBackend === 'native' && needsWorker && !existsSync(nativeWorkerPath)) {
-      throw new RunError({ reason: 'start', detail: `${nativeWorkerPath} is missing: ${howToBuild('openmpi-bin libopenmpi-dev')}` });
+    // The built-in C stages run the C worker build.sh built for this MPI.
+    const worker = join(distDir, impl.cWorker);
+    const needsWorker = plan.stages.some((st) => st.kind === 'c' && st.worker?.[0] === worker);
+    if (cBackend === 'native' && needsWorker && !existsSync(worker)) {
+      throw new RunError({ reason: 'start', detail: `${worker} is missing: ${howToBuild(impl.packages)}` });
     }
     try {
-      addonPath('commloop_mpi');
+      addonPath(impl.addon);
     } catch (err) {
-      throw new RunError({ reason: 'start', detail: `${(err as Error).message} (the MPI transport needs Open MPI: apt-get install -y openmpi-bin libopenmpi-dev)` });
+      throw new RunError({ reason: 'start', detail: `${(err as Error).message} (the MPI transport under ${impl.title} needs: apt-get install -y ${impl.packages})` });
     }
   }
 
   async start(): Promise<void> {
     MpiTransport.preflight(this.plan, this.opts.cBackend);
-    setMpiEnvironment(Object.keys(this.opts.spawnInfo).length === 0);
+    runMpi().environment(Object.keys(this.opts.spawnInfo).length === 0, process.env);
     this.m = mpi();
     this.m.init();
     const { m } = this;

@@ -1,6 +1,6 @@
 /**
- * What an MPI run's messages travel on, decided in this one place from the run's launch
- * mode, whether its ranks are all on this host, what the user's environment already sets
+ * Open MPI's wire: what an MPI run's messages travel on under Open MPI, decided in this one
+ * place from the run's launch mode, whether its ranks are all on this host, what the user's environment already sets
  * and what this machine's Open MPI can select. Measured here (Open MPI 4.1.4 with UCX
  * 1.13, 2 cores, N=2 8 B per rank, medians per iteration; issue 20):
  * - spawn mode, ob1: its shared-memory BTL (vader) connects only ranks of one job, so the
@@ -21,23 +21,7 @@ import { join } from 'node:path';
 import { addonPath } from '../../assets.js';
 import { UsageError } from '../../errors.js';
 import { cacheDir } from '../../pipeline/compile.js';
-
-/** What a run asks for: `auto` (the fastest this run can have), or one by hand. */
-export type WireRequest = 'auto' | 'shm' | 'tcp';
-export const WIRE_REQUESTS: readonly WireRequest[] = ['auto', 'shm', 'tcp'];
-
-/** What a run used: shared memory, TCP, the user's own MCA settings, or (threads) one process's memory. */
-export type WireName = 'shm' | 'tcp' | 'user' | 'memory';
-
-export interface Wire {
-  name: WireName;
-  /** How, in words: "UCX shared memory between the spawned jobs". */
-  how: string;
-  /** MCA variables (environment) for every process of the run. */
-  env: Record<string, string>;
-  /** The project's own stages step on intracommunicators merged with the hub (FLAG_MERGED). */
-  merged: boolean;
-}
+import type { Wire, WireContext } from '../wire.js';
 
 /** MCA variables that choose a transport: set by the user, they win and we add none. */
 const USER_WIRE_VARS = ['OMPI_MCA_pml', 'OMPI_MCA_btl', 'OMPI_MCA_mtl'];
@@ -62,16 +46,6 @@ export const UCX_ENV: Record<string, string> = {
   UCX_ERROR_SIGNALS: '',
   UCX_HANDLE_ERRORS: 'none',
 };
-
-export interface WireContext {
-  launch: 'spawn' | 'mpmd';
-  /** Every rank runs on this host (no --host, --hostfile or allocation elsewhere). */
-  local: boolean;
-  request: WireRequest;
-  env: NodeJS.ProcessEnv;
-  /** Whether pml ucx can be selected here (default: the probe). */
-  ucx?: () => boolean;
-}
 
 export function chooseWire(c: WireContext): Wire {
   const user = USER_WIRE_VARS.filter((k) => c.env[k] !== undefined);

@@ -7,27 +7,28 @@
  * the launched hub, and nothing there spawns or parses a command line.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { hostname } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import type { Readable, Writable } from 'node:stream';
 import { distDir } from '../../assets.js';
 import type { CBackend, RingPlan } from '../../pipeline/model.js';
-import { setMpiEnvironment } from '../addon.js';
 import { HUB_FDS_ENV, MARK, type FromHub, type ToHub } from '../channel.js';
 import { mpmdCommand } from './mpmd.js';
 import { STEP_TIMEOUT_ENV, hostHash } from '../protocol.js';
-import { chooseWire, type Wire, type WireRequest } from '../impl/openmpi-wire.js';
+import type { Wire, WireRequest } from '../wire.js';
 import { placementOf } from './placement.js';
+import { MPI_ENV, mpiImpl, type MpiImpl, type MpiName } from '../impl/index.js';
 
 /** A started hub: its process, the run's wire, its hosts, and the channel to it. */
 export interface LaunchedHub {
   child: ChildProcess;
   /** The command started: mpirun (MPMD), or node for dist/hub.js (spawn mode). */
   cmd: string;
-  /** `cmd` is mpirun: the name a failure gives it, and what to install when it is missing. */
-  viaMpirun: boolean;
+  /** `cmd` is the MPI's launcher (mpirun, mpiexec): what a failure calls it; undefined in spawn mode. */
+  launcherName?: string;
+  /** The run's MPI. */
+  mpi: MpiImpl;
   wire: Wire;
   /** The run has hosts of its own (--host, --hostfile, a Slurm allocation of several nodes). */
   remote: boolean;
@@ -46,6 +47,8 @@ export interface LaunchedHub {
 /** What launching the hub needs to know of a run (the supervisor's options hold these). */
 export interface LaunchOptions {
   cBackend: CBackend;
+  /** The MPI the run uses (impl/index.ts chooseMpi). */
+  mpi: MpiName;
   launch: 'spawn' | 'mpmd';
   wire: WireRequest;
   spawnInfo: Record<string, string>;
@@ -55,13 +58,16 @@ export interface LaunchOptions {
 export function launchHub(plan: RingPlan, opts: LaunchOptions): LaunchedHub {
   const env: NodeJS.ProcessEnv = { ...process.env };
   const { remote, spawnInfo, listed: launchHosts, alloc } = placementOf(opts.spawnInfo, env);
-  setMpiEnvironment(!remote, env);
-  const wire = chooseWire({ launch: opts.launch, local: !remote, request: opts.wire, env });
+  const mpi = mpiImpl(opts.mpi);
+  mpi.environment(!remote, env);
+  // Every process of the run (the hub, each stage) loads the addon of this MPI and starts its C worker.
+  env[MPI_ENV] = mpi.name;
+  const wire = mpi.chooseWire({ launch: opts.launch, local: !remote, request: opts.wire, env });
   for (const [k, v] of Object.entries(wire.env)) env[k] ??= v; // what the user set stays
   const hub = join(distDir, 'hub.js');
-  const mpirun = existsSync('/usr/bin/mpirun.openmpi') ? '/usr/bin/mpirun.openmpi' : 'mpirun';
+  const launcher = mpi.launcher();
   const [cmd, args] =
-    opts.launch === 'mpmd' ? [mpirun, mpmdCommand(plan, opts.cBackend, spawnInfo)] : [process.execPath, [hub]];
+    opts.launch === 'mpmd' ? [launcher, mpmdCommand(plan, opts.cBackend, spawnInfo, mpi)] : [process.execPath, [hub]];
   // Its own process group: a terminal's Ctrl-C reaches the caller, who asks for a clean stop.
   const spawnMode = opts.launch === 'spawn';
   if (spawnMode) env[HUB_FDS_ENV] = '3,4';
@@ -73,7 +79,8 @@ export function launchHub(plan: RingPlan, opts: LaunchOptions): LaunchedHub {
   return {
     child,
     cmd,
-    viaMpirun: cmd === mpirun,
+    launcherName: cmd === launcher ? basename(launcher).replace(/\.(openmpi|mpich|hydra)$/, '') : undefined,
+    mpi,
     wire,
     remote,
     spawnInfo,

@@ -12,6 +12,8 @@
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { slurmAllocation, type SlurmAllocation } from './slurm.js';
+import { UsageError } from '../../errors.js';
+import type { MpiImpl } from '../impl/index.js';
 
 export type LaunchMode = 'spawn' | 'mpmd';
 export type LaunchRequest = 'auto' | LaunchMode;
@@ -49,8 +51,13 @@ export function placementOf(spawnInfo: Record<string, string>, env: NodeJS.Proce
 }
 
 /** The launch mode a run gets, and why (shown in -g, --json and the result). */
-export function chooseLaunch(request: LaunchRequest, where: Placement): { launch: LaunchMode; why: string } {
+export function chooseLaunch(request: LaunchRequest, where: Placement, mpi?: Pick<MpiImpl, 'title' | 'name' | 'spawns'>): { launch: LaunchMode; why: string } {
+  // An MPI whose MPI_Comm_spawn fails here (Debian's MPICH: ch4:ucx) runs MPMD; found by trying.
+  if (request === 'spawn' && mpi && !mpi.spawns()) {
+    throw new UsageError(`--launch spawn: ${mpi.title} here cannot spawn (MPI_Comm_spawn was tried and refused); use --launch mpmd or auto`);
+  }
   if (request !== 'auto') return { launch: request, why: `--launch ${request}` };
+  if (mpi && !mpi.spawns()) return { launch: 'mpmd', why: `auto: ${mpi.title} here cannot spawn (MPI_Comm_spawn refused)` };
   if (where.others.length === 0) return { launch: 'spawn', why: 'auto: every rank on this host' };
   const what = where.alloc && !where.listed.length ? `the Slurm allocation's ${where.alloc.nodes.length} nodes` : `${where.others.length} other host${where.others.length > 1 ? 's' : ''}`;
   return { launch: 'mpmd', why: `auto: ranks on ${what}` };

@@ -15,8 +15,7 @@ import { IterStats } from '../../trace/stats.js';
 import { exitGraceMs, overdue, type RunClock } from './deadlines.js';
 import type { LaunchedHub, LaunchOptions } from '../launch/hub-launch.js';
 import { pendingLaunches, unreachable } from './reach.js';
-import { jobFamily, removeSegments, writeFailureLog } from './leftovers.js';
-import { failureFromOpenMpi, lostDaemonHost, openMpiLines } from '../impl/openmpi-text.js';
+import { writeFailureLog } from './leftovers.js';
 import { descendants, killRecorded, procOf, type Proc } from './procs.js';
 import { hostLabel } from '../protocol.js';
 import { StartupWatch } from './startup-watch.js';
@@ -77,9 +76,10 @@ export class Supervision implements RunClock {
   private readonly stageFailures: Failure[] = [];
   private readonly ranks = new Map<string, { host: number; pid: number }>();
   private readonly recorded = new Map<number, Proc>();
-  /** The run's Open MPI job families, for its shared-memory files (leftovers.ts). */
-  private readonly families = new Set<number>();
-  private readonly isOpenMpi = openMpiLines();
+  /** The run's marks (Open MPI: its job families), for what it leaves in /dev/shm (the MPI's removeLeftovers). */
+  private readonly marks = new Set<string>();
+  /** The MPI's own lines of the hub's stderr (to the run's log). */
+  private readonly isMpiText: (line: string) => boolean;
 
   constructor(
     private readonly plan: RingPlan,
@@ -90,6 +90,7 @@ export class Supervision implements RunClock {
     this.timeoutMs = opts.timeoutMs;
     this.stageCount = plan.stages.length;
     this.launchHosts = hub.launchHosts;
+    this.isMpiText = hub.mpi.ownLines();
     // A local job: its ranks are mpirun's (or the hub's orted's) children here, watched until Ready.
     this.startup = hub.remote ? undefined : new StartupWatch(plan, opts.launch);
   }
@@ -180,7 +181,7 @@ export class Supervision implements RunClock {
       if (st) this.stageFailures.push({ stage: st.name, rank: Number(mark[2]), reason: 'user-code', detail: mark[3] });
       return;
     }
-    if (this.isOpenMpi(line)) {
+    if (this.isMpiText(line)) {
       this.noise.push(line);
       if (this.opts.verbose) process.stderr.write(line + '\n');
     } else process.stderr.write(line + '\n');
@@ -194,7 +195,7 @@ export class Supervision implements RunClock {
 
   /** The hub's command could not be started. */
   onSpawnError(err: Error): void {
-    this.hubFailure ??= { reason: 'start', detail: `cannot start ${this.hub.cmd}: ${err.message}${this.hub.viaMpirun ? ' (apt-get install -y openmpi-bin)' : ''}` };
+    this.hubFailure ??= { reason: 'start', detail: `cannot start ${this.hub.cmd}: ${err.message}${this.hub.launcherName ? ` (apt-get install -y ${this.hub.mpi.packages})` : ''}` };
   }
 
   /** One look of the start-up watch (startup-watch.ts); false once the run is ready or over. */
@@ -208,7 +209,7 @@ export class Supervision implements RunClock {
       for (const p of this.startup!.pids) {
         if (this.recorded.has(p)) continue;
         const proc = procOf(p);
-        if (proc && jobFamily(p) !== undefined) this.keep(proc);
+        if (proc && this.hub.mpi.runMark(p) !== undefined) this.keep(proc);
       }
     }
     return true;
@@ -250,7 +251,7 @@ export class Supervision implements RunClock {
     // Whatever of the run is still there (an orted that outlived its hub) goes now, and
     // with it the shared-memory files that a daemon killed with SIGKILL could not remove.
     killRecorded(this.recorded.values());
-    removeSegments(this.families);
+    this.hub.mpi.removeLeftovers(this.marks);
     if (this.callerError !== undefined) return { error: this.callerError };
     if (this.outcome && !this.hubFailure) return { outcome: this.outcome };
     // A host that ssh could not reach is the cause of whatever failed at start-up; a host
@@ -263,7 +264,7 @@ export class Supervision implements RunClock {
     const how = !signal ? `exited with code ${code}` : CRASHES.has(signal) ? `crashed (${signal})` : `was killed by ${signal}`;
     const launcher: Failure = {
       reason: signal ? 'killed' : 'exited',
-      detail: `${this.hub.viaMpirun ? 'mpirun' : 'the MPI hub'} ${how} before the run ended`,
+      detail: `${this.hub.launcherName ?? 'the MPI hub'} ${how} before the run ended`,
     };
     const failure =
       firstFailure({
@@ -271,7 +272,7 @@ export class Supervision implements RunClock {
         lostHost,
         launcher: signal && !this.killedHere ? launcher : undefined,
         hub: this.hubFailure,
-        openMpi: failureFromOpenMpi(this.noise.slice(0, this.deadlineAt), this.plan, this.opts.launch),
+        openMpi: this.hub.mpi.failureFromText(this.noise.slice(0, this.deadlineAt), { plan: this.plan, launch: this.opts.launch, rankOfPid: (pid, host) => this.rankOfPid(pid, host) }),
         startup: this.startup?.failure(code),
       }) ?? launcher;
     failure.host ??= this.hostOf(failure.stage, failure.rank);
@@ -285,7 +286,7 @@ export class Supervision implements RunClock {
    * ran there (its ranks all went with it; Open MPI says only the node).
    */
   private lostNode(): Failure | undefined {
-    const host = lostDaemonHost(this.noise);
+    const host = this.hub.mpi.lostHost(this.noise);
     if (!host) return undefined;
     for (const [s, st] of this.plan.stages.entries()) {
       for (let r = 0; r < st.ranks; r++) {
@@ -301,8 +302,8 @@ export class Supervision implements RunClock {
   /** Records one process of the run, and its job family. */
   private keep(p: Proc): void {
     if (!this.recorded.has(p.pid)) {
-      const family = jobFamily(p.pid);
-      if (family !== undefined) this.families.add(family);
+      const mark = this.hub.mpi.runMark(p.pid);
+      if (mark !== undefined) this.marks.add(mark);
     }
     this.recorded.set(p.pid, p);
   }
@@ -311,6 +312,17 @@ export class Supervision implements RunClock {
   private record(): void {
     const pid = this.hub.child.pid;
     if (pid) for (const p of descendants(pid)) this.keep(p);
+  }
+
+  /** The stage and rank of a pid on a host, as the ranks' Ready said. */
+  private rankOfPid(pid: number, host: string): { stage: number; rank: number } | undefined {
+    for (const [key, at] of this.ranks) {
+      if (at.pid === pid && hostLabel(at.host, this.hub.hostNames) === host) {
+        const [stage, rank] = key.split('/').map(Number);
+        return { stage, rank };
+      }
+    }
+    return undefined;
   }
 
   /** The host of a stage's rank, by name where the run knows it (from Ready). */
