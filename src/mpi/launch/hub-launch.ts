@@ -40,8 +40,11 @@ export interface LaunchedHub {
   hostNames: Map<number, string>;
   /** Writes one message to the hub, while its end of the channel is open. */
   tell(m: ToHub): void;
-  /** Hands each message of the hub to `on`; a stage's stray output goes on to stderr. */
-  listen(on: (m: FromHub) => void): void;
+  /**
+   * Hands each message of the hub to `on`; any other line on the channel's stream (a stage's
+   * stray output, the launcher's own text: Hydra prints its box on stdout) to `other`.
+   */
+  listen(on: (m: FromHub) => void, other: (line: string) => void): void;
 }
 
 /** What launching the hub needs to know of a run (the supervisor's options hold these). */
@@ -89,12 +92,12 @@ export function launchHub(plan: RingPlan, opts: LaunchOptions): LaunchedHub {
     tell(m) {
       if (toHub.writable) toHub.write(JSON.stringify(m) + '\n');
     },
-    listen(on) {
+    listen(on, other) {
       // Spawn mode: whatever reaches the hub's stdout is a stage's (they should use stderr).
-      if (spawnMode) createInterface({ input: child.stdout!, crlfDelay: Infinity }).on('line', (line) => process.stderr.write(line + '\n'));
+      if (spawnMode) createInterface({ input: child.stdout!, crlfDelay: Infinity }).on('line', other);
       createInterface({ input: fromHub, crlfDelay: Infinity }).on('line', (line) => {
         if (!line.startsWith(MARK)) {
-          process.stderr.write(line + '\n'); // not ours: a stage wrote to the hub's stdout
+          other(line); // not ours: a stage wrote to the hub's stdout, or the launcher did
           return;
         }
         on(JSON.parse(line.slice(MARK.length)) as FromHub);

@@ -65,7 +65,7 @@ function supervise(plan: RingPlan, opts: SuperviseOptions, hooks: SuperviseHooks
     });
     // A checkpoint asked for here (SIGUSR1) is the hub's to take, at its next boundary.
     if (cps) cps.forward = () => hub.tell({ t: 'checkpoint' });
-    hub.listen((m) => run.onHubMessage(m));
+    hub.listen((m) => run.onHubMessage(m), (line) => run.onStderrLine(line));
     createInterface({ input: hub.child.stderr!, crlfDelay: Infinity }).on('line', (line) => run.onStderrLine(line));
 
     const onAbort = () => run.stop();
