@@ -15,6 +15,12 @@ import type { Message } from '../message.js';
 export const MARK = '@@commloop ';
 /** "IN,OUT": the hub's channel fds (spawn mode: 3,4; unset under mpirun: stdin, stdout). */
 export const HUB_FDS_ENV = 'COMMLOOP_HUB_FDS';
+/**
+ * "IN,OUT": the hub's channel as two named pipes the supervisor made, where the MPI's
+ * launcher forwards rank 0's stdout too late to be the channel (MPICH's Hydra: its teardown
+ * after a rank's death dropped the hub's report of which rank it was). MPMD on this host.
+ */
+export const HUB_FIFOS_ENV = 'COMMLOOP_HUB_FIFOS';
 
 /** A failure report a stage may print on stderr before it aborts (docs/PROTOCOL.md). */
 export const STAGE_FAIL = /^commloop-fail: (\d+) (\d+) (.*)$/;

@@ -5,19 +5,21 @@
  * It may fail in any way Open MPI fails: the supervisor, not this process, is what the
  * caller waits on. If the supervisor goes away (stdin closes), the run stops.
  */
-import { writeSync } from 'node:fs';
+import { openSync, writeSync } from 'node:fs';
 import { Socket } from 'node:net';
 import { createInterface } from 'node:readline';
 import { makeArena } from '../../arena.js';
 import { RunError } from '../../errors.js';
 import { driveRing, type CheckpointHooks } from '../../loop.js';
-import { HUB_FDS_ENV, MARK, decodeArray, encodeArray, fromWire, statesFromWire, statesToWire, stepTimesToWire, type FromHub, type ToHub } from '../channel.js';
+import { HUB_FDS_ENV, HUB_FIFOS_ENV, MARK, decodeArray, encodeArray, fromWire, statesFromWire, statesToWire, stepTimesToWire, type FromHub, type ToHub } from '../channel.js';
 import { mpi } from '../addon.js';
 import { MpiTransport } from './transport.js';
 
 // Spawn mode: fds 3 (in) and 4 (out) from the supervisor, because the singleton's orted
-// shares this process's stdin and stdout. MPMD: stdin and stdout, which mpirun forwards.
-const [inFd, outFd] = (process.env[HUB_FDS_ENV] ?? '0,1').split(',').map(Number);
+// shares this process's stdin and stdout. MPMD: stdin and stdout, which mpirun forwards, or
+// (HUB_FIFOS_ENV) two named pipes the supervisor made, opened in its order: in, then out.
+const fifos = process.env[HUB_FIFOS_ENV]?.split(',');
+const [inFd, outFd] = fifos ? [openSync(fifos[0], 'r'), openSync(fifos[1], 'w')] : (process.env[HUB_FDS_ENV] ?? '0,1').split(',').map(Number);
 // Through the addon once it reports on outFd: its watchdog writes there too (failures, and
 // a pulse every 500 ms that tells the supervisor this host is still reachable).
 let reporting = false;

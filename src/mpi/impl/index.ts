@@ -54,6 +54,12 @@ export interface MpiImpl {
   readonly mpicc: string;
   /** The Debian packages that bring it. */
   readonly packages: string;
+  /**
+   * How an MPMD hub talks to its supervisor: `stdio`, rank 0's stdin and stdout, which the
+   * launcher forwards (to a hub on another host too); `fifo`, two named pipes on this host,
+   * where the launcher's forwarding loses the hub's last words when a rank dies.
+   */
+  readonly mpmdChannel: 'stdio' | 'fifo';
   /** The MPMD launcher (mpirun, mpiexec): its path where installed, else the bare name. */
   launcher(): string;
   /** Whether its launcher and compiler are installed. */

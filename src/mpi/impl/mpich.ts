@@ -62,9 +62,12 @@ function hydraHostfile(file: string): string {
   return out;
 }
 
-/** mpiexec.hydra's arguments: `[-f F] [-hosts H] -n N1 [-wdir D] app1 : -n N2 app2 ...` (the environment passes by default). */
+/** mpiexec.hydra's arguments: `-disable-auto-cleanup [-f F] [-hosts H] -n N1 [-wdir D] app1 : -n N2 app2 ...` (the environment passes by default). */
 function mpmdArgs(apps: App[], spawnInfo: Record<string, string>, _passEnv: string[]): string[] {
-  const args: string[] = [];
+  // Hydra otherwise SIGKILLs every rank, the hub too, the moment one dies, before the hub's
+  // watch of its ranks' pids (every 5 ms) can say which it was; without it, mpiexec exits
+  // and the hub names the rank on its named pipe (mpmdChannel), then ends the rest.
+  const args: string[] = ['-disable-auto-cleanup'];
   if (spawnInfo.hostfile) args.push('-f', hydraHostfile(spawnInfo.hostfile));
   if (spawnInfo.host) args.push('-hosts', spawnInfo.host);
   apps.forEach((app, k) => {
@@ -138,6 +141,7 @@ export const mpich: MpiImpl = {
   title: 'MPICH',
   addon: 'commloop_mpi_mpich',
   cWorker: 'commloop_c_worker_mpich',
+  mpmdChannel: 'fifo',
   mpicc: 'mpicc.mpich',
   packages: 'mpich libmpich-dev',
   launcher: () => (existsSync(MPIEXEC) ? MPIEXEC : 'mpiexec.hydra'),

@@ -92,6 +92,7 @@ export const openMpi: MpiImpl = {
   title: 'Open MPI',
   addon: 'commloop_mpi',
   cWorker: 'commloop_c_worker',
+  mpmdChannel: 'stdio',
   mpicc: 'mpicc.openmpi',
   packages: 'openmpi-bin libopenmpi-dev',
   launcher: () => (existsSync(MPIRUN) ? MPIRUN : 'mpirun'),

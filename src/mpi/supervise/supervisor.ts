@@ -33,6 +33,9 @@ const START_HANG = /^(did not answer its spawn|the stages did not start) within 
 
 export type { SuperviseHooks, SuperviseOptions } from './supervision.js';
 
+/** How long a run waits, after its launcher exited, for the hub's side of a named-pipe channel to close. */
+const CHANNEL_GRACE_MS = 2000;
+
 export async function superviseMpiRun(plan: RingPlan, opts: SuperviseOptions, hooks: SuperviseHooks): Promise<RingOutcome> {
   const hub = launchHub(plan, opts);
   try {
@@ -81,13 +84,18 @@ function supervise(plan: RingPlan, opts: SuperviseOptions, hooks: SuperviseHooks
 
     hub.child.on('error', (err) => run.onSpawnError(err));
     hub.child.on('close', (code, signal) => {
-      clearInterval(watch);
       clearInterval(startupLooks);
-      hooks.signal?.removeEventListener('abort', onAbort);
-      if (cps) cps.forward = undefined;
-      const end = run.settle(code, signal);
-      if ('outcome' in end) resolve(end.outcome);
-      else reject(end.error);
+      // The hub's last words may still be on their way (named pipes: launch/hub-launch.ts).
+      let grace: NodeJS.Timeout | undefined;
+      void Promise.race([hub.channelClosed, new Promise((r) => (grace = setTimeout(r, CHANNEL_GRACE_MS)))]).then(() => {
+        clearTimeout(grace);
+        clearInterval(watch);
+        hooks.signal?.removeEventListener('abort', onAbort);
+        if (cps) cps.forward = undefined;
+        const end = run.settle(code, signal);
+        if ('outcome' in end) resolve(end.outcome);
+        else reject(end.error);
+      });
     });
   });
 }
