@@ -42,6 +42,8 @@ export class RunError extends Error implements Failure {
   readonly detail: string;
   /** Open MPI's own messages for this run, when it printed any (the CLI names it). */
   log?: string;
+  /** Whose messages the log holds: the run's MPI ("Open MPI", "MPICH"). */
+  logOf?: string;
   /** With checkpoints: the iteration the newest one on disk holds, where `--resume` goes on. */
   resumeFrom?: number;
 

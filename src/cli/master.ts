@@ -118,7 +118,7 @@ main(process.argv.slice(2)).then(
     // scancel and a time limit signal every process of the job at once: the hub's or a rank's
     // death by that signal may be seen before this process's own, which is the cause.
     if (!stopping && err instanceof RunError && SIGNALLED.test(err.detail)) await new Promise((r) => setTimeout(r, SIGNAL_WAIT_MS));
-    const log = err instanceof RunError && err.log ? ` (Open MPI's messages: ${err.log})` : '';
+    const log = err instanceof RunError && err.log ? ` (${err.logOf ?? 'Open MPI'}'s messages: ${err.log})` : '';
     // How to go on ends the line, after the log's name.
     const resume = err instanceof RunError && err.resumeFrom !== undefined ? `; resume from iteration ${err.resumeFrom} with --resume` : '';
     let what = err instanceof RunError ? describeFailure(err) : err.message.split('\n')[0];

@@ -277,7 +277,10 @@ export class Supervision implements RunClock {
       }) ?? launcher;
     failure.host ??= this.hostOf(failure.stage, failure.rank);
     const err = new RunError(failure);
-    if (this.noise.length) err.log = writeFailureLog(this.noise, this.t0, this.hub.child.pid);
+    if (this.noise.length) {
+      err.log = writeFailureLog(this.noise, this.t0, this.hub.child.pid);
+      err.logOf = this.hub.mpi.title;
+    }
     return { error: err };
   }
 
