@@ -56,6 +56,11 @@
  * above. A classic kernel (commloop_stage_run) also runs in a fields ring when its input and
  * its output are each one float64 field; a fields kernel refuses a hub of version 1 or 2.
  *
+ * A runner of another language's stage code gives struct commloop_hooks instead of a kernel
+ * (commloop_stage_run_hooks): its step gets the raw buffers, its start the field table, and
+ * its failures are worded by its own language (python/commloop_stage_lib.c does this for
+ * python/commloop_stage_c.py).
+ *
  * Header-only: every function is static, so there is no library to build or link.
  */
 #ifndef COMMLOOP_STAGE_H
@@ -148,6 +153,30 @@ struct commloop_state {
     void *user;
 };
 
+/* A runner of another language's stage code, in place of a kernel (python/commloop_stage_lib.c):
+ * the SDK speaks the protocol, the hooks run the code. A hook returns 0, or non-zero for a
+ * failure that reason() words whole (`Type: message`, or `Type` alone), as the report prints it. */
+struct commloop_hooks {
+    /* Once before Ready, after the hello, the tables and the merge: version is the hello's;
+     * v3: fields[0..n_in) are the in fields and fields[n_in..n_in+n_out) the out fields, with
+     * offset[i] each one's byte offset in its block and data into the buffers every step uses;
+     * before v3 fields and offset are NULL, n_in and n_out 0. */
+    int (*start)(int version, int index, int rank, int nranks, const commloop_field *fields, const size_t *offset, int n_in, int n_out, void *user);
+    /* Every step, in place of the kernel: the rank's buffers, n_in and n_out in 8-byte words
+     * (v1 and v2 may move the buffers when the sizes change; v3 never does). */
+    int (*step)(double *in, size_t n_in, double *out, size_t n_out, int iteration, void *user);
+    /* At a save: *format 0 (nothing to keep), 1 (bytes) or 2 (a .npy file's bytes), with
+     * *data and *len as struct commloop_state's save; NULL: format 0 from every rank. */
+    int (*save)(const void **data, size_t *len, int *format, int iteration, void *user);
+    /* At a load of format 1 or 2; NULL fails such a load as a stage without a load callback. */
+    int (*load)(const void *data, size_t len, int format, int iteration, void *user);
+    /* After a hook returned non-zero: the reason the failure report prints after index and rank. */
+    const char *(*reason)(void *user);
+    /* What the compute watch says the rank did not return from ("function"); NULL: "kernel". */
+    const char *watching;
+    void *user;
+};
+
 /* One rank's view of its stage. index is -1 until the hello names it. */
 struct commloop_stage {
     MPI_Comm inter, local;
@@ -168,6 +197,20 @@ static inline void commloop_stage_fail(const struct commloop_stage *s, const cha
     fflush(stderr);
     MPI_Abort(MPI_COMM_WORLD, 1);
     exit(1);
+}
+
+/* The same with the reason worded whole by a runner's hook (`Type: message` or `Type`). */
+static inline void commloop_stage_fail_as(const struct commloop_stage *s, const char *reason) {
+    if (s->index >= 0) fprintf(stderr, "commloop-fail: %d %d %s\n", s->index, s->rank, reason);
+    else fprintf(stderr, "%s: %s\n", s->prog, reason);
+    fflush(stderr);
+    MPI_Abort(MPI_COMM_WORLD, 1);
+    exit(1);
+}
+
+static inline void commloop_hooks_fail(const struct commloop_stage *s, const struct commloop_hooks *hooks) {
+    const char *reason = hooks->reason ? hooks->reason(hooks->user) : NULL;
+    commloop_stage_fail_as(s, reason && *reason ? reason : "Error: a hook failed and gave no reason");
 }
 
 /* A kernel that crashes (SIGSEGV, SIGBUS, SIGFPE, SIGILL, or SIGABRT from abort()) is named
@@ -283,6 +326,7 @@ static inline int commloop_stage_connect(struct commloop_stage *s) {
  * reported as this rank's failure before the hub's deadline (400 ms later) ends the run. */
 static int commloop_computing = 0, commloop_computes = 0;
 static long commloop_compute_limit_ms = 0;
+static const char *commloop_compute_what = "kernel";
 
 static inline void *commloop_compute_watch(void *arg) {
     (void)arg;
@@ -300,7 +344,7 @@ static inline void *commloop_compute_watch(void *arg) {
             continue;
         }
         if (commloop_now_us() - since >= 1000.0 * (double)commloop_compute_limit_ms) {
-            fprintf(stderr, "commloop-fail: %d %d did not return from its kernel within %ld ms (iteration %d)\n", commloop_crash_index, commloop_crash_rank, commloop_compute_limit_ms, now - 1);
+            fprintf(stderr, "commloop-fail: %d %d did not return from its %s within %ld ms (iteration %d)\n", commloop_crash_index, commloop_crash_rank, commloop_compute_what, commloop_compute_limit_ms, now - 1);
             fflush(stderr);
             _exit(1);
         }
@@ -319,18 +363,23 @@ static inline void commloop_watch_computes(void) {
 /* Save {3, iteration, 0, 0}: the hub gathers every rank's {format, nbytes}, then receives the
  * bytes rank by rank, so each rank sends its own after the gather. The bytes are sent before
  * anything else runs: save's pointer need only last until this returns. */
-static inline void commloop_state_save(const struct commloop_stage *s, const struct commloop_state *state, int iteration) {
+static inline void commloop_state_save(const struct commloop_stage *s, const struct commloop_state *state, const struct commloop_hooks *hooks, int iteration) {
     int info[2] = {0, 0}; /* format 0: nothing saved */
     const void *data = NULL;
-    if (state && state->save) {
+    if ((state && state->save) || (hooks && hooks->save)) {
         size_t len = 0;
-        int rc = state->save(&data, &len, s->rank, s->nranks, iteration, state->user);
-        if (rc != 0) commloop_stage_fail(s, "StateError", "save returned %d", rc);
+        if (hooks && hooks->save) {
+            if (hooks->save(&data, &len, &info[0], iteration, hooks->user) != 0) commloop_hooks_fail(s, hooks);
+            if (info[0] < 0 || info[0] > 2 || (info[0] == 0 && len != 0)) commloop_stage_fail(s, "StateError", "save gave format %d with %zu bytes", info[0], len);
+        } else {
+            int rc = state->save(&data, &len, s->rank, s->nranks, iteration, state->user);
+            if (rc != 0) commloop_stage_fail(s, "StateError", "save returned %d", rc);
+            /* Format 1 even for 0 bytes: an empty state is still loaded back, "nothing saved" is not. */
+            info[0] = 1;
+        }
         /* One message carries the state, and its count is an int. */
         if (len > (size_t)INT_MAX) commloop_stage_fail(s, "StateError", "save gave %zu bytes; at most %d fit", len, INT_MAX);
         if (len > 0 && !data) commloop_stage_fail(s, "StateError", "save gave %zu bytes at NULL", len);
-        /* Format 1 even for 0 bytes: an empty state is still loaded back, "nothing saved" is not. */
-        info[0] = 1;
         info[1] = (int)len;
     }
     commloop_stage_check(s, MPI_Gather(info, 2, MPI_INT, NULL, 0, MPI_INT, 0, s->inter), "save MPI_Gather");
@@ -340,7 +389,7 @@ static inline void commloop_state_save(const struct commloop_stage *s, const str
 /* Load {4, iteration, 0, 0}: {format, nbytes} as saved, the bytes when there are any, load
  * for format 1 or 2 (a .npy file's bytes, as another kind of stage may have saved), then one
  * int to say this rank is done. */
-static inline void commloop_state_load(const struct commloop_stage *s, const struct commloop_state *state, int iteration) {
+static inline void commloop_state_load(const struct commloop_stage *s, const struct commloop_state *state, const struct commloop_hooks *hooks, int iteration) {
     int info[2] = {0, 0};
     commloop_stage_check(s, MPI_Scatter(NULL, 0, MPI_INT, info, 2, MPI_INT, 0, s->inter), "load MPI_Scatter");
     if (info[0] < 0 || info[0] > 2 || info[1] < 0 || (info[0] == 0 && info[1] != 0)) {
@@ -357,7 +406,10 @@ static inline void commloop_state_load(const struct commloop_stage *s, const str
         commloop_stage_check(s, MPI_Get_count(&status, MPI_BYTE, &got), "MPI_Get_count");
         if (got != info[1]) commloop_stage_fail(s, "ProtocolError", "load announced %d bytes of state, %d arrived", info[1], got);
     }
-    if (info[0] != 0) {
+    if (info[0] != 0 && hooks && hooks->load) {
+        static const unsigned char none = 0; /* a non-NULL pointer for a state of 0 bytes */
+        if (hooks->load(data ? data : &none, (size_t)info[1], info[0], iteration, hooks->user) != 0) commloop_hooks_fail(s, hooks);
+    } else if (info[0] != 0) {
         /* Resuming without the state the checkpoint holds would go on from the wrong numbers. */
         if (!state || !state->load) commloop_stage_fail(s, "StateError", "the checkpoint holds state for this rank (%d bytes) but the stage has no load callback", info[1]);
         static const unsigned char empty = 0; /* a non-NULL pointer for a state of 0 bytes */
@@ -476,8 +528,9 @@ static inline void commloop_fields_read(const struct commloop_stage *s, struct c
 
 /* Runs one stage rank to the end of the ring: MPI_Init (unless done already), hello, ready,
  * the step loop calling fn on this rank's chunk, shutdown, with state's callbacks at the hub's
- * save and load commands (state may be NULL: nothing to save). Returns 0 for main to return. */
-static inline int commloop_stage_loop(int argc, char **argv, commloop_kernel_fn *fn, commloop_fields_fn *ffn, const struct commloop_state *state) {
+ * save and load commands (state may be NULL: nothing to save). With hooks instead of a kernel,
+ * their start, step, save and load run instead. Returns 0 for main to return. */
+static inline int commloop_stage_loop(int argc, char **argv, commloop_kernel_fn *fn, commloop_fields_fn *ffn, const struct commloop_state *state, const struct commloop_hooks *hooks) {
     int initialized = 0;
     MPI_Initialized(&initialized);
     if (!initialized) MPI_Init(&argc, &argv);
@@ -486,7 +539,7 @@ static inline int commloop_stage_loop(int argc, char **argv, commloop_kernel_fn 
     struct commloop_stage *s = &st;
     MPI_Comm_rank(MPI_COMM_WORLD, &s->rank);
     MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
-    if (!fn && !ffn) commloop_stage_fail(s, "ProtocolError", "commloop_stage_run needs a kernel function, not NULL");
+    if (!fn && !ffn && !(hooks && hooks->step)) commloop_stage_fail(s, "ProtocolError", "commloop_stage_run needs a kernel function, not NULL");
     int appnum = commloop_stage_connect(s);
     MPI_Comm_set_errhandler(s->inter, MPI_ERRORS_RETURN);
     commloop_stage_check(s, MPI_Comm_rank(s->inter, &s->rank), "MPI_Comm_rank");
@@ -507,6 +560,7 @@ static inline int commloop_stage_loop(int argc, char **argv, commloop_kernel_fn 
      * and a batch system's warning signal is the master's to act on (it checkpoints and stops). */
     signal(SIGUSR1, SIG_IGN);
     signal(SIGUSR2, SIG_IGN);
+    if (hooks && hooks->watching) commloop_compute_what = hooks->watching;
     commloop_watch_computes();
     if (hello[3] != s->nranks || (appnum > 0 && appnum - 1 != hello[2])) {
         commloop_stage_fail(s, "ProtocolError", "hello says stage %d of %d ranks; this is %d ranks, app number %d", hello[2], hello[3], s->nranks, appnum);
@@ -529,7 +583,7 @@ static inline int commloop_stage_loop(int argc, char **argv, commloop_kernel_fn 
     if (version == 3) {
         commloop_fields_read(s, &fields, sizes, table);
         const commloop_field *f = fields.field;
-        if (!ffn && !(fields.n_in == 1 && fields.n_out == 1 && f[0].dtype == COMMLOOP_FLOAT64 && f[1].dtype == COMMLOOP_FLOAT64)) {
+        if (!ffn && !hooks && !(fields.n_in == 1 && fields.n_out == 1 && f[0].dtype == COMMLOOP_FLOAT64 && f[1].dtype == COMMLOOP_FLOAT64)) {
             char ins[200], outs[200];
             commloop_fields_list(ins, sizeof ins, f, fields.n_in);
             commloop_fields_list(outs, sizeof outs, f + fields.n_in, fields.n_out);
@@ -560,6 +614,12 @@ static inline int commloop_stage_loop(int argc, char **argv, commloop_kernel_fn 
         commloop_stage_check(s, MPI_Intercomm_merge(s->inter, 1, &merged), "MPI_Intercomm_merge");
         MPI_Comm_set_errhandler(merged, MPI_ERRORS_RETURN);
     }
+    /* A runner's code loads before Ready, so start-up time counts it and a bad module fails early. */
+    if (hooks && hooks->start) {
+        const commloop_field *f = version == 3 ? fields.field : NULL;
+        const size_t *offset = version == 3 ? fields.offset : NULL;
+        if (hooks->start(version, s->index, s->rank, s->nranks, f, offset, fields.n_in, fields.n_out, hooks->user) != 0) commloop_hooks_fail(s, hooks);
+    }
     int ready[2] = {(int)getpid(), commloop_host_hash()};
     commloop_stage_check(s, MPI_Gather(ready, 2, MPI_INT, NULL, 0, MPI_INT, 0, s->inter), "ready MPI_Gather");
     for (int k = 0; ring && k < COMMLOOP_CLOCK_ROUNDS; k++) {
@@ -579,11 +639,11 @@ static inline int commloop_stage_loop(int argc, char **argv, commloop_kernel_fn 
         /* With the state flag, between epochs: save {3, iteration, 0, 0}; load {4, iteration, 0, 0},
          * once, before the first epoch. */
         if ((sizes[2] & COMMLOOP_FLAG_STATE) && head[0] == COMMLOOP_CMD_SAVE && head[1] >= 0) {
-            commloop_state_save(s, state, head[1]);
+            commloop_state_save(s, state, hooks, head[1]);
             continue;
         }
         if ((sizes[2] & COMMLOOP_FLAG_STATE) && head[0] == COMMLOOP_CMD_LOAD && head[1] >= 0 && !loaded && steps_run == 0) {
-            commloop_state_load(s, state, head[1]);
+            commloop_state_load(s, state, hooks, head[1]);
             loaded = 1;
             continue;
         }
@@ -610,7 +670,9 @@ static inline int commloop_stage_loop(int argc, char **argv, commloop_kernel_fn 
             if (rec) rec[2] = commloop_now_us();
             __atomic_store_n(&commloop_computing, it + 1, __ATOMIC_RELAXED);
             __atomic_store_n(&commloop_computes, commloop_computes + 1, __ATOMIC_RELAXED);
-            if (ffn) ffn(fields.field, fields.n_in, fields.field + fields.n_in, fields.n_out, s->rank, s->nranks, it);
+            if (hooks) {
+                if (hooks->step(in, (size_t)n_in, out, (size_t)n_out, it, hooks->user) != 0) commloop_hooks_fail(s, hooks);
+            } else if (ffn) ffn(fields.field, fields.n_in, fields.field + fields.n_in, fields.n_out, s->rank, s->nranks, it);
             else fn(in, (size_t)n_in, out, (size_t)n_out, s->rank, s->nranks, it);
             __atomic_store_n(&commloop_computing, 0, __ATOMIC_RELAXED);
             if (rec) rec[3] = commloop_now_us();
@@ -648,7 +710,7 @@ static inline int commloop_stage_loop(int argc, char **argv, commloop_kernel_fn 
 }
 
 static inline int commloop_stage_run_with_state(int argc, char **argv, commloop_kernel_fn *fn, const struct commloop_state *state) {
-    return commloop_stage_loop(argc, argv, fn, NULL, state);
+    return commloop_stage_loop(argc, argv, fn, NULL, state, NULL);
 }
 
 /* The same without state: the hub's save gets format 0 from every rank. */
@@ -659,11 +721,16 @@ static inline int commloop_stage_run(int argc, char **argv, commloop_kernel_fn *
 /* A fields kernel's stage (protocol version 3 only): fn gets this rank's fields each step,
  * as descriptors built once over the message buffers. */
 static inline int commloop_stage_run_fields_with_state(int argc, char **argv, commloop_fields_fn *fn, const struct commloop_state *state) {
-    return commloop_stage_loop(argc, argv, NULL, fn, state);
+    return commloop_stage_loop(argc, argv, NULL, fn, state, NULL);
 }
 
 static inline int commloop_stage_run_fields(int argc, char **argv, commloop_fields_fn *fn) {
     return commloop_stage_run_fields_with_state(argc, argv, fn, NULL);
+}
+
+/* A runner's stage: hooks (step required) in place of a kernel, for every protocol version. */
+static inline int commloop_stage_run_hooks(int argc, char **argv, const struct commloop_hooks *hooks) {
+    return commloop_stage_loop(argc, argv, NULL, NULL, NULL, hooks);
 }
 
 #endif
