@@ -97,6 +97,17 @@ if newer "$worker" transport/c_worker.c include/commloop_stage.h wasm/commloop_k
   quiet mpicc.log mpicc.openmpi -O3 -ffp-contract=off -Wall -Wextra -Iinclude -o "$worker" transport/c_worker.c wasm/commloop_kernel.c -lm
 fi
 
+# The C SDK as a shared library, for the python stage runner that speaks the protocol
+# through it (python/commloop_stage_c.py: MPICH's, which has no mpi4py here), once per MPI.
+for mpi in openmpi mpich; do
+  command -v mpicc.$mpi >/dev/null 2>&1 || continue
+  lib=dist/libcommloop_stage.$mpi.so
+  if newer "$lib" python/commloop_stage_lib.c include/commloop_stage.h build.sh; then
+    say "mpicc.$mpi $lib"
+    quiet mpicc.log mpicc.$mpi -O2 -ffp-contract=off -shared -fPIC -Iinclude -o "$lib" python/commloop_stage_lib.c
+  fi
+done
+
 # The same for MPICH, where it is installed.
 if command -v mpicc.mpich >/dev/null 2>&1; then
   worker_mpich=dist/commloop_c_worker_mpich

@@ -17,8 +17,8 @@ before Ready (the module loads, the NumPy views are made) and once a step. So an
 library was built for works, MPICH included, and the protocol's stage side has one
 implementation. The library is, in this order:
 
-    $COMMLOOP_STAGE_LIB                                  (a path; e.g. the .mpich.so under mpiexec.hydra)
-    <commloop>/dist/libcommloop_stage.openmpi.so         (beside python/: the hub's MPI)
+    $COMMLOOP_STAGE_LIB                                  (a path)
+    <commloop>/dist/libcommloop_stage.$COMMLOOP_MPI.so   (beside python/: the run's MPI, openmpi when unset)
 
 built by the commands at the top of python/commloop_stage_lib.c. The x and out arrays are NumPy
 views of the SDK's own buffers, made once (again only when a v1/v2 step's sizes change), so MPI
@@ -43,7 +43,8 @@ sys.dont_write_bytecode = _write
 
 LIB_ENV = 'COMMLOOP_STAGE_LIB'
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEFAULT_LIB = os.path.join(ROOT, 'dist', 'libcommloop_stage.openmpi.so')
+# The run's MPI (COMMLOOP_MPI, which commloop sets for every process of a run; Open MPI when unset).
+DEFAULT_LIB = os.path.join(ROOT, 'dist', f"libcommloop_stage.{os.environ.get('COMMLOOP_MPI') or 'openmpi'}.so")
 BUILD_HINT = ('build it in the commloop checkout: mpicc.openmpi -O2 -ffp-contract=off -shared -fPIC -Iinclude '
               '-o dist/libcommloop_stage.openmpi.so python/commloop_stage_lib.c (or set COMMLOOP_STAGE_LIB)')
 

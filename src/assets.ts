@@ -15,6 +15,8 @@ export const kernelWasmPath = join(distDir, 'commloop_kernel.wasm');
 export const nativeWorkerPath = join(distDir, 'commloop_c_worker');
 /** The Python side of a `kind: "python"` stage (mpi4py + NumPy), shipped as source. */
 export const pythonStagePath = join(rootDir, 'python', 'commloop_stage.py');
+/** The python stage runner that speaks the protocol through the C SDK as a shared library (no mpi4py): MPICH's. */
+export const pythonSdkStagePath = join(rootDir, 'python', 'commloop_stage_c.py');
 
 const wasmModules = new Map<string, WebAssembly.Module>();
 

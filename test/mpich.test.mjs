@@ -6,7 +6,7 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { MPI_MISSING, cli, cliJson, cmdline, descendants, exists, haveMpi, pipelineFiles, root, startCli, until } from './helpers.mjs';
@@ -21,6 +21,7 @@ const HOST = hostname();
 const fixtures = join(root, 'test', 'fixtures');
 const { dir, file: pipelineFile } = pipelineFiles('mpich');
 const MPICH = ['--mpi', 'mpich'];
+const JSON_STAGES = (file) => JSON.parse(readFileSync(file, 'utf8')).stages;
 
 const rings = suite('MPICH: the same checksums as Open MPI');
 
@@ -61,6 +62,9 @@ rings('a pipeline of ts, c and an exec stage built with the SDK by mpicc.mpich (
   });
   const ours = cliJson(['--pipeline', ring, '-i', '6', ...MPICH]);
   assert.equal(ours.fields, cliJson(['--pipeline', ring, '-i', '6', '--transport', 'threads']).fields);
+  // sample as a python stage: under MPICH the runner that speaks the protocol through the C SDK.
+  const py = pipelineFile('fields-py', { stages: [{ name: 'sample', kind: 'python', ranks: 3, module: join(fields, 'sample.py'), python: '/usr/bin/python3', fields: { p: { dtype: 'float32', shape: [2, 3] }, k: { dtype: 'int64', to: 'all' }, z: { dtype: 'complex64', shape: [2] } } }, ...JSON_STAGES(ring).slice(1)], initial: { x: 0.1, g: 7 } });
+  assert.equal(cliJson(['--pipeline', py, '-i', '6', ...MPICH]).fields, ours.fields);
 });
 
 rings('--breakdown and --trace, and a checkpointed run killed (kill -9 of the CLI) and resumed to the uninterrupted checksum', async () => {
@@ -124,7 +128,7 @@ failures('a killed C rank ends the run within 10 s, exit 1, one line naming the 
   await assertNoneLeft(pids);
 });
 
-failures('SIGINT stops cleanly (exit 130, the result so far); a transform that hangs ends at --timeout naming its rank; a C crash names its rank', async () => {
+failures('SIGINT stops cleanly (exit 130, the result so far); a transform that hangs ends at --timeout naming its rank; a Python exception and a C crash name their rank', async () => {
   const run = await longRun(['--json']);
   const pids = descendants(run.child.pid);
   run.child.kill('SIGINT');
@@ -139,6 +143,10 @@ failures('SIGINT stops cleanly (exit 130, the result so far); a transform that h
   assert.is(h.status, 1, h.stderr);
   assert.match(last(h.stderr), new RegExp(`^commloop: stage "hang" rank 0 on ${HOST}: did not return from its transform within 2000 ms \\(iteration 0\\)`), h.stderr);
   assert.ok(Date.now() - t < 15_000, `took ${Date.now() - t} ms`);
+  const boom = { name: 'boom', kind: 'python', ranks: 2, size: 6, module: join(fixtures, 'stages', 'boom.py'), python: '/usr/bin/python3' };
+  h = cli(['--pipeline', pipelineFile('boom', { stages: [C, boom] }), '-i', '10', ...MPICH]);
+  assert.is(h.status, 1, h.stderr);
+  assert.match(last(h.stderr), new RegExp(`^commloop: stage "boom" rank 1 on ${HOST}: ValueError: boom`), h.stderr);
   const crash = { name: 'crash', kind: 'c', ranks: 2, size: 4, source: join(fixtures, 'lifecycle', 'crash.c') };
   t = Date.now();
   h = cli(['--pipeline', pipelineFile('crash', { stages: [crash, C] }), '-i', '3', ...MPICH]);

@@ -11,7 +11,7 @@ import { TS_TRANSFORMS } from '../stage/transforms.js';
 import { pickTransform } from '../stage/ts-transform.js';
 import type { CBackend } from '../stage/kernel.js';
 import { C_BUILTINS, checkBuildFlags, buildNativeLib, buildNativeWorker, buildPipelineWasm, buildTsModule, wasmExportOf, type CSource } from './compile.js';
-import { distDir } from '../assets.js';
+import { distDir, pythonSdkStagePath } from '../assets.js';
 import { openMpi } from '../mpi/impl/openmpi.js';
 import type { MpiImpl } from '../mpi/impl/index.js';
 import { readArray } from './npy.js';
@@ -285,14 +285,13 @@ export async function preparePlan(spec: PipelineSpec, opts: PrepareOptions): Pro
         if (opts.cBackend === 'native' && opts.transport === 'mpi') rs.worker = [buildNativeWorker(src, (opts.mpi ?? openMpi).mpicc), fields ? 'user-fields' : 'user'];
       }
     } else if (st.kind === 'python') {
-      if (opts.mpi?.name === 'mpich') {
-        throw new UsageError(`stage "${st.name}": kind python runs on mpi4py, which is built here for Open MPI only (Debian has none for MPICH): use --mpi openmpi`);
-      }
+      // Under MPICH (no mpi4py for it here) the runner that speaks the protocol through the C SDK.
+      if (opts.mpi?.name === 'mpich') rs.runner = pythonSdkStagePath;
       rs.module = st.module;
       rs.function = st.function ?? 'transform';
       rs.cwd = st.cwd;
       rs.env = st.env;
-      rs.python = checkPythonStage({ stage: st.name, module: st.module!, function: rs.function, python: st.python, cwd: st.cwd!, env: st.env });
+      rs.python = checkPythonStage({ stage: st.name, module: st.module!, function: rs.function, python: st.python, cwd: st.cwd!, env: st.env, runner: rs.runner, mpi: opts.mpi?.name });
     } else {
       rs.command = st.command;
       rs.cwd = st.cwd;

@@ -109,6 +109,8 @@ export interface RingStage {
   cwd?: string;
   /** exec, python: variables added to every rank's environment. */
   env?: Record<string, string>;
+  /** python: the runner script when not python/commloop_stage.py (MPICH: python/commloop_stage_c.py, through the C SDK). */
+  runner?: string;
   /** python: the checked interpreter, and the function to call in `module` (an absolute .py path). */
   python?: string;
   function?: string;

@@ -7,7 +7,7 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync, realpathSync, statSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
-import { pythonStagePath } from '../assets.js';
+import { pythonSdkStagePath, pythonStagePath } from '../assets.js';
 import { UsageError } from '../errors.js';
 
 export const INSTALL_HINT = 'apt-get install -y python3-mpi4py python3-numpy, or pip install mpi4py numpy';
@@ -22,6 +22,10 @@ export interface PythonCheck {
   /** Where the stage runs and what it adds to the environment: the check imports the module the same way. */
   cwd: string;
   env?: Record<string, string>;
+  /** The runner script: python/commloop_stage.py (mpi4py, default) or python/commloop_stage_c.py (the C SDK). */
+  runner?: string;
+  /** The run's MPI, for the C SDK runner's library. */
+  mpi?: 'openmpi' | 'mpich';
 }
 
 type Verdict = { ok: true } | { ok: false; interpreter: boolean; line: string };
@@ -32,15 +36,16 @@ const unfit = new Map<string, Verdict | 'no-exec'>();
 
 /** Runs `PY commloop_stage.py --check MODULE FUNCTION`; 'no-exec' when PY does not run at all. */
 function runCheck(python: string, c: PythonCheck): Verdict | 'no-exec' {
-  const key = JSON.stringify([python, c.module, c.function, c.cwd, c.env]);
-  const interpreterKey = JSON.stringify([python, c.env]);
+  const key = JSON.stringify([python, c.runner, c.module, c.function, c.cwd, c.env]);
+  const interpreterKey = JSON.stringify([python, c.runner, c.env]);
   const known = verdicts.get(key) ?? unfit.get(interpreterKey);
   if (known) return known;
   let verdict: Verdict | 'no-exec';
   try {
-    execFileSync(python, [pythonStagePath, '--check', c.module, c.function], {
+    execFileSync(python, [c.runner ?? pythonStagePath, '--check', c.module, c.function], {
       cwd: c.cwd,
-      env: { ...process.env, ...c.env },
+      // The SDK runner loads the library of the run's MPI (COMMLOOP_MPI), as its ranks will.
+      env: { ...process.env, ...c.env, ...(c.mpi ? { COMMLOOP_MPI: c.mpi } : {}) },
       stdio: ['ignore', 'pipe', 'pipe'],
       encoding: 'utf8',
       timeout: 60_000,

@@ -45,7 +45,7 @@ export function stageCommand(plan: RingPlan, st: RingStage, cBackend: CBackend):
     const [cmd, args] = stageCommand(plan, { ...st, env: undefined }, cBackend);
     return ['/usr/bin/env', [...Object.entries(st.env).map(([k, v]) => `${k}=${v}`), cmd, ...args]];
   }
-  if (st.kind === 'python') return [st.python!, [pythonStagePath, st.module!, st.function!, st.name]];
+  if (st.kind === 'python') return [st.python!, [st.runner ?? pythonStagePath, st.module!, st.function!, st.name]];
   if (st.kind === 'exec') return ['/bin/sh', ['-c', 'exec "$0" "$@" >&2', ...st.command!]];
   if (st.kind === 'c' && cBackend === 'native') return [st.worker![0], [st.worker![1]]];
   if (st.kind === 'c') return [process.execPath, [worker, 'c', plan.wasmModule, st.wasmExport!, st.name]];
