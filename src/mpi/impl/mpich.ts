@@ -19,7 +19,7 @@ import { addonPath, distDir } from '../../assets.js';
 import { UsageError, type Failure } from '../../errors.js';
 import { cacheDir } from '../../pipeline/compile.js';
 import type { Wire, WireContext } from '../wire.js';
-import type { App, MpiImpl, TextContext } from './index.js';
+import type { App, MpiImpl, TextContext } from './mpi-impl.js';
 import { signalName } from './openmpi-text.js';
 
 const MPIEXEC = '/usr/bin/mpiexec.hydra';

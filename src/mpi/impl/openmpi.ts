@@ -7,7 +7,7 @@
 import { existsSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
-import type { App, MpiImpl } from './index.js';
+import type { App, MpiImpl } from './mpi-impl.js';
 import { chooseWire } from './openmpi-wire.js';
 import { failureFromOpenMpi, lostDaemonHost, openMpiLines } from './openmpi-text.js';
 
