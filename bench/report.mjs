@@ -329,6 +329,40 @@ function checkpointSection(root) {
   return md;
 }
 
+/**
+ * The "Fields" section, from bench/results/fields.jsonl (bench/fields.mjs) when there is one:
+ * a ring of 4 fields of mixed dtypes against the same bytes as one float64 field, and a float32
+ * field against a float64 field of as many elements, on spawn, MPMD and threads.
+ */
+function fieldsSection(root) {
+  let rows;
+  try {
+    rows = readFileSync(join(root, 'bench', 'results', 'fields.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+  } catch {
+    return [];
+  }
+  const m = rows.find((r) => r.kind === 'machine') ?? {};
+  const load = (l) => (l ? l.map((v) => v.toFixed(1)).join(', ') : '?');
+  const md = ['## Fields', ''];
+  md.push(
+    `From \`node bench/fields.mjs${m.mode === 'quick' ? ' --quick' : ''}\` (bench/results/fields.jsonl), ${m.date}, ${m.rounds} rounds; load average (1, 5, 15 min)`,
+    `${load(m.loadStart)} at the start and ${load(m.loadEnd)} at the end, on ${m.cores} cores. A ring of 3 stages (ts, c, ts), N=2 ranks`,
+    'each, every stage copying its input fields into its output fields (bench/fixtures/fields: one copy per field, the same',
+    'work per byte in both variants). "4 fields": float64, int32, float32 and uint8, against one float64 field of the same',
+    'bytes a rank (8 B a field: 32 B a rank; 1 MiB a rank in all: 256 KiB a field); "float32": a float32 field of 131072',
+    'elements (512 KiB a rank) against a float64 field of as many (1 MiB). Every run a fresh process, rounds interleaved',
+    '(the variant, then its reference); the ratio is the median of the rounds\' ratios of median iteration time, the',
+    'lowest and highest of those beside it.',
+    '',
+  );
+  md.push('| cell | target | variant µs | reference µs | ratio | target ratio | verdict | rounds |', '|---|---|---:|---:|---:|---:|---|---|');
+  for (const r of rows.filter((r) => r.kind === 'cell')) {
+    md.push(`| ${r.cell} | ${r.target} | ${us(r.testMedianIterS)} | ${us(r.refMedianIterS)} | ${r.ratio.toFixed(3)}x | ≤ ${r.limit}x | ${r.met ? 'met' : 'missed'} | ${Math.min(...r.ratios).toFixed(3)}…${Math.max(...r.ratios).toFixed(3)} |`);
+  }
+  md.push('');
+  return md;
+}
+
 export function writeReport(results, root) {
   const machine = results.find((r) => r.kind === 'machine') ?? {};
   const trials = results.filter((r) => r.kind === 'trial');
@@ -472,6 +506,7 @@ export function writeReport(results, root) {
     md.push('');
   }
   md.push(...checkpointSection(root));
+  md.push(...fieldsSection(root));
   md.push('## Kernel micro-benchmark', '', 'ns per element of `halfmean` (one read pass, one write pass), median of repeated calls in one process.', '');
   md.push('| doubles | WASM ns/elem | native ns/elem | WASM / native |', '|---:|---:|---:|---:|');
   for (const k of kernels) md.push(`| ${k.n} | ${k.wasmNsPerElem.toFixed(3)} | ${k.nativeNsPerElem.toFixed(3)} | ${x(k.ratio)} |`);
