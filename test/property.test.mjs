@@ -1,5 +1,6 @@
 // Property-based tests (fast-check): random pipelines against the plain reference on every
-// transport, C backend and launch mode their kinds allow; random failures injected into one
+// transport, C backend and launch mode their kinds allow; random rings of fields (random
+// names, dtypes, shapes, "to": "all") likewise, compared byte for byte; random failures injected into one
 // stage and rank of a random pipeline, which must end the run in time with exit 1, one line
 // naming that stage and rank, and nothing of the run left.
 //
@@ -10,6 +11,7 @@
 // the shrunk (minimal) counterexample. Environment:
 //   COMMLOOP_PROPERTY_SEED=S       replay the cases of seed S
 //   COMMLOOP_PROPERTY_RUNS=N       differential cases (default 12)
+//   COMMLOOP_PROPERTY_FIELDS_RUNS=N  cases of fields (default 10, or COMMLOOP_PROPERTY_RUNS when that is set)
 //   COMMLOOP_PROPERTY_FAIL_RUNS=N  failure cases (default 8, or half of COMMLOOP_PROPERTY_RUNS when that is set)
 //   COMMLOOP_PROPERTY_VERBOSE=1    print every case as it runs
 import { suite } from 'uvu';
@@ -19,7 +21,7 @@ import { readFileSync, statSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { MPI_MISSING, cmdline, descendants, haveMpi, pipelineFiles, root, startCli } from './helpers.mjs';
-import { FIXTURE_KERNELS, referenceSchedule } from './reference.mjs';
+import { FIXTURE_KERNELS, propertyFieldsKernel, referenceFields, referenceSchedule } from './reference.mjs';
 
 const PY = '/usr/bin/python3';
 if (!haveMpi()) throw new Error(MPI_MISSING);
@@ -38,6 +40,7 @@ function envCount(name, fallback) {
 const SEED = process.env.COMMLOOP_PROPERTY_SEED ? Number(process.env.COMMLOOP_PROPERTY_SEED) : (Date.now() ^ (Math.random() * 0x7fffffff)) | 0;
 if (!Number.isSafeInteger(SEED)) throw new Error(`COMMLOOP_PROPERTY_SEED must be an integer (got "${process.env.COMMLOOP_PROPERTY_SEED}")`);
 const RUNS = envCount('COMMLOOP_PROPERTY_RUNS', 12);
+const FIELDS_RUNS = envCount('COMMLOOP_PROPERTY_FIELDS_RUNS', process.env.COMMLOOP_PROPERTY_RUNS ? RUNS : 10);
 const FAIL_RUNS = envCount('COMMLOOP_PROPERTY_FAIL_RUNS', process.env.COMMLOOP_PROPERTY_RUNS ? Math.max(1, Math.ceil(RUNS / 2)) : 8);
 const VERBOSE = !!process.env.COMMLOOP_PROPERTY_VERBOSE;
 /** A property stops drawing (or shrinking) new cases after this long; what it found so far is reported. */
@@ -222,7 +225,7 @@ function materialize(c) {
 }
 
 /** Cases drawn, CLI runs, and cases tried while shrinking (after the first counterexample). */
-const counts = { diff: { cases: 0, runs: 0, shrinks: 0, failed: false }, fail: { cases: 0, runs: 0, shrinks: 0, failed: false } };
+const counts = { diff: { cases: 0, runs: 0, shrinks: 0, failed: false }, fields: { cases: 0, runs: 0, shrinks: 0, failed: false }, fail: { cases: 0, runs: 0, shrinks: 0, failed: false } };
 /** Wraps a property's body: counts its cases, and those after the first failure as shrinking. */
 const counted = (n, body) => async (c) => {
   if (n.failed) n.shrinks++;
@@ -278,7 +281,200 @@ diff(`random pipelines of 1-5 stages on every transport they allow (${RUNS} case
 
 diff.run();
 
-// --- 2. Failure injection: one stage, one rank, one way ------------------------------------
+// --- 2. Differential: random rings of fields against the reference -------------------------
+//
+// Every stage declares 1-4 output fields of random names, dtypes (all twelve), shapes and
+// "to"; every kind runs one generic stage (test/fixtures/property/fields.*: the formula is in
+// fields.c) over whatever fields arrive, and test/reference.mjs's referenceFields and
+// propertyFieldsKernel compute the ring again. The run writes Array1's fields to a .npz, read
+// here without the product's reader, and compared with the reference's byte for byte.
+
+const DTYPE_NAMES = ['float64', 'float32', 'int64', 'int32', 'int16', 'int8', 'uint64', 'uint32', 'uint16', 'uint8', 'complex128', 'complex64'];
+/** NumPy's descr of each dtype, as a .npy header says it. */
+const NPY_DESCR = { float64: '<f8', float32: '<f4', int64: '<i8', int32: '<i4', int16: '<i2', int8: '|i1', uint64: '<u8', uint32: '<u4', uint16: '<u2', uint8: '|u1', complex128: '<c16', complex64: '<c8' };
+const FIELD_CTOR = { float64: Float64Array, float32: Float32Array, int64: BigInt64Array, int32: Int32Array, int16: Int16Array, int8: Int8Array, uint64: BigUint64Array, uint32: Uint32Array, uint16: Uint16Array, uint8: Uint8Array, complex128: Float64Array, complex64: Float32Array };
+const fieldsExec = join(dir, 'fields_exec');
+execFileSync('mpicc.openmpi', ['-O2', '-ffp-contract=off', '-Wall', '-Wextra', '-o', fieldsExec, join(fixtures, 'property', 'fields_exec.c'), '-I', join(root, 'include')]);
+
+const fieldArb = fc.record({
+  name: fc.stringMatching(/^[A-Za-z_][A-Za-z0-9_]{0,7}$/),
+  dtype: fc.constantFrom(...DTYPE_NAMES),
+  /** Per-rank shape: the first axis is made to chain (fieldShape), the second as drawn. */
+  dims: fc.array(fc.integer({ min: 1, max: 3 }), { minLength: 1, maxLength: 2 }),
+  all: fc.oneof({ weight: 3, arbitrary: fc.constant(false) }, { weight: 1, arbitrary: fc.constant(true) }),
+  /** Which value of INITIAL a field of Array1 starts from. */
+  initial: fc.nat({ max: 3 }),
+});
+const fieldsStageArb = fc.record({
+  kind: kindArb,
+  ranks: fc.integer({ min: 1, max: 3 }),
+  fields: fc.uniqueArray(fieldArb, { minLength: 1, maxLength: 4, selector: (f) => f.name }),
+});
+const fieldsCaseArb = fc.record({
+  stages: fc.array(fieldsStageArb, { minLength: 1, maxLength: 3 }),
+  portable: fc.boolean(),
+  iterations: fc.integer({ min: 1, max: 4 }),
+  mpi: fc.constantFrom(...MPI_TARGETS),
+  threads: fc.option(fc.integer({ min: 1, max: 4 }), { nil: undefined }),
+});
+
+/**
+ * A field's per-rank shape. A split field's rows over the producer's ranks, ranks * shape[0],
+ * must divide by the next stage's ranks: shape[0] = m * j with m = next / gcd(ranks, next)
+ * (as chainedSize), j from the drawn first dim, so shape[0] <= 3. A field "to": "all" takes its dims as drawn.
+ */
+function fieldShape(f, ranks, next) {
+  if (f.all) return f.dims;
+  const m = next / gcd(ranks, next);
+  return [m * (1 + ((f.dims[0] - 1) % Math.floor(3 / m))), ...f.dims.slice(1)];
+}
+/** The number a field of Array1 starts from ("initial"), by its drawn index: each fits its dtype. */
+const INITIAL = { float: [1, 0.1, -2.5, 3.75], int: [1, -3, 0, 7], uint: [1, 0, 3, 200] };
+const initialOf = (f) => INITIAL[f.dtype.startsWith('uint') ? 'uint' : f.dtype.includes('int') ? 'int' : 'float'][f.initial];
+
+/** The pipeline, the stages as the reference takes them, and the reference's Array1 of a generated case. */
+function materializeFields(c) {
+  const kinds = c.stages.map((st) => (!c.portable ? st.kind : st.kind === 'python' ? 'ts' : st.kind === 'exec' ? 'c' : st.kind));
+  const ranks = c.stages.map((st) => st.ranks);
+  const lists = c.stages.map((st, s) =>
+    st.fields.map((f) => ({ name: f.name, dtype: f.dtype, shape: fieldShape(f, ranks[s], ranks[(s + 1) % ranks.length]), to: f.all ? 'all' : 'split', initial: initialOf(f) })),
+  );
+  const stages = kinds.map((kind, s) => {
+    const fields = Object.fromEntries(lists[s].map((f) => [f.name, { dtype: f.dtype, shape: f.shape, ...(f.to === 'all' ? { to: 'all' } : {}) }]));
+    const base = { name: `${kind}_${s}`, kind, ranks: ranks[s], fields };
+    if (kind === 'ts') return { ...base, module: join(fixtures, 'property', 'fields.mjs') };
+    if (kind === 'c') return { ...base, source: join(fixtures, 'property', 'fields.c'), function: 'property_fields' };
+    if (kind === 'python') return { ...base, module: join(fixtures, 'property', 'fields.py'), python: PY };
+    return { ...base, command: [fieldsExec], protocol: 3 };
+  });
+  const last = lists[lists.length - 1];
+  const lastRanks = ranks[ranks.length - 1];
+  const initial = Object.fromEntries(last.map((f) => [f.name, f.initial]));
+  // The reference's Array1: each field whole, filled with its number (a complex one as (v, 0)).
+  const whole = Object.fromEntries(
+    last.map((f) => {
+      const n = f.shape.reduce((a, b) => a * b, 1) * lastRanks;
+      const a = new FIELD_CTOR[f.dtype](f.dtype.startsWith('complex') ? 2 * n : n);
+      for (let i = 0; i < n; i++) {
+        if (f.dtype.startsWith('complex')) a[2 * i] = f.initial;
+        else a[i] = a instanceof BigInt64Array || a instanceof BigUint64Array ? BigInt(f.initial) : f.initial;
+      }
+      return [f.name, a];
+    }),
+  );
+  const ref = referenceFields(
+    lists.map((fields, s) => ({ ranks: ranks[s], fields, f: propertyFieldsKernel(fields) })),
+    whole,
+    c.iterations,
+  );
+  const targets = kinds.every((k) => THREADS_KINDS.includes(k)) ? ['threads/wasm', 'threads/native', c.mpi] : [c.mpi];
+  return { spec: { stages, initial }, last, lastRanks, ref, targets };
+}
+
+/** A .npz's entries (stored, as NumPy's savez writes them), read with no help from the product: name -> { descr, shape, fortran, data }. */
+function readNpz(buf) {
+  const out = new Map();
+  let at = 0;
+  while (at + 30 <= buf.length && buf.readUInt32LE(at) === 0x04034b50) {
+    if (buf.readUInt16LE(at + 8) !== 0) throw new Error(`entry at byte ${at} is compressed`);
+    const size = buf.readUInt32LE(at + 18);
+    const nameLen = buf.readUInt16LE(at + 26);
+    const start = at + 30 + nameLen + buf.readUInt16LE(at + 28);
+    const name = buf.toString('utf8', at + 30, at + 30 + nameLen);
+    const npy = buf.subarray(start, start + size);
+    if (npy.toString('latin1', 0, 6) !== '\x93NUMPY') throw new Error(`entry ${name} is not a .npy`);
+    const v2 = npy[6] >= 2;
+    const headerLen = v2 ? npy.readUInt32LE(8) : npy.readUInt16LE(8);
+    const headerAt = v2 ? 12 : 10;
+    const header = npy.toString('latin1', headerAt, headerAt + headerLen);
+    const descr = /'descr': *'([^']+)'/.exec(header)?.[1];
+    const fortran = /'fortran_order': *(True|False)/.exec(header)?.[1];
+    const shape = /'shape': *\(([^)]*)\)/.exec(header)?.[1].split(',').map((d) => d.trim()).filter((d) => d !== '').map(Number);
+    out.set(name, { descr, shape, fortran, data: npy.subarray(headerAt + headerLen) });
+    at = start + size;
+  }
+  return out;
+}
+
+/** Where a run's fields differ from the reference's, in words; '' when they are the same bytes. */
+function fieldsDiffer(npz, last, lastRanks, ref) {
+  const want = last.map((f) => `${f.name}.npy`);
+  if (JSON.stringify([...npz.keys()]) !== JSON.stringify(want)) return `the .npz holds ${JSON.stringify([...npz.keys()])}, not ${JSON.stringify(want)}`;
+  for (const f of last) {
+    const e = npz.get(`${f.name}.npy`);
+    const shape = [lastRanks * f.shape[0], ...f.shape.slice(1)];
+    if (e.descr !== NPY_DESCR[f.dtype] || e.fortran !== 'False' || JSON.stringify(e.shape) !== JSON.stringify(shape)) {
+      return `field "${f.name}": the .npy says ${e.descr} ${JSON.stringify(e.shape)} fortran_order ${e.fortran}, not ${NPY_DESCR[f.dtype]} ${JSON.stringify(shape)} False`;
+    }
+    const r = ref[f.name];
+    const bytes = Buffer.from(r.buffer, r.byteOffset, r.byteLength);
+    if (!e.data.equals(bytes)) {
+      const got = new FIELD_CTOR[f.dtype](new Uint8Array(e.data).buffer, 0, Math.floor(e.data.length / r.BYTES_PER_ELEMENT));
+      let byte = 0;
+      while (byte < Math.min(bytes.length, e.data.length) && bytes[byte] === e.data[byte]) byte++;
+      const i = Math.floor(byte / r.BYTES_PER_ELEMENT);
+      return `field "${f.name}" (${f.dtype}): ${e.data.length} bytes, the reference's ${bytes.length}; first difference at scalar ${i}: ${got[i]}, the reference's ${r[i]}\n    got: ${[...got].join(' ')}\n    ref: ${[...r].join(' ')}`;
+    }
+  }
+  return '';
+}
+
+const fieldsDiff = suite('property: random rings of fields equal the reference');
+
+fieldsDiff(`random rings of 1-3 stages of 1-4 random fields on every transport they allow (${FIELDS_RUNS} cases)`, async () => {
+  try {
+    await fc.assert(
+      fc.asyncProperty(fieldsCaseArb, counted(counts.fields, async (c, id) => {
+        const { spec, last, lastRanks, ref, targets } = materializeFields(c);
+        for (const target of targets) {
+          const out = join(dir, `fields-${id}-${target.replace('/', '-')}.npz`);
+          const file = pipelineFile(`fields-${id}-${target.replace('/', '-')}`, { ...spec, output: { file: out } });
+          const args = ['--pipeline', file, '-i', String(c.iterations), '--json', ...TARGETS[target]];
+          if (onThreads(target) && c.threads !== undefined) args.push('--threads', String(c.threads));
+          const shown = spec.stages.map((s) => `${s.name}x${s.ranks}{${Object.entries(s.fields).map(([n, f]) => `${n}:${f.dtype}[${f.shape}]${f.to ? '>all' : ''}`).join(' ')}}`).join(' ');
+          if (VERBOSE) console.log(`property: fields case ${id} ${target}: -i ${c.iterations} ${shown}`);
+          counts.fields.runs++;
+          const r = await runCli(args, { limitMs: 120_000, trackMs: 100 });
+          if (VERBOSE) console.log(`property:   exit ${r.code} in ${r.ms} ms (its processes gone ${r.lingerMs} ms later)`);
+          const fail = (what) => {
+            throw new Error(account(`${target}: ${what}`, file, args, r));
+          };
+          if (r.code !== 0) fail(`exit ${r.code}, not 0`);
+          let npz;
+          try {
+            npz = readNpz(readFileSync(out));
+          } catch (e) {
+            fail(`the output ${out} cannot be read: ${e.message}`);
+          }
+          const differ = fieldsDiffer(npz, last, lastRanks, ref);
+          if (differ) fail(differ);
+          let json;
+          try {
+            json = JSON.parse(r.stdout);
+          } catch {
+            fail('stdout is not one JSON object');
+          }
+          if (json.iterations !== c.iterations) fail(`${json.iterations} iterations, not ${c.iterations}`);
+          // The report: each field's dtype, whole shape and values summed as doubles in order; the run's checksum, every field's in turn.
+          const sumOf = (a) => [...a].reduce((s, v) => s + Number(v), 0);
+          const report = Object.fromEntries(last.map((f) => [f.name, { dtype: f.dtype, shape: [lastRanks * f.shape[0], ...f.shape.slice(1)], checksum: sumOf(ref[f.name]) }]));
+          if (JSON.stringify(json.fields) !== JSON.stringify(report)) fail(`"fields" ${JSON.stringify(json.fields)}, the reference's ${JSON.stringify(report)}`);
+          const checksum = last.reduce((s, f) => [...ref[f.name]].reduce((t, v) => t + Number(v), s), 0);
+          if (json.checksum !== checksum) fail(`checksum ${json.checksum}, the reference's ${checksum}`);
+          if (r.stderr.split('\n').some((l) => l.startsWith('commloop'))) fail('a run that worked printed a "commloop" line');
+          if (r.left.length) fail('processes of the run were left');
+        }
+      })),
+      { numRuns: FIELDS_RUNS, seed: SEED, includeErrorInReport: true, plugins: [fc.interruptAfterTimeLimit(PROPERTY_LIMIT_MS)] },
+    );
+  } finally {
+    console.log(summary('fields', counts.fields));
+  }
+});
+
+fieldsDiff.run();
+
+// --- 3. Failure injection: one stage, one rank, one way ------------------------------------
 
 /** How a kind can fail on a target (what the fixture can do and the run can still report). */
 function modesFor(kind, target) {

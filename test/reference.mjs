@@ -161,3 +161,47 @@ export function sameBytes(a, b) {
   if (a.constructor !== b.constructor || a.length !== b.length) return false;
   return Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
 }
+
+/**
+ * The formula of test/fixtures/property/fields.* (read it in fields.c), written again for
+ * referenceFields: a stage whose output fields are `outFields` ([{ dtype }], in order). It
+ * tells integers from floats by the arrays' types (BigInt and integer arrays against
+ * Float64Array / Float32Array) and complex outputs by their dtype; h is kept as a BigInt.
+ */
+export function propertyFieldsKernel(outFields) {
+  const isFloat = (a) => a instanceof Float64Array || a instanceof Float32Array;
+  return (input, output, { rank, iteration }) => {
+    let s = 0;
+    let h = 0n;
+    for (const a of Object.values(input)) {
+      for (const v of a) {
+        if (isFloat(a)) {
+          s += v;
+          if (v > 0) h += 1n;
+        } else {
+          s += Number(v);
+          h += BigInt(v);
+        }
+      }
+    }
+    outFields.forEach((f, k) => {
+      const a = output[Object.keys(output)[k]];
+      const lanes = f.dtype.startsWith('complex') ? 2 : 1;
+      for (let j = 0; j < a.length / lanes; j++) {
+        let m = (BigInt(rank * 7 + iteration * 5 + j * 3 + k * 11) + h) % 100n;
+        if (m < 0n) m += 100n;
+        const c = Number(m) - 50;
+        const re = s / 256 + c;
+        if (a instanceof BigInt64Array) a[j] = m - 50n;
+        else if (a instanceof BigUint64Array) a[j] = m;
+        else if (!isFloat(a)) a[j] = f.dtype.startsWith('u') ? Number(m) : c;
+        else if (lanes === 1) a[j] = a instanceof Float32Array ? Math.fround(re) : re;
+        else {
+          const im = c - s / 256;
+          a[2 * j] = a instanceof Float32Array ? Math.fround(re) : re;
+          a[2 * j + 1] = a instanceof Float32Array ? Math.fround(im) : im;
+        }
+      }
+    });
+  };
+}
