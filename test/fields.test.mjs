@@ -208,6 +208,7 @@ const badCases = [
   [{ stages: [{ ...SAMPLE, fields: { p: { dtype: 'int8', shape: [2, 0] } } }, MODEL] }, 'stage "sample": field "p": "shape" must be a list of 1 to 4 positive integers (got [2,0])'],
   [{ stages: [{ ...SAMPLE, fields: { '2p': { dtype: 'int8' } } }, MODEL] }, 'stage "sample": field name "2p" must be an identifier (letters, digits, _; not starting with a digit)'],
   [{ stages: [{ ...SAMPLE, size: 4 }, MODEL] }, 'stage "sample": give "size" (one float64 field) or "fields", not both'],
+  [{ stages: [{ ...SAMPLE, fields: JSON.parse('{"__proto__": {"dtype": "int8"}}') }, MODEL] }, 'stage "sample": field name "__proto__" is reserved (a JavaScript object cannot hold it as a field)'],
   [{ stages: [{ ...SAMPLE, fields: { p: { dtype: 'int8', shape: [1] } } }, { ...MODEL, fields: { x: { dtype: 'float64', shape: [1] } } }] }, 'fields do not chain: field "x" of stage "model" has 2 rows (2 ranks x 1), not divisible by the 3 ranks of stage "sample"'],
   [{ stages: [SAMPLE, MODEL], initial: { q: 1 } }, 'pipeline: "initial" names field "q", which Array1 (stage "model"\'s output) does not have (fields: x, n, g)'],
   [{ stages: [SAMPLE, MODEL], initial: { n: 1.5 } }, 'pipeline: "initial" 1.5 does not fit field "n" (int32: integers -2147483648 to 2147483647)'],

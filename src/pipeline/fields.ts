@@ -59,6 +59,8 @@ export function parseFields(stage: string, raw: unknown): FieldSpec[] {
   return Object.entries(raw as Record<string, unknown>).map(([name, f]) => {
     const where = `stage "${stage}": field "${name}"`;
     if (!NAME.test(name)) throw new UsageError(`stage "${stage}": field name ${show(name)} must be an identifier (letters, digits, _; not starting with a digit)`);
+    // Assigned to a JavaScript object, this one name sets its prototype instead of a property.
+    if (name === '__proto__') throw new UsageError(`stage "${stage}": field name "__proto__" is reserved (a JavaScript object cannot hold it as a field)`);
     if (typeof f !== 'object' || f === null || Array.isArray(f)) throw new UsageError(`${where} must be an object with "dtype" and optionally "shape" and "to" (got ${show(f)})`);
     const o = f as Record<string, unknown>;
     for (const k of Object.keys(o)) {

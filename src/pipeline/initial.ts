@@ -32,7 +32,8 @@ export function initialFields(initial: number | string | Record<string, number |
   }
   const values: FieldValues = {};
   for (const f of block.fields) {
-    const v = typeof initial === 'number' ? initial : (per[f.name] ?? 1);
+    // Own keys only: a field named like an Object property (constructor, toString) is not given by the prototype.
+    const v = typeof initial === 'number' ? initial : Object.hasOwn(per, f.name) ? per[f.name] : 1;
     values[f.name] = typeof v === 'number' ? filled(f, ranks, v) : fromFile(f, ranks, v, stage);
   }
   return wordsOf(values, block, ranks);
