@@ -201,6 +201,10 @@ export async function runPipeline(pipeline: PipelineSpec | string, opts: RunOpti
     transport === 'threads' ? { launch: 'spawn' as const, why: 'threads: no launch' }
     : underMpirun ? { launch: 'spawn' as const, why: 'under your mpirun: MPI_Comm_spawn per stage' }
     : chooseLaunch(request, placementOf(opts.spawnInfo ?? {}), mpi!.impl);
+  // A hub that talks on named pipes (MPICH: impl/mpich.ts) must run on this host.
+  if (mpi?.impl.mpmdChannel === 'fifo' && placementOf(opts.spawnInfo ?? {}).remote) {
+    throw new UsageError(`--mpi ${mpi.impl.name}: runs on this host only so far (its hub talks to this process on named pipes); leave out --host, --hostfile and multi-node allocations, or use --mpi openmpi`);
+  }
   const timeoutMs = opts.timeoutMs ?? 60_000;
   const wire = opts.wire ?? 'auto';
   if (!WIRE_REQUESTS.includes(wire)) throw new UsageError(`wire must be one of ${WIRE_REQUESTS.join(', ')} (got ${JSON.stringify(wire)})`);
