@@ -63,9 +63,19 @@ static void launch(int argc, char **argv, int procs) {
         for (int i = 1; i < argc; i++) args[k++] = argv[i];
     }
     args[k] = NULL;
+#ifdef MPICH
+    /* MPICH's build (dist/commloop_c_floor_mpmd_mpich): Hydra takes -n as mpirun takes -np and
+     * needs no oversubscription or root flag. */
+    for (int i = 0; i < k; i++)
+        if (strcmp(args[i], "-np") == 0) args[i] = "-n";
+    args[0] = "mpiexec.hydra";
+    execvp("mpiexec.hydra", args);
+    perror(FLOOR_NAME ": cannot run mpiexec.hydra");
+#else
     execvp("mpirun.openmpi", args);
     execvp("mpirun", args);
     perror(FLOOR_NAME ": cannot run mpirun");
+#endif
     exit(1);
 }
 
@@ -131,7 +141,8 @@ int main(int argc, char **argv) {
         }
     }
     if (procs < 1 || iters < 1 || ntrip < 1) usage("-p, --sizes and -i are all required");
-    if (!getenv("OMPI_COMM_WORLD_SIZE")) launch(argc, argv, procs);
+    /* Under its launcher: Open MPI's mpirun or MPICH's Hydra (PMI) says so in the environment. */
+    if (!getenv("OMPI_COMM_WORLD_SIZE") && !getenv("PMI_SIZE")) launch(argc, argv, procs);
 
     /* Start: from MPI_Init, as the project's hub measures its own under MPMD, until every
      * stage answered. */

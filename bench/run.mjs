@@ -83,6 +83,7 @@ function command(impl, ranks, sizes, iterations) {
     const args = impl.args.map((a) => (a.startsWith('bench/') ? join(root, a) : a));
     return [process.execPath, [join(root, 'dist', 'master.js'), ...common, ...args, '--json']];
   }
+  if (impl.id === 'c-floor-mpmd-mpich') return [join(root, 'dist', 'commloop_c_floor_mpmd_mpich'), [...common, '--comm', 'merged']];
   if (impl.id.startsWith('c-floor-mpmd')) {
     return [join(root, 'dist', 'commloop_c_floor_mpmd'), [...common, '--comm', impl.id.endsWith('-inter') ? 'inter' : 'merged']];
   }

@@ -73,7 +73,8 @@ rings('--breakdown and --trace, and a checkpointed run killed (kill -9 of the CL
   assert.match(r.stdout, /^\| c +\| compute \|/m);
   assert.ok(existsSync(join(dir, 'trace.json')));
   const ck = join(dir, 'ck');
-  const args = ['-p', '2', '--sizes', '10,10,10', '-i', '2000', '--checkpoint', ck, '--checkpoint-every', '100', ...MPICH];
+  // MPICH's ranks spin while they wait (7 processes on this machine's 2 cores: ~50 ms a step): few iterations.
+  const args = ['-p', '2', '--sizes', '10,10,10', '-i', '200', '--checkpoint', ck, '--checkpoint-every', '20', ...MPICH];
   const run = startCli(args);
   assert.ok(await until(() => existsSync(ck) && readdirSync(ck).some((d) => d.startsWith('checkpoint-')), 60_000), 'no checkpoint was written');
   const pids = descendants(run.child.pid);
@@ -82,8 +83,8 @@ rings('--breakdown and --trace, and a checkpointed run killed (kill -9 of the CL
   await until(() => pids.filter(exists).length === 0, 5000);
   assert.equal(pids.filter(exists).map(cmdline), [], 'processes of the killed run are left');
   const resumed = cliJson([...args, '--resume']);
-  assert.ok(resumed.resumedFrom > 0 && resumed.resumedFrom < 2000, `resumed from ${resumed.resumedFrom}`);
-  assert.is(resumed.checksum, cliJson(['-p', '2', '--sizes', '10,10,10', '-i', '2000', '--transport', 'threads']).checksum);
+  assert.ok(resumed.resumedFrom > 0 && resumed.resumedFrom < 200, `resumed from ${resumed.resumedFrom}`);
+  assert.is(resumed.checksum, cliJson(['-p', '2', '--sizes', '10,10,10', '-i', '200', '--transport', 'threads']).checksum);
 });
 
 rings('--launch spawn exits 2 saying this MPICH cannot spawn; an MPI not asked for by its name exits 2', () => {
@@ -142,7 +143,7 @@ failures('SIGINT stops cleanly (exit 130, the result so far); a transform that h
   let h = cli(['--pipeline', pipelineFile('hang', { stages: [hang, C] }), '-i', '3', '--timeout', '2', ...MPICH]);
   assert.is(h.status, 1, h.stderr);
   assert.match(last(h.stderr), new RegExp(`^commloop: stage "hang" rank 0 on ${HOST}: did not return from its transform within 2000 ms \\(iteration 0\\)`), h.stderr);
-  assert.ok(Date.now() - t < 15_000, `took ${Date.now() - t} ms`);
+  assert.ok(Date.now() - t < 2000 + 15_000, `took ${Date.now() - t} ms`);
   const boom = { name: 'boom', kind: 'python', ranks: 2, size: 6, module: join(fixtures, 'stages', 'boom.py'), python: '/usr/bin/python3' };
   h = cli(['--pipeline', pipelineFile('boom', { stages: [C, boom] }), '-i', '10', ...MPICH]);
   assert.is(h.status, 1, h.stderr);
