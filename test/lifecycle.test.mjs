@@ -45,7 +45,8 @@ lib('a failing MPI run rejects with RunError; an unrelated child survives; two g
     }
     assert.is(process.listenerCount('SIGINT'), sigint);
     assert.is(process.listenerCount('SIGTERM'), sigterm);
-    assert.is(timers(), timersBefore, 'a timer was left behind');
+    // Fewer is fine: uvu runs a test from a timer of its own, which may count before and not after.
+    assert.ok(timers() <= timersBefore, `a timer was left behind (${timersBefore} before, ${timers()} after)`);
   } finally {
     bystander.kill('SIGKILL');
   }
