@@ -79,7 +79,7 @@ mkdir -p dist
 # Imports one shared memory (the arena), exports the kernels and __heap_base.
 # -ffp-contract=off and no -ffast-math: the bits must match the native build.
 wasm=dist/commloop_kernel.wasm
-if newer "$wasm" wasm/commloop_kernel.c wasm/commloop_kernel.h build.sh; then
+if newer "$wasm" wasm/commloop_kernel.c wasm/commloop_kernel.h include/commloop_fields.h build.sh; then
   say "emcc $wasm"
   quiet emcc.log emcc -O3 -msimd128 -matomics -mbulk-memory -ffp-contract=off --no-entry \
     -sSTANDALONE_WASM -sIMPORTED_MEMORY -sALLOW_MEMORY_GROWTH \
@@ -91,7 +91,7 @@ fi
 
 # --- the native C stage (MPI) -------------------------------------------------------
 worker=dist/commloop_c_worker
-if newer "$worker" transport/c_worker.c include/commloop_stage.h wasm/commloop_kernel.c wasm/commloop_kernel.h build.sh; then
+if newer "$worker" transport/c_worker.c include/commloop_stage.h include/commloop_fields.h wasm/commloop_kernel.c wasm/commloop_kernel.h build.sh; then
   say "mpicc $worker"
   # -lm: user kernels linked into it may call libm (sqrt), as on the other two builds.
   quiet mpicc.log mpicc.openmpi -O3 -ffp-contract=off -Wall -Wextra -Iinclude -o "$worker" transport/c_worker.c wasm/commloop_kernel.c -lm
@@ -111,7 +111,7 @@ done
 # The same for MPICH, where it is installed.
 if command -v mpicc.mpich >/dev/null 2>&1; then
   worker_mpich=dist/commloop_c_worker_mpich
-  if newer "$worker_mpich" transport/c_worker.c include/commloop_stage.h wasm/commloop_kernel.c wasm/commloop_kernel.h build.sh; then
+  if newer "$worker_mpich" transport/c_worker.c include/commloop_stage.h include/commloop_fields.h wasm/commloop_kernel.c wasm/commloop_kernel.h build.sh; then
     say "mpicc.mpich $worker_mpich"
     quiet mpicc.log mpicc.mpich -O3 -ffp-contract=off -Wall -Wextra -Iinclude -o "$worker_mpich" transport/c_worker.c wasm/commloop_kernel.c -lm
   fi

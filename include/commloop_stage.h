@@ -90,40 +90,9 @@ int nanosleep(const struct timespec *req, struct timespec *rem);
 typedef void commloop_kernel_fn(const double *in, size_t n_in, double *out, size_t n_out,
                                 int rank, int nranks, int iteration);
 
-/* Fields (issue 27): the same enum, struct and function type as in wasm/commloop_kernel.h,
- * under the same guard, so a file may include both headers (the project's worker does) and
- * a user's stage needs only this one. Keep the two copies identical. */
-#ifndef COMMLOOP_FIELD_TYPES
-#define COMMLOOP_FIELD_TYPES
-/* NumPy's dtypes, numbered from 1 in this order; little-endian, a complex element a (re, im) pair. */
-enum {
-    COMMLOOP_FLOAT64 = 1, COMMLOOP_FLOAT32, COMMLOOP_INT64, COMMLOOP_INT32, COMMLOOP_INT16,
-    COMMLOOP_INT8, COMMLOOP_UINT64, COMMLOOP_UINT32, COMMLOOP_UINT16, COMMLOOP_UINT8,
-    COMMLOOP_COMPLEX128, COMMLOOP_COMPLEX64
-};
-
-typedef struct commloop_field {
-    const char *name; /* NUL-terminated, as the pipeline names it */
-    void *data;       /* this rank's part: count elements of dtype (complex: pairs) */
-    size_t count;     /* elements: the product of shape */
-    int dtype;        /* COMMLOOP_* */
-    int ndim;         /* 1..4 */
-    int shape[4];     /* per rank; unused axes 0 */
-} commloop_field;
-
-typedef void commloop_fields_fn(const commloop_field *in, int n_in, const commloop_field *out, int n_out,
-                                int rank, int nranks, int iteration);
-
-/* The field named `name` with dtype `dtype` among f[0..n), or NULL. */
-static inline void *commloop_field_data(const commloop_field *f, int n, const char *name, int dtype) {
-    for (int i = 0; i < n; i++) {
-        const char *a = f[i].name, *b = name;
-        while (*a && *a == *b) a++, b++;
-        if (*a == *b && f[i].dtype == dtype) return f[i].data;
-    }
-    return NULL;
-}
-#endif
+/* Fields (issue 27): the descriptor of a stage of fields and its kernel type, shared with
+ * wasm/commloop_kernel.h. */
+#include "commloop_fields.h"
 
 #define COMMLOOP_MAGIC 0x434C4F50
 /* The highest protocol version spoken here; the hub's hello says which one this run uses.
