@@ -72,7 +72,7 @@ pack('packs what a user needs and nothing of the checkout', () => {
   }
   // Built for this machine (the install builds them), test-only, or not for users.
   // The bench report is this repository's measurement of its own machine, not a user's doc.
-  for (const f of ['dist/commloop_c_worker', 'dist/commloop_c_floor', 'dist/commloop_c_floor_mpmd', 'dist/internal.js', 'docs/BENCHMARKS.md', 'docs/bench-plot.svg']) {
+  for (const f of ['dist/commloop_c_worker', 'dist/commloop_c_floor', 'dist/commloop_c_floor_mpmd', 'dist/commloop_c_worker_mpich', 'dist/commloop_c_floor_mpmd_mpich', 'dist/libcommloop_stage.openmpi.so', 'dist/libcommloop_stage.mpich.so', 'dist/internal.js', 'docs/BENCHMARKS.md', 'docs/bench-plot.svg']) {
     assert.not.ok(files.includes(f), f);
   }
   const tops = [...new Set(files.map((f) => f.split('/')[0]))].sort();
@@ -80,8 +80,11 @@ pack('packs what a user needs and nothing of the checkout', () => {
   // 150 KB until issue 19/20 (the failure handling and the wire added 10 KB); 217 KB with the
   // checkpoints and Slurm while each bundle held its own copy of the library; build.sh splits
   // the bundles so that shared code is one chunk (163 KB then, 175 KB with launch auto, status
-  // lines and big arenas). The budget is there to catch a copy of the library again (+50 KB).
-  assert.ok(packed.size < 185_000, `tarball ${packed.size} bytes`);
+  // lines and big arenas). 233 KB with fields (issue 27: their module, views, .npz, protocol v3
+  // in the three stage sides, examples/mcmc) and MPICH (issue 28: src/mpi/impl, the python
+  // runner through the C SDK); no chunk holds another's code (esbuild splitting). The budget
+  // is there to catch a copy of the library again (+50 KB).
+  assert.ok(packed.size < 250_000, `tarball ${packed.size} bytes`);
   console.log(`    ${tarball}: ${packed.size} bytes packed, ${packed.unpackedSize} unpacked, ${files.length} files`);
 });
 

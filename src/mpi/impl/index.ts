@@ -53,7 +53,8 @@ export function chooseMpi(request: MpiRequest, env: NodeJS.ProcessEnv = process.
     }
   }
   if (!impl.installed()) throw new UsageError(`--mpi ${impl.name}: ${impl.title} is not installed (apt-get install -y ${impl.packages})`);
-  if (!built(impl)) throw new UsageError(`--mpi ${impl.name}: commloop's addon for ${impl.title} is not built (bash build.sh builds one for each MPI installed)`);
+  // Asked for by name, a missing build is bad input; with auto the run's preflight names what is missing, as it always did.
+  if (request !== 'auto' && !built(impl)) throw new UsageError(`--mpi ${impl.name}: commloop's addon for ${impl.title} is not built (bash build.sh builds one for each MPI installed)`);
   return { impl, why };
 }
 
