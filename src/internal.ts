@@ -17,6 +17,7 @@ export { chooseWire, ucxSelectable, UCX_ENV } from './mpi/impl/openmpi-wire.js';
 export { firstFailure, isDeadline } from './mpi/supervise/blame.js';
 export { Supervision } from './mpi/supervise/supervision.js';
 export { chooseLaunch, placementOf } from './mpi/launch/placement.js';
+export { chooseMpi, mpiImpl } from './mpi/impl/index.js';
 export { statusLine, formatSpan, formatClock } from './cli/status.js';
 export { IterStats } from './trace/stats.js';
 export { writeCheckpoint, readCheckpoint, newestCheckpoint, listCheckpoints, checkpointName } from './checkpoint/store.js';

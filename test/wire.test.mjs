@@ -3,7 +3,7 @@
 // bundles its own error classes: errors are matched by name.)
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { Supervision, UCX_ENV, chooseLaunch, chooseWire, firstFailure, isDeadline, placementOf, ucxSelectable } from '../dist/internal.js';
+import { Supervision, UCX_ENV, chooseLaunch, chooseWire, firstFailure, isDeadline, mpiImpl, placementOf, ucxSelectable } from '../dist/internal.js';
 import { MPI_MISSING, cli, cliJson, haveMpi } from './helpers.mjs';
 import { referenceRing } from './reference.mjs';
 
@@ -98,7 +98,7 @@ blame("a deadline's own teardown never outranks it: Open MPI's account of a deat
   // A spawn across hosts that hung (Slurm bed): the supervisor's start deadline passes, it
   // kills the job, and Open MPI then reports the SIGKILL it sent as a rank's death.
   const plan = { stages: [{ name: 'where', ranks: 2 }, { name: 'acc', ranks: 2 }] };
-  const hub = { remote: true, launchHosts: [], hostNames: new Map(), viaMpirun: false, child: {}, wire: { name: 'tcp' }, tell() {} };
+  const hub = { remote: true, launchHosts: [], hostNames: new Map(), mpi: mpiImpl('openmpi'), child: {}, wire: { name: 'tcp' }, tell() {} };
   const killedNotice = [
     'Child job 2 terminated normally, but 1 process returned',
     'mpirun noticed that process rank 0 with PID 0 on node n1 exited on signal 9 (Killed).',
