@@ -62,12 +62,12 @@ function hydraHostfile(file: string): string {
   return out;
 }
 
-/** mpiexec.hydra's arguments: `-disable-auto-cleanup [-f F] [-hosts H] -n N1 [-wdir D] app1 : -n N2 app2 ...` (the environment passes by default). */
+/** mpiexec.hydra's arguments: `[-f F] [-hosts H] -n N1 [-wdir D] app1 : -n N2 app2 ...` (the environment passes by default). */
 function mpmdArgs(apps: App[], spawnInfo: Record<string, string>, _passEnv: string[]): string[] {
-  // Hydra otherwise SIGKILLs every rank, the hub too, the moment one dies, before the hub's
-  // watch of its ranks' pids (every 5 ms) can say which it was; without it, mpiexec exits
-  // and the hub names the rank on its named pipe (mpmdChannel), then ends the rest.
-  const args: string[] = ['-disable-auto-cleanup'];
+  // Hydra's auto-cleanup stays on: with -disable-auto-cleanup it still SIGKILLs the job when a
+  // rank dies by a signal (strace), and it leaves the ranks running when the hub exits on its
+  // own (its caller gone): the cleanup is what ends them then.
+  const args: string[] = [];
   if (spawnInfo.hostfile) args.push('-f', hydraHostfile(spawnInfo.hostfile));
   if (spawnInfo.host) args.push('-hosts', spawnInfo.host);
   apps.forEach((app, k) => {
