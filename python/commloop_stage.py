@@ -464,6 +464,14 @@ def serve(stage, module, fn_name):
         stage.local.Free()
 
 
+def stdout_to_stderr():
+    """The hub's stdout carries the result: what the function prints goes to stderr, a line at a
+    time. One write per line, even under PYTHONUNBUFFERED (which makes print write the text and
+    its newline apart): every rank of every stage shares the hub's stderr."""
+    os.dup2(2, 1)
+    sys.stdout = io.TextIOWrapper(io.BufferedWriter(io.FileIO(1, 'w', closefd=False)), line_buffering=True)
+
+
 def main(argv):
     if len(argv) == 3 and argv[0] == '--check':
         return check(os.path.abspath(argv[1]), argv[2])
@@ -471,11 +479,7 @@ def main(argv):
         sys.stderr.write('usage: commloop_stage.py MODULE FUNCTION STAGE_NAME | commloop_stage.py --check MODULE FUNCTION\n')
         return 2
     module, fn_name, name = argv
-    # The hub's stdout carries the result: what the function prints goes to stderr, a line at a time.
-    os.dup2(2, 1)
-    # One write per line, even under PYTHONUNBUFFERED (which makes print write the text and
-    # its newline apart): every rank of every stage shares the hub's stderr.
-    sys.stdout = io.TextIOWrapper(io.BufferedWriter(io.FileIO(1, 'w', closefd=False)), line_buffering=True)
+    stdout_to_stderr()
     import mpi4py
     # The function gets no communicator, so no thread of it calls MPI: the cheaper single level.
     mpi4py.rc.thread_level = 'single'

@@ -215,9 +215,7 @@ def main(argv):
         sys.stderr.write('usage: commloop_stage_c.py MODULE FUNCTION STAGE_NAME | commloop_stage_c.py --check MODULE FUNCTION\n')
         return 2
     module, fn_name, name = argv
-    # The hub's stdout carries the result: what the function prints goes to stderr, a line at a time.
-    os.dup2(2, 1)
-    sys.stdout = io.TextIOWrapper(io.BufferedWriter(io.FileIO(1, 'w', closefd=False)), line_buffering=True)
+    base.stdout_to_stderr()
     prog = f'commloop_stage_c.py ({name})'  # names the rank in a failure before the hello
     try:
         lib = open_lib(lib_path())
