@@ -23,3 +23,4 @@ export { IterStats } from './trace/stats.js';
 export { writeCheckpoint, readCheckpoint, newestCheckpoint, listCheckpoints, checkpointName } from './checkpoint/store.js';
 export { identityOf } from './checkpoint/identity.js';
 export { expandHostlist, slurmAllocation } from './mpi/launch/slurm.js';
+export { writeFailureLog } from './mpi/supervise/leftovers.js';
