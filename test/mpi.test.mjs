@@ -87,8 +87,10 @@ const PUBLISHED = [
   [['-p', '10', '--sizes', '10,1000,1000000', '-i', '2'], 281382104.6875],
 ];
 
+// -p 10 (30 ranks on this machine's 2 cores, 10 s a run) with the native C worker only: the
+// WebAssembly worker's part of it is a rank's, the same at -p 2.
 for (const backend of ['native', 'wasm']) {
-  for (const [args, expected] of PUBLISHED) {
+  for (const [args, expected] of backend === 'wasm' ? PUBLISHED.slice(0, 2) : PUBLISHED) {
     ring(`${args.join(' ')} --c-backend ${backend} -> ${expected}`, () => {
       const r = cliJson([...args, '--transport', 'mpi', '--c-backend', backend]);
       assert.is(r.transport, 'mpi');
