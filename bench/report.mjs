@@ -197,14 +197,17 @@ function targets(cells, kernels) {
 
 function plot(cells) {
   const W = 720, H = 460, L = 70, R = 170, T = 20, B = 50;
-  const series = IMPLS.map((i) => i.id);
-  const colors = ['#1f77b4', '#17becf', '#d62728', '#ff7f0e', '#8c564b', '#7f7f7f', '#bcbd22', '#2ca02c', '#9467bd', '#e377c2', '#000000', '#aec7e8'];
-  const pts = series.map((id) =>
+  // Only the implementations with points, each its own color and legend line (there are more
+  // implementations than the palette: those past it had no color and legend lines ran off the plot).
+  const palette = ['#1f77b4', '#17becf', '#d62728', '#ff7f0e', '#8c564b', '#7f7f7f', '#bcbd22', '#2ca02c', '#9467bd', '#e377c2', '#000000', '#aec7e8'];
+  const pointsOf = (id) =>
     cells
       .filter((c) => c.ranks === 2 && c.by[id]?.ok && /^[0-9]/.test(c.label))
       .map((c) => [c.by[id].sizes[0][0] * 8, median(c.by[id])])
-      .sort((a, b) => a[0] - b[0]),
-  );
+      .sort((a, b) => a[0] - b[0]);
+  const series = IMPLS.map((i) => i.id).filter((id) => pointsOf(id).length);
+  const colors = series.map((_, i) => palette[i] ?? `hsl(${(i * 137) % 360}, 60%, 40%)`);
+  const pts = series.map(pointsOf);
   const all = pts.flat();
   if (!all.length) return '<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"/>';
   const lx = all.map((p) => Math.log10(p[0]));
@@ -349,8 +352,8 @@ function fieldsSection(root) {
     `${load(m.loadStart)} at the start and ${load(m.loadEnd)} at the end, on ${m.cores} cores. A ring of 3 stages (ts, c, ts), N=2 ranks`,
     'each, every stage copying its input fields into its output fields (bench/fixtures/fields: one copy per field, the same',
     'work per byte in both variants). "4 fields": float64, int32, float32 and uint8, against one float64 field of the same',
-    'bytes a rank (8 B a field: 32 B a rank; 1 MiB a rank in all: 256 KiB a field); "float32": a float32 field of 131072',
-    'elements (512 KiB a rank) against a float64 field of as many (1 MiB). Every run a fresh process, rounds interleaved',
+    'bytes a rank (8 B a field: 32 B a rank; 1 MiB a rank in all: 256 KiB a field); "float32": a float32 field of 262144',
+    'elements (1 MiB a rank) against a float64 field of as many (2 MiB). Every run a fresh process, rounds interleaved',
     '(the variant, then its reference); the ratio is the median of the rounds\' ratios of median iteration time, the',
     'lowest and highest of those beside it.',
     '',
@@ -358,6 +361,53 @@ function fieldsSection(root) {
   md.push('| cell | target | variant µs | reference µs | ratio | target ratio | verdict | rounds |', '|---|---|---:|---:|---:|---:|---|---|');
   for (const r of rows.filter((r) => r.kind === 'cell')) {
     md.push(`| ${r.cell} | ${r.target} | ${us(r.testMedianIterS)} | ${us(r.refMedianIterS)} | ${r.ratio.toFixed(3)}x | ≤ ${r.limit}x | ${r.met ? 'met' : 'missed'} | ${Math.min(...r.ratios).toFixed(3)}…${Math.max(...r.ratios).toFixed(3)} |`);
+  }
+  md.push('');
+  return md;
+}
+
+/**
+ * The "Open MPI and MPICH" section, from bench/results/mpis.jsonl (`node bench/run.mjs --mpis`)
+ * when there is one: the project's MPMD row against the MPMD floor program built for the same
+ * MPI, under each MPI, at N=2; each ratio the median of the rounds' ratios.
+ */
+function mpisSection(root) {
+  let rows;
+  try {
+    rows = readFileSync(join(root, 'bench', 'results', 'mpis.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+  } catch {
+    return [];
+  }
+  const m = rows.find((r) => r.kind === 'machine') ?? {};
+  const trials = rows.filter((r) => r.kind === 'trial' && r.ok);
+  const median = (xs) => {
+    const s = [...xs].sort((a, b) => a - b);
+    return (s[(s.length - 1) >> 1] + s[s.length >> 1]) / 2;
+  };
+  const md = ['## Open MPI and MPICH', ''];
+  md.push(
+    `From \`node bench/run.mjs --mpis\` (bench/results/mpis.jsonl), ${m.date}: ${m.openmpi}; MPICH ${m.mpich}. The`,
+    'project\'s MPMD row (`--launch mpmd --c-backend native`, with `--mpi mpich` under MPICH) against the MPMD floor',
+    'program (bench/c_floor_mpmd.c, one job of 7 ranks, merged communicators) built by each MPI\'s `mpicc` and run by',
+    'its launcher: Open MPI on vader shared memory, MPICH on UCX shared memory (ch4:ucx). The four run interleaved,',
+    'round by round; a ratio is the median of the rounds\' ratios, with their range. Target: the project within 1.3x',
+    'of its floor under MPICH.',
+    '',
+    '| N | message | MPI | project µs | floor µs | ratio | rounds | target |',
+    '|---:|---|---|---:|---:|---:|---|---|',
+  );
+  const cells = [...new Set(trials.map((t) => `${t.ranks}/${t.shape}`))];
+  for (const c of cells) {
+    const at = trials.filter((t) => `${t.ranks}/${t.shape}` === c);
+    for (const [mpi, project, floor] of [['Open MPI', 'mpmd/native', 'c-floor-mpmd'], ['MPICH', 'mpmd/native-mpich', 'c-floor-mpmd-mpich']]) {
+      const p = at.filter((t) => t.impl === project);
+      const f = at.filter((t) => t.impl === floor);
+      const ratios = p.map((t) => f.find((u) => u.round === t.round)).map((u, i) => u && p[i].result.medianIterS / u.result.medianIterS).filter((r) => r !== undefined);
+      if (!ratios.length) continue;
+      const r = median(ratios);
+      const target = mpi === 'MPICH' ? (r <= 1.3 ? '≤ 1.3x: met' : '≤ 1.3x: missed') : '';
+      md.push(`| ${at[0].ranks} | ${at[0].label} | ${mpi} | ${us(median(p.map((t) => t.result.medianIterS)))} | ${us(median(f.map((t) => t.result.medianIterS)))} | ${x(r)} | ${Math.min(...ratios).toFixed(2)}…${Math.max(...ratios).toFixed(2)} | ${target} |`);
+    }
   }
   md.push('');
   return md;
@@ -507,6 +557,7 @@ export function writeReport(results, root) {
   }
   md.push(...checkpointSection(root));
   md.push(...fieldsSection(root));
+  md.push(...mpisSection(root));
   md.push('## Kernel micro-benchmark', '', 'ns per element of `halfmean` (one read pass, one write pass), median of repeated calls in one process.', '');
   md.push('| doubles | WASM ns/elem | native ns/elem | WASM / native |', '|---:|---:|---:|---:|');
   for (const k of kernels) md.push(`| ${k.n} | ${k.wasmNsPerElem.toFixed(3)} | ${k.nativeNsPerElem.toFixed(3)} | ${x(k.ratio)} |`);

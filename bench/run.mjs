@@ -11,9 +11,12 @@ import { referenceRing } from '../test/reference.mjs';
 import { FULL, IMPLS, QUICK, SHAPES, iterationsFor } from './trials.mjs';
 import { writeReport } from './report.mjs';
 
-const HELP = `Usage: node bench/run.mjs [--quick] [--only=TEXT] [--cell=RANKS/SHAPE]
+const HELP = `Usage: node bench/run.mjs [--quick] [--only=TEXT] [--cell=RANKS/SHAPE] [--mpis]
 
   --quick             the quick table (N=2: 8B, 1MiB, default), about 1 minute; default: the full table
+  --mpis              Open MPI beside MPICH (npm run bench:mpis): the MPMD rows and their floors under
+                      each MPI at N=2, 8 B and 1 MiB, 5 rounds; writes bench/results/mpis.jsonl and the
+                      report's "Open MPI and MPICH" section (the other sections stay the last full run's)
   --only=TEXT         only implementations whose id contains TEXT (e.g. --only=py: mpi/python-stages and mpi4py)
   --cell=RANKS/SHAPE  only this cell (e.g. --cell=2/8B); shapes: ${Object.keys(SHAPES).join(', ')}
 
@@ -36,8 +39,11 @@ if (cell && !SHAPES[cell.split('/')[1]]) {
   process.stderr.write(`--cell shape must be one of ${Object.keys(SHAPES).join(', ')} (got "${cell.split('/')[1]}")\n`);
   process.exit(2);
 }
+const mpis = process.argv.includes('--mpis');
+/** --mpis: the project's MPMD row and the MPMD floor program, each built for and run under each MPI. */
+const MPIS = ['mpmd/native', 'c-floor-mpmd', 'mpmd/native-mpich', 'c-floor-mpmd-mpich'];
 const partial = Boolean(only || cell);
-const out = join(root, 'bench', 'results', partial ? 'partial.jsonl' : 'latest.jsonl');
+const out = join(root, 'bench', 'results', mpis ? 'mpis.jsonl' : partial ? 'partial.jsonl' : 'latest.jsonl');
 mkdirSync(dirname(out), { recursive: true });
 writeFileSync(out, '');
 const record = (o) => appendFileSync(out, JSON.stringify(o) + '\n');
@@ -73,6 +79,7 @@ record({
   cores: availableParallelism(),
   node: process.version,
   openmpi: version('mpirun', ['--version']),
+  mpich: version('mpiexec.hydra', ['--version'], (s) => /Version:\s*(\S+)/.exec(s)?.[1] ?? s.split('\n')[0]),
   python: version('/usr/bin/python3', ['--version']),
   mpi4py: version('/usr/bin/python3', ['-c', 'import mpi4py, numpy; print(mpi4py.__version__, numpy.__version__)']),
 });
@@ -95,7 +102,7 @@ function command(impl, ranks, sizes, iterations) {
   return ['/usr/bin/python3', [join(root, 'bench', 'mpi4py_ring.py'), ...common]];
 }
 
-const cells = cell ? [{ ranks: Number(cell.split('/')[0]), shape: cell.split('/')[1] }] : quick ? QUICK : FULL;
+const cells = mpis ? ['8B', '1MiB'].map((shape) => ({ ranks: 2, shape })) : cell ? [{ ranks: Number(cell.split('/')[0]), shape: cell.split('/')[1] }] : quick ? QUICK : FULL;
 /**
  * Every cell of a full run runs ROUNDS times, implementations interleaved round by round:
  * the shared machine's pace drifts up to 2x over minutes (seen at N=2, 1 MiB: one row 5.5 ms
@@ -103,17 +110,21 @@ const cells = cell ? [{ ranks: Number(cell.split('/')[0]), shape: cell.split('/'
  * median of the rounds' ratios with their spread.
  */
 const ROUNDS = 3;
-const roundsFor = () => (quick ? 1 : ROUNDS);
+const roundsFor = () => (quick ? 1 : mpis ? 5 : ROUNDS);
 const seconds = quick ? 0.4 : 1.0;
 let failures = 0;
 for (const { ranks, shape } of cells) {
   const { sizes, label } = SHAPES[shape];
-  const iterations = iterationsFor(ranks, sizes, seconds);
+  // --mpis: at most 150 iterations, every row alike: MPICH's ranks spin while they wait, and 7
+  // of them on 2 cores take ~45 ms a step (its floor as much), where a second's worth of Open
+  // MPI's steps would take minutes.
+  const iterations = mpis ? Math.min(150, iterationsFor(ranks, sizes, seconds)) : iterationsFor(ranks, sizes, seconds);
   const expected = referenceRing(ranks, sizes, iterations).checksum;
   const rounds = roundsFor();
   for (let round = 0; round < rounds; round++)
   for (const impl of IMPLS) {
     if (only && !impl.id.includes(only)) continue;
+    if (mpis && !MPIS.includes(impl.id)) continue;
     if (impl.cells && !impl.cells.includes(`${ranks}/${shape}`)) continue;
     const [cmd, args] = command(impl, ranks, sizes, iterations);
     const t0 = performance.now();
@@ -138,7 +149,11 @@ for (const { ranks, shape } of cells) {
   }
 }
 
-if (partial) {
+if (mpis) {
+  // The report's other sections stay the last full run's (latest.jsonl); its MPI section is this run's.
+  writeReport(readFileSync(join(root, 'bench', 'results', 'latest.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l)), root);
+  process.stderr.write(`wrote ${out} and docs/BENCHMARKS.md ("Open MPI and MPICH")\n`);
+} else if (partial) {
   // The committed report stays the last full run's; a partial run only prints and records.
   const trials = readFileSync(out, 'utf8').trim().split('\n').map((l) => JSON.parse(l)).filter((t) => t.kind === 'trial' && t.ok);
   const refs = ['mpi4py', 'mpi4py-ucx', 'c-floor', 'c-floor-min', 'c-floor-min-tcp', 'c-floor-mpmd', 'c-floor-mpmd-inter'];

@@ -3,6 +3,9 @@
 //   build/Release/commloop_kernel.node  (g++, make, python3 for node-gyp)
 //   build/Release/commloop_mpi.node     (and Open MPI's headers: libopenmpi-dev)
 //   dist/commloop_c_worker              (mpicc: the C stage under --transport mpi)
+// and where MPICH is installed beside it (mpicc.mpich; --mpi mpich):
+//   build/Release/commloop_mpi_mpich.node, dist/commloop_c_worker_mpich,
+//   dist/libcommloop_stage.mpich.so     (the C SDK the python stage runner uses under MPICH)
 // It never fails the install: the threads transport with the WASM kernel needs none of
 // these, and a run that does need one says what to install. Quiet on success; on a
 // skip or a failed build it prints one line (and the compiler's last lines).
@@ -80,7 +83,22 @@ function main() {
     if (err) say(`building dist/commloop_c_worker failed; --transport mpi with --c-backend native will not run:\n${err}`);
   }
 
-  const outputs = ['build/Release/commloop_kernel.node', ...(mpicc ? ['build/Release/commloop_mpi.node'] : [])];
+  // MPICH's builds, as build.sh makes them (binding.gyp builds its addon where mpicc.mpich is found).
+  const mpich = which('mpicc.mpich');
+  if (mpich) {
+    mkdirSync(join(root, 'dist'), { recursive: true });
+    const steps = [
+      ['dist/commloop_c_worker_mpich', ['transport/c_worker.c', 'include', 'wasm'], ['-O3', '-ffp-contract=off', '-Iinclude', '-o', 'dist/commloop_c_worker_mpich', 'transport/c_worker.c', 'wasm/commloop_kernel.c', '-lm']],
+      ['dist/libcommloop_stage.mpich.so', ['python/commloop_stage_lib.c', 'include'], ['-O2', '-ffp-contract=off', '-shared', '-fPIC', '-Iinclude', '-o', 'dist/libcommloop_stage.mpich.so', 'python/commloop_stage_lib.c']],
+    ];
+    for (const [out, inputs, args] of steps) {
+      if (fresh(out, inputs)) continue;
+      const err = run(mpich, args);
+      if (err) say(`building ${out} failed; --mpi mpich will not run its C or python stages:\n${err}`);
+    }
+  }
+
+  const outputs = ['build/Release/commloop_kernel.node', ...(mpicc ? ['build/Release/commloop_mpi.node'] : []), ...(mpich ? ['build/Release/commloop_mpi_mpich.node'] : [])];
   if (outputs.every((o) => fresh(o, ['binding.gyp', 'transport', 'wasm']))) return;
   if (missingTools.length) {
     say(`no ${missingTools.join(', ')}: native addons not built (${TOOLS_HINT}${mpicc ? '' : ` and ${MPI_HINT}`}, ${REBUILD}); the threads transport with --c-backend wasm works without them`);

@@ -93,10 +93,12 @@ pack.run();
 const installed = suite('installed in an empty folder');
 const bin = (args) => sh('npx', ['commloop', ...args], app);
 
-installed('npm install ./commloop-X.tgz succeeds and builds the addons and the MPI C worker', () => {
+installed('npm install ./commloop-X.tgz succeeds and builds the addons and the MPI C worker, for Open MPI and MPICH', () => {
   ok(sh('npm', ['install', `./${tarball}`, '--no-audit', '--no-fund'], app), 'npm install');
   const mod = join(app, 'node_modules', 'commloop');
-  for (const f of ['build/Release/commloop_kernel.node', 'build/Release/commloop_mpi.node', 'dist/commloop_c_worker']) {
+  // MPICH beside Open MPI: `npm test` installs it (build.sh --test); its builds are made on install too.
+  assert.ok(!spawnSync('mpicc.mpich', ['-v']).error, 'mpicc.mpich is missing: apt-get install -y mpich libmpich-dev');
+  for (const f of ['build/Release/commloop_kernel.node', 'build/Release/commloop_mpi.node', 'dist/commloop_c_worker', 'build/Release/commloop_mpi_mpich.node', 'dist/commloop_c_worker_mpich', 'dist/libcommloop_stage.mpich.so']) {
     assert.ok(existsSync(join(mod, f)), `${f} built on install`);
   }
   // Only commloop is the user's dependency; @types/node comes with it (declared by commloop).
@@ -119,6 +121,11 @@ for (const transport of ['threads', 'mpi']) {
     assert.is(o.version, pkg.version);
   });
 }
+
+installed(`npx commloop -p 2 -i 3 --mpi mpich: checksum ${demo}, the native C worker built for MPICH on install`, () => {
+  const o = JSON.parse(ok(bin(['-p', '2', '-i', '3', '--mpi', 'mpich', '--json']), 'npx commloop --mpi mpich').stdout);
+  assert.equal([o.checksum, o.mpi, o.launch, o.cBackend], [demo, 'mpich', 'mpmd', 'native']);
+});
 
 // The demo ring at sizes 10,1000,1000 for 3 iterations.
 const small = referenceRing(2, [[10, 1000, 1000]], 3).checksum;
