@@ -24,6 +24,12 @@ function spawnInfo(opts: CliOptions): Record<string, string> {
 let verbose = false;
 let stopping = false;
 
+// A reader that goes away (`| head -1`): the rest of the output is dropped, as cat's would be,
+// not a stack trace; the run has ended before anything goes to stdout.
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code !== 'EPIPE' && err.code !== 'ERR_STREAM_DESTROYED') throw err;
+});
+
 async function main(argv: string[]): Promise<number> {
   const opts = parseArgs(argv);
   verbose = opts.verbose;
