@@ -29,15 +29,15 @@ choose('spawn mode on this host: UCX shared memory with merged communicators, wh
 });
 
 choose('spawn mode without UCX falls back to TCP quietly; across hosts TCP (ob1), not merged', () => {
-  assert.equal(pick(chooseWire({ launch: 'spawn', local: true, request: 'auto', env: {}, ucx: no })), ['tcp', {}, false]);
-  assert.equal(pick(chooseWire({ launch: 'spawn', local: false, request: 'auto', env: {}, ucx: yes })), ['tcp', {}, false]);
-  assert.equal(pick(chooseWire({ launch: 'spawn', local: true, request: 'tcp', env: {}, ucx: yes })), ['tcp', {}, false]);
+  assert.equal(pick(chooseWire({ launch: 'spawn', local: true, request: 'auto', env: {}, ucx: no })), ['tcp', { OMPI_MCA_pml: 'ob1' }, false]);
+  assert.equal(pick(chooseWire({ launch: 'spawn', local: false, request: 'auto', env: {}, ucx: yes })), ['tcp', { OMPI_MCA_pml: 'ob1' }, false]);
+  assert.equal(pick(chooseWire({ launch: 'spawn', local: true, request: 'tcp', env: {}, ucx: yes })), ['tcp', { OMPI_MCA_pml: 'ob1' }, false]);
 });
 
 choose('MPMD: ob1 (vader within a host), merged; by hand TCP only', () => {
-  assert.equal(pick(chooseWire({ launch: 'mpmd', local: true, request: 'auto', env: {}, ucx: yes })), ['shm', {}, true]);
-  assert.equal(pick(chooseWire({ launch: 'mpmd', local: false, request: 'auto', env: {}, ucx: yes })), ['shm', {}, true]);
-  assert.equal(pick(chooseWire({ launch: 'mpmd', local: true, request: 'tcp', env: {}, ucx: yes })), ['tcp', { OMPI_MCA_btl: 'self,tcp' }, true]);
+  assert.equal(pick(chooseWire({ launch: 'mpmd', local: true, request: 'auto', env: {}, ucx: yes })), ['shm', { OMPI_MCA_pml: 'ob1' }, true]);
+  assert.equal(pick(chooseWire({ launch: 'mpmd', local: false, request: 'auto', env: {}, ucx: yes })), ['shm', { OMPI_MCA_pml: 'ob1' }, true]);
+  assert.equal(pick(chooseWire({ launch: 'mpmd', local: true, request: 'tcp', env: {}, ucx: yes })), ['tcp', { OMPI_MCA_pml: 'ob1', OMPI_MCA_btl: 'self,tcp' }, true]);
 });
 
 choose("the user's MCA variables win; a wire asked by hand against them, or shm without UCX, is bad input", () => {
