@@ -332,18 +332,23 @@ function checkpointSection(root) {
   return md;
 }
 
+/** The JSON lines of bench/results/NAME, or undefined where that bench was never run. */
+function resultsOf(root, name) {
+  try {
+    return readFileSync(join(root, 'bench', 'results', name), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+  } catch {
+    return undefined;
+  }
+}
+
 /**
  * The "Fields" section, from bench/results/fields.jsonl (bench/fields.mjs) when there is one:
  * a ring of 4 fields of mixed dtypes against the same bytes as one float64 field, and a float32
  * field against a float64 field of as many elements, on spawn, MPMD and threads.
  */
 function fieldsSection(root) {
-  let rows;
-  try {
-    rows = readFileSync(join(root, 'bench', 'results', 'fields.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
-  } catch {
-    return [];
-  }
+  const rows = resultsOf(root, 'fields.jsonl');
+  if (!rows) return [];
   const m = rows.find((r) => r.kind === 'machine') ?? {};
   const load = (l) => (l ? l.map((v) => v.toFixed(1)).join(', ') : '?');
   const md = ['## Fields', ''];
@@ -372,12 +377,8 @@ function fieldsSection(root) {
  * MPI, under each MPI, at N=2; each ratio the median of the rounds' ratios.
  */
 function mpisSection(root) {
-  let rows;
-  try {
-    rows = readFileSync(join(root, 'bench', 'results', 'mpis.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
-  } catch {
-    return [];
-  }
+  const rows = resultsOf(root, 'mpis.jsonl');
+  if (!rows) return [];
   const m = rows.find((r) => r.kind === 'machine') ?? {};
   const trials = rows.filter((r) => r.kind === 'trial' && r.ok);
   const median = (xs) => {

@@ -124,7 +124,7 @@ for (const { ranks, shape } of cells) {
   for (let round = 0; round < rounds; round++)
   for (const impl of IMPLS) {
     if (only && !impl.id.includes(only)) continue;
-    if (mpis && !MPIS.includes(impl.id)) continue;
+    if (mpis ? !MPIS.includes(impl.id) : impl.mpisOnly) continue;
     if (impl.cells && !impl.cells.includes(`${ranks}/${shape}`)) continue;
     const [cmd, args] = command(impl, ranks, sizes, iterations);
     const t0 = performance.now();
