@@ -76,26 +76,21 @@ function main() {
   const mpicc = which('mpicc.openmpi');
   const missingTools = [process.env.CXX?.split(' ')[0] || 'g++', 'make', 'python3'].filter((t) => !which(t));
 
-  // The MPI C worker needs only mpicc (which brings its own compiler driver).
-  if (mpicc && !fresh('dist/commloop_c_worker', ['transport/c_worker.c', 'include', 'wasm'])) {
-    mkdirSync(join(root, 'dist'), { recursive: true });
-    const err = run(mpicc, ['-O3', '-ffp-contract=off', '-Iinclude', '-o', 'dist/commloop_c_worker', 'transport/c_worker.c', 'wasm/commloop_kernel.c', '-lm']);
-    if (err) say(`building dist/commloop_c_worker failed; --transport mpi with --c-backend native will not run:\n${err}`);
-  }
-
-  // MPICH's builds, as build.sh makes them (binding.gyp builds its addon where mpicc.mpich is found).
+  // The MPI C workers and MPICH's SDK library need only their MPI's mpicc (which brings its own
+  // compiler driver); MPICH's as build.sh makes them (binding.gyp builds its addon where
+  // mpicc.mpich is found).
   const mpich = which('mpicc.mpich');
-  if (mpich) {
+  const worker = (out) => ['-O3', '-ffp-contract=off', '-Iinclude', '-o', out, 'transport/c_worker.c', 'wasm/commloop_kernel.c', '-lm'];
+  const builds = [
+    [mpicc, 'dist/commloop_c_worker', ['transport/c_worker.c', 'include', 'wasm'], worker('dist/commloop_c_worker'), '--transport mpi with --c-backend native will not run'],
+    [mpich, 'dist/commloop_c_worker_mpich', ['transport/c_worker.c', 'include', 'wasm'], worker('dist/commloop_c_worker_mpich'), '--mpi mpich will not run C stages natively'],
+    [mpich, 'dist/libcommloop_stage.mpich.so', ['python/commloop_stage_lib.c', 'include'], ['-O2', '-ffp-contract=off', '-shared', '-fPIC', '-Iinclude', '-o', 'dist/libcommloop_stage.mpich.so', 'python/commloop_stage_lib.c'], '--mpi mpich will not run python stages'],
+  ];
+  for (const [cc, out, inputs, args, lost] of builds) {
+    if (!cc || fresh(out, inputs)) continue;
     mkdirSync(join(root, 'dist'), { recursive: true });
-    const steps = [
-      ['dist/commloop_c_worker_mpich', ['transport/c_worker.c', 'include', 'wasm'], ['-O3', '-ffp-contract=off', '-Iinclude', '-o', 'dist/commloop_c_worker_mpich', 'transport/c_worker.c', 'wasm/commloop_kernel.c', '-lm']],
-      ['dist/libcommloop_stage.mpich.so', ['python/commloop_stage_lib.c', 'include'], ['-O2', '-ffp-contract=off', '-shared', '-fPIC', '-Iinclude', '-o', 'dist/libcommloop_stage.mpich.so', 'python/commloop_stage_lib.c']],
-    ];
-    for (const [out, inputs, args] of steps) {
-      if (fresh(out, inputs)) continue;
-      const err = run(mpich, args);
-      if (err) say(`building ${out} failed; --mpi mpich will not run its C or python stages:\n${err}`);
-    }
+    const err = run(cc, args);
+    if (err) say(`building ${out} failed; ${lost}:\n${err}`);
   }
 
   const outputs = ['build/Release/commloop_kernel.node', ...(mpicc ? ['build/Release/commloop_mpi.node'] : []), ...(mpich ? ['build/Release/commloop_mpi_mpich.node'] : [])];

@@ -173,9 +173,9 @@ export interface RunResult {
  */
 const PARALLEL_ELEMS = 1 << 16;
 /**
- * Polls of the shared counter before a thread sleeps: some 20-40 µs here. 2000 (a few µs)
- * slept through every wait longer than that, so a step of a big stage paid a wake-up on each
- * side (2 threads on 2 cores, a float32 ring of 1 MiB: 0.58-0.67x of its float64 one at 2000,
+ * Polls of the shared counter before a thread sleeps: some 300 µs here (an Atomics.load is
+ * ~15 ns). 2000 (~30 µs) slept through every wait longer than that, so each step of a big
+ * stage (50-100 µs) paid a wake-up on each side (2 threads on 2 cores, a float32 ring of 1 MiB: 0.58-0.67x of its float64 one at 2000,
  * 0.54-0.62x at 20000, the float64 ring 383-398 µs against 300-413 µs an iteration; 8 B and
  * the demo ring unchanged within noise).
  */
