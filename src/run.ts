@@ -209,9 +209,14 @@ export async function runPipeline(pipeline: PipelineSpec | string, opts: RunOpti
     transport === 'threads' ? { launch: 'spawn' as const, why: 'threads: no launch' }
     : underMpirun ? { launch: 'spawn' as const, why: 'under your mpirun: MPI_Comm_spawn per stage' }
     : chooseLaunch(request, placementOf(opts.spawnInfo ?? {}), mpi!.impl);
-  // A hub that talks on named pipes (MPICH: impl/mpich.ts) must run on this host.
-  if (mpi?.impl.mpmdChannel === 'fifo' && placementOf(opts.spawnInfo ?? {}).remote) {
-    throw new UsageError(`--mpi ${mpi.impl.name}: runs on this host only so far (its hub talks to this process on named pipes); leave out --host, --hostfile and multi-node allocations, or use --mpi openmpi`);
+  // A hub that talks on named pipes (MPICH: impl/mpich.ts) must run on this host: its launcher
+  // is given this host's slot first with --host or --hostfile, but inside a Slurm allocation it
+  // places rank 0 by itself.
+  if (mpi?.impl.mpmdChannel === 'fifo') {
+    const where = placementOf(opts.spawnInfo ?? {});
+    if (where.remote && !where.listed.length) {
+      throw new UsageError(`--mpi ${mpi.impl.name}: not yet in a Slurm allocation of several nodes (its hub talks to this process on named pipes and must run on this node); give the nodes with --host or --hostfile, or use --mpi openmpi`);
+    }
   }
   const timeoutMs = opts.timeoutMs ?? 60_000;
   const wire = opts.wire ?? 'auto';

@@ -54,6 +54,11 @@ const ENV = {
   // Open MPI's own traffic stays on the bed's bridge.
   OMPI_MCA_oob_tcp_if_include: '10.77.0.0/24',
   OMPI_MCA_btl_tcp_if_include: '10.77.0.0/24',
+  // MPICH's Hydra (the --mpi mpich suite): the same agent as its rsh, and its proxies call
+  // mpiexec back on the bridge (from a namespace this host's name leads nowhere).
+  HYDRA_LAUNCHER: 'rsh',
+  HYDRA_LAUNCHER_EXEC: AGENT,
+  HYDRA_IFACE: 'clbr0',
 };
 
 /** A run that ended because its start hung twice (commloop starts a hung spawn across hosts once more itself). */
@@ -121,7 +126,7 @@ function leftovers() {
   const mine = readdirSync('/proc')
     .filter((n) => /^[0-9]+$/.test(n))
     .map(Number)
-    .filter((p) => p !== process.pid && [join(root, 'dist'), AGENT].some((s) => cmdline(p).includes(s)) && marked(p));
+    .filter((p) => p !== process.pid && [join(root, 'dist'), AGENT, 'hydra'].some((s) => cmdline(p).includes(s)) && marked(p));
   return [...new Set([...inBed, ...mine])].filter(exists).map((p) => `${p} ${cmdline(p).slice(0, 80)}`);
 }
 async function nothingLeft(ms) {
@@ -311,6 +316,38 @@ for (const launch of ['spawn', 'mpmd']) {
 
   test.run();
 }
+
+// MPICH (Hydra's rsh launcher through the agent): the hub keeps the first slot, on this host
+// beside its named pipes; the stages' ranks go to h1 and h2 and round again.
+const mpich = suite('several hosts, --mpi mpich');
+const mi = why ? mpich.skip : mpich;
+if (!why && spawnSync('mpiexec.hydra', ['--version']).error) throw new Error('mpiexec.hydra is missing: apt-get install -y mpich libmpich-dev (bash build.sh --test does)');
+mi('ranks land on h1 and h2 under MPICH, with the one-host checksum', async () => {
+  const r = run(['--mpi', 'mpich', '-p', '2', '--sizes', '10,1000,1000', '-i', '3', '--hostfile', hostfile('h1', 'h2'), '--json', '--timeout', TIMEOUT]);
+  const { code } = await r.exit;
+  assert.is(code, 0, r.stderr);
+  const j = JSON.parse(r.stdout);
+  assert.equal([j.checksum, j.mpi, j.launch], [14468.8671875, 'mpich', 'mpmd']);
+  assert.equal([...new Set(r.where.map((w) => w.host))].sort(), ['h1', 'h2']);
+  assert.equal(said(r), []);
+  await nothingLeft(5_000);
+});
+mi('a rank killed on h2 under MPICH ends the run in < 10 s: exit 1, one line naming the stage, rank and host', async () => {
+  const r = run(['--mpi', 'mpich', '-p', '2', '--sizes', '10,1000,1000', '-i', '1000000', '--hostfile', hostfile('h1', 'h2'), '--timeout', TIMEOUT]);
+  assert.ok(await until(() => r.where.some((w) => w.host === 'h2'), START_MS, r), `no rank on h2: ${r.stderr}`);
+  const victim = r.where.find((w) => w.host === 'h2');
+  const t = Date.now();
+  process.kill(victim.pid, 'SIGKILL');
+  const { code, at } = await r.exit;
+  assert.is(code, 1);
+  assert.ok(at - t < 10_000, `took ${at - t} ms`);
+  const lines = said(r);
+  assert.is(lines.length, 1, r.stderr);
+  // Hydra's proxy on h2 passes the signal on as a code (impl/mpich.ts).
+  assert.match(lines[0], new RegExp(String.raw`^commloop: stage "where" rank ${victim.rank} on h2: ended with code 9 \(reported by MPICH; from another host a signal arrives as its number: SIGKILL\)(?: \(MPICH's messages: \S+\))?$`), lines[0]);
+  await nothingLeft(10_000);
+});
+mpich.run();
 
 const auto = suite('several hosts, --launch auto');
 (why ? auto.skip : auto)('a hostfile of other hosts makes --launch auto (the default) start one mpirun (MPMD), and says so', async () => {

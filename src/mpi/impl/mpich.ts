@@ -46,9 +46,12 @@ function chooseWire(c: WireContext): Wire {
   return { name: 'shm', how: c.local ? 'UCX shared memory (MPICH ch4:ucx, one job)' : 'UCX shared memory within a host, its TCP between hosts (MPICH ch4:ucx)', env: {}, merged: true };
 }
 
-/** Open MPI's hostfile (`host slots=N`, `#` comments) as Hydra's (`host:N`), in a file of its own. */
+/**
+ * Open MPI's hostfile (`host slots=N`, `#` comments) as Hydra's (`host:N`), in a file of its
+ * own, after the hub's slot on this host (HUB_SLOT).
+ */
 function hydraHostfile(file: string): string {
-  const lines: string[] = [];
+  const lines: string[] = [HUB_SLOT()];
   for (const raw of readFileSync(file, 'utf8').split('\n')) {
     const line = raw.replace(/#.*/, '').trim();
     if (!line) continue;
@@ -62,6 +65,14 @@ function hydraHostfile(file: string): string {
   return out;
 }
 
+/**
+ * The first slot Hydra fills, this host's: the hub (rank 0, the first app) runs here, beside
+ * the named pipes it talks on, wherever the stages' ranks go (Hydra fills its hosts in order
+ * by slots, launching on this host without ssh). Hydra wraps around to it once the listed
+ * slots are full.
+ */
+const HUB_SLOT = () => `${hostname()}:1`;
+
 /** mpiexec.hydra's arguments: `[-f F] [-hosts H] -n N1 [-wdir D] app1 : -n N2 app2 ...` (the environment passes by default). */
 function mpmdArgs(apps: App[], spawnInfo: Record<string, string>, _passEnv: string[]): string[] {
   // Hydra's auto-cleanup stays on: with -disable-auto-cleanup it still SIGKILLs the job when a
@@ -69,7 +80,7 @@ function mpmdArgs(apps: App[], spawnInfo: Record<string, string>, _passEnv: stri
   // own (its caller gone): the cleanup is what ends them then.
   const args: string[] = [];
   if (spawnInfo.hostfile) args.push('-f', hydraHostfile(spawnInfo.hostfile));
-  if (spawnInfo.host) args.push('-hosts', spawnInfo.host);
+  if (spawnInfo.host) args.push('-hosts', `${HUB_SLOT()},${spawnInfo.host}`);
   apps.forEach((app, k) => {
     if (k) args.push(':');
     args.push('-n', String(app.np), ...(app.cwd ? ['-wdir', app.cwd] : []), app.cmd, ...app.args);
@@ -131,9 +142,19 @@ function failureFromText(lines: string[], c: TextContext): Failure | undefined {
   const at = /PID (\d+) RUNNING AT (\S+)/.exec(text);
   if (!at) return undefined;
   const signal = /KILLED BY SIGNAL: (\d+)/.exec(text);
+  const code = /EXIT CODE: (\d+)/.exec(text);
   const place = c.rankOfPid(Number(at[1]), at[2]);
-  if (!place || !signal) return undefined;
-  return { stage: c.plan.stages[place.stage].name, rank: place.rank, host: at[2], reason: 'killed', detail: `was killed by ${signalName(Number(signal[1]))} (reported by MPICH)` };
+  if (place && signal) {
+    return { stage: c.plan.stages[place.stage].name, rank: place.rank, host: at[2], reason: 'killed', detail: `was killed by ${signalName(Number(signal[1]))} (reported by MPICH)` };
+  }
+  // A rank on another host: the proxy Hydra started there passes a rank's death by a signal
+  // on as an exit code of the signal's number (a kill -9 on h2 arrived as `EXIT CODE: 9`).
+  if (place && code && at[2] !== hostname()) {
+    const n = Number(code[1]);
+    const as = n > 0 && n < 32 ? `; from another host a signal arrives as its number: ${signalName(n)}` : '';
+    return { stage: c.plan.stages[place.stage].name, rank: place.rank, host: at[2], reason: 'exited', detail: `ended with code ${n} (reported by MPICH${as})` };
+  }
+  return undefined;
 }
 
 export const mpich: MpiImpl = {
