@@ -134,6 +134,25 @@ async function nothingLeft(ms) {
   assert.equal(leftovers(), [], 'processes of the run left');
 }
 
+/**
+ * Runs the ring on h1 and h2 with `args`, SIGKILLs a first-stage rank on h2 once it runs, and
+ * asserts the end: exit 1 within 10 s, one line matching `line(rank)`, nothing left anywhere.
+ */
+async function killOnH2(args, line) {
+  const r = run([...args, '-p', '2', '--sizes', '10,1000,1000', '-i', '1000000', '--hostfile', hostfile('h1', 'h2'), '--timeout', TIMEOUT]);
+  assert.ok(await until(() => r.where.some((w) => w.host === 'h2'), START_MS, r), `no rank on h2: ${r.stderr}`);
+  const victim = r.where.find((w) => w.host === 'h2');
+  const t = Date.now();
+  process.kill(victim.pid, 'SIGKILL');
+  const { code, at } = await r.exit;
+  assert.is(code, 1);
+  assert.ok(at - t < 10_000, `took ${at - t} ms`);
+  const lines = said(r);
+  assert.is(lines.length, 1, r.stderr);
+  assert.match(lines[0], new RegExp(line(victim.rank)), lines[0]);
+  await nothingLeft(10_000);
+}
+
 for (const launch of ['spawn', 'mpmd']) {
   const test = suite(`several hosts, --launch ${launch}`);
   const it = why ? test.skip : test;
@@ -192,20 +211,8 @@ for (const launch of ['spawn', 'mpmd']) {
   // Spawn mode: the stateful kill below asserts the same (exit 1 within 10 s, one line naming
   // the stage, rank and host) and resumes too; a spawn-mode start across hosts costs 6 s and,
   // now and then, a hang, so it is not paid twice for one assertion.
-  (launch === 'spawn' ? () => {} : it)('a rank killed on another host ends the run in < 10 s: exit 1, one line naming the stage and the host', async () => {
-    const r = run([...MODE, '-p', '2', '--sizes', '10,1000,1000', '-i', '1000000', '--hostfile', hostfile('h1', 'h2'), '--timeout', TIMEOUT]);
-    assert.ok(await until(() => r.where.some((w) => w.host === 'h2'), START_MS, r), `no rank on h2: ${r.stderr}`);
-    const victim = r.where.find((w) => w.host === 'h2');
-    const t = Date.now();
-    process.kill(victim.pid, 'SIGKILL');
-    const { code, at } = await r.exit;
-    assert.is(code, 1);
-    assert.ok(at - t < 10_000, `took ${at - t} ms`);
-    const lines = said(r);
-    assert.is(lines.length, 1, r.stderr);
-    assert.match(lines[0], new RegExp(String.raw`^commloop: stage "where" rank ${victim.rank} on h2: was killed by SIGKILL \((?:reported by Open MPI|pid \d+)\)${LOG}$`), lines[0]);
-    await nothingLeft(10_000);
-  });
+  (launch === 'spawn' ? () => {} : it)('a rank killed on another host ends the run in < 10 s: exit 1, one line naming the stage and the host', () =>
+    killOnH2(MODE, (rank) => String.raw`^commloop: stage "where" rank ${rank} on h2: was killed by SIGKILL \((?:reported by Open MPI|pid \d+)\)${LOG}$`));
 
   // The ring's last stage: Open MPI then takes down the first stage's ranks on h1 (SIGTERM)
   // and its daemon gives up (exit 137) before the hub hears of h2; both were named instead.
@@ -333,21 +340,9 @@ mi('ranks land on h1 and h2 under MPICH, with the one-host checksum', async () =
   assert.equal(said(r), []);
   await nothingLeft(5_000);
 });
-mi('a rank killed on h2 under MPICH ends the run in < 10 s: exit 1, one line naming the stage, rank and host', async () => {
-  const r = run(['--mpi', 'mpich', '-p', '2', '--sizes', '10,1000,1000', '-i', '1000000', '--hostfile', hostfile('h1', 'h2'), '--timeout', TIMEOUT]);
-  assert.ok(await until(() => r.where.some((w) => w.host === 'h2'), START_MS, r), `no rank on h2: ${r.stderr}`);
-  const victim = r.where.find((w) => w.host === 'h2');
-  const t = Date.now();
-  process.kill(victim.pid, 'SIGKILL');
-  const { code, at } = await r.exit;
-  assert.is(code, 1);
-  assert.ok(at - t < 10_000, `took ${at - t} ms`);
-  const lines = said(r);
-  assert.is(lines.length, 1, r.stderr);
-  // Hydra's proxy on h2 passes the signal on as a code (impl/mpich.ts).
-  assert.match(lines[0], new RegExp(String.raw`^commloop: stage "where" rank ${victim.rank} on h2: ended with code 9 \(reported by MPICH; from another host a signal arrives as its number: SIGKILL\)(?: \(MPICH's messages: \S+\))?$`), lines[0]);
-  await nothingLeft(10_000);
-});
+// Hydra's proxy on h2 passes the signal on as a code (impl/mpich.ts).
+mi('a rank killed on h2 under MPICH ends the run in < 10 s: exit 1, one line naming the stage, rank and host', () =>
+  killOnH2(['--mpi', 'mpich'], (rank) => String.raw`^commloop: stage "where" rank ${rank} on h2: ended with code 9 \(reported by MPICH; from another host a signal arrives as its number: SIGKILL\)(?: \(MPICH's messages: \S+\))?$`));
 mpich.run();
 
 const auto = suite('several hosts, --launch auto');
