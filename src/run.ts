@@ -175,9 +175,9 @@ const PARALLEL_ELEMS = 1 << 16;
 /**
  * Polls of the shared counter before a thread sleeps: some 300 µs here (an Atomics.load is
  * ~15 ns). 2000 (~30 µs) slept through every wait longer than that, so each step of a big
- * stage (50-100 µs) paid a wake-up on each side (2 threads on 2 cores, a float32 ring of 1 MiB: 0.58-0.67x of its float64 one at 2000,
- * 0.54-0.62x at 20000, the float64 ring 383-398 µs against 300-413 µs an iteration; 8 B and
- * the demo ring unchanged within noise).
+ * stage (50-100 µs) paid a wake-up on each side (2 threads on 2 cores, a float32 ring of
+ * 1 MiB: 0.58-0.67x of its float64 one at 2000, 0.54-0.62x at 20000, the float64 ring
+ * 383-398 µs against 300-413 µs an iteration; 8 B and the demo ring unchanged within noise).
  */
 const SPINS = 20000;
 function defaultThreads(plan: RingPlan, maxRanks: number): number {
@@ -204,19 +204,18 @@ export async function runPipeline(pipeline: PipelineSpec | string, opts: RunOpti
   // Which MPI (impl/index.ts): asked for, or the one mpiexec on PATH belongs to; a hub under the user's own mpirun is Open MPI's.
   const underMpirun = transport === 'mpi' && process.env.OMPI_COMM_WORLD_SIZE !== undefined;
   const mpi = transport === 'threads' ? undefined : underMpirun ? { impl: mpiImpl('openmpi'), why: 'under your mpirun' } : chooseMpi(opts.mpi ?? 'auto', process.env, (m) => addonBuilt(m.addon));
+  // Where the ranks go, for a run that launches them.
+  const where = transport === 'threads' || underMpirun ? undefined : placementOf(opts.spawnInfo ?? {});
   // A hub under the user's own mpirun spawns its stages, as it always did.
   const { launch, why: launchReason } =
     transport === 'threads' ? { launch: 'spawn' as const, why: 'threads: no launch' }
     : underMpirun ? { launch: 'spawn' as const, why: 'under your mpirun: MPI_Comm_spawn per stage' }
-    : chooseLaunch(request, placementOf(opts.spawnInfo ?? {}), mpi!.impl);
+    : chooseLaunch(request, where!, mpi!.impl);
   // A hub that talks on named pipes (MPICH: impl/mpich.ts) must run on this host: its launcher
   // is given this host's slot first with --host or --hostfile, but inside a Slurm allocation it
   // places rank 0 by itself.
-  if (mpi?.impl.mpmdChannel === 'fifo') {
-    const where = placementOf(opts.spawnInfo ?? {});
-    if (where.remote && !where.listed.length) {
-      throw new UsageError(`--mpi ${mpi.impl.name}: not yet in a Slurm allocation of several nodes (its hub talks to this process on named pipes and must run on this node); give the nodes with --host or --hostfile, or use --mpi openmpi`);
-    }
+  if (mpi?.impl.mpmdChannel === 'fifo' && where?.remote && !where.listed.length) {
+    throw new UsageError(`--mpi ${mpi.impl.name}: not yet in a Slurm allocation of several nodes (its hub talks to this process on named pipes and must run on this node); give the nodes with --host or --hostfile, or use --mpi openmpi`);
   }
   const timeoutMs = opts.timeoutMs ?? 60_000;
   const wire = opts.wire ?? 'auto';

@@ -144,17 +144,15 @@ function failureFromText(lines: string[], c: TextContext): Failure | undefined {
   const signal = /KILLED BY SIGNAL: (\d+)/.exec(text);
   const code = /EXIT CODE: (\d+)/.exec(text);
   const place = c.rankOfPid(Number(at[1]), at[2]);
-  if (place && signal) {
-    return { stage: c.plan.stages[place.stage].name, rank: place.rank, host: at[2], reason: 'killed', detail: `was killed by ${signalName(Number(signal[1]))} (reported by MPICH)` };
-  }
+  if (!place) return undefined;
+  const who = { stage: c.plan.stages[place.stage].name, rank: place.rank, host: at[2] };
+  if (signal) return { ...who, reason: 'killed', detail: `was killed by ${signalName(Number(signal[1]))} (reported by MPICH)` };
   // A rank on another host: the proxy Hydra started there passes a rank's death by a signal
   // on as an exit code of the signal's number (a kill -9 on h2 arrived as `EXIT CODE: 9`).
-  if (place && code && at[2] !== hostname()) {
-    const n = Number(code[1]);
-    const as = n > 0 && n < 32 ? `; from another host a signal arrives as its number: ${signalName(n)}` : '';
-    return { stage: c.plan.stages[place.stage].name, rank: place.rank, host: at[2], reason: 'exited', detail: `ended with code ${n} (reported by MPICH${as})` };
-  }
-  return undefined;
+  if (!code || at[2] === hostname()) return undefined;
+  const n = Number(code[1]);
+  const as = n > 0 && n < 32 ? `; from another host a signal arrives as its number: ${signalName(n)}` : '';
+  return { ...who, reason: 'exited', detail: `ended with code ${n} (reported by MPICH${as})` };
 }
 
 export const mpich: MpiImpl = {
