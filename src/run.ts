@@ -25,6 +25,7 @@ import { IterStats } from './trace/stats.js';
 import { driveRing, type RingOutcome } from './loop.js';
 import { WIRE_REQUESTS, type WireName, type WireRequest } from './mpi/wire.js';
 import { LAUNCH_REQUESTS, chooseLaunch, placementOf, type LaunchMode, type LaunchRequest } from './mpi/launch/placement.js';
+import { thisNode } from './mpi/launch/slurm.js';
 import { chooseMpi, mpiImpl, type MpiImpl, type MpiName, type MpiRequest } from './mpi/impl/index.js';
 import { addonBuilt } from './assets.js';
 import { array1Form, bytesOf, checksumOf, outputBytes, publicArray1, wholeShape, type Array1, type Array1Form, type Message } from './message.js';
@@ -212,10 +213,9 @@ export async function runPipeline(pipeline: PipelineSpec | string, opts: RunOpti
     : underMpirun ? { launch: 'spawn' as const, why: 'under your mpirun: MPI_Comm_spawn per stage' }
     : chooseLaunch(request, where!, mpi!.impl);
   // A hub that talks on named pipes (MPICH: impl/mpich.ts) must run on this host: its launcher
-  // is given this host's slot first with --host or --hostfile, but inside a Slurm allocation it
-  // places rank 0 by itself.
-  if (mpi?.impl.mpmdChannel === 'fifo' && where?.remote && !where.listed.length) {
-    throw new UsageError(`--mpi ${mpi.impl.name}: not yet in a Slurm allocation of several nodes (its hub talks to this process on named pipes and must run on this node); give the nodes with --host or --hostfile, or use --mpi openmpi`);
+  // is given this host's slot first, which inside a Slurm allocation must be one of its nodes.
+  if (mpi?.impl.mpmdChannel === 'fifo' && where?.remote && !where.listed.length && !thisNode(where.alloc)) {
+    throw new UsageError(`--mpi ${mpi.impl.name}: this host (${hostname()}) is not a node of Slurm allocation ${where.alloc!.jobId} (${where.alloc!.nodes.join(',')}), and the hub, which talks to this process on named pipes, must run here: run commloop in the job script (sbatch), or use --mpi openmpi`);
   }
   const timeoutMs = opts.timeoutMs ?? 60_000;
   const wire = opts.wire ?? 'auto';

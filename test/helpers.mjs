@@ -130,3 +130,12 @@ export function pipelineFiles(prefix) {
   };
   return { dir, file };
 }
+
+/**
+ * The line of a rank killed by SIGKILL on `host` under MPICH (src/mpi/impl/mpich.ts
+ * fromExitCodes), as a regex source: named, where it was the only rank killed there; else
+ * the host and every rank Hydra's cleanup killed with it, `who` among them. `who` is a
+ * regex source such as `stage "c" rank \d`.
+ */
+export const mpichKilled = (who, host) =>
+  String.raw`^commloop: (${who} on ${host}: was killed by SIGKILL \(reported by MPICH\)|a rank on ${host} was killed by SIGKILL \(reported by MPICH, whose cleanup ends the others there by the same signal, so which of (stage "\w+" rank \d+, )*${who}(, stage "\w+" rank \d+)* died first is not known\))( \(MPICH's messages: \S+\))?$`;

@@ -11,7 +11,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { MPI_MISSING, cliJson, cmdline, exists, hasEnv, haveMpi, master, root, until } from './helpers.mjs';
+import { MPI_MISSING, cliJson, cmdline, exists, hasEnv, haveMpi, master, mpichKilled, root, until } from './helpers.mjs';
 import { listCheckpoints } from '../dist/internal.js';
 import { referenceRing } from './reference.mjs';
 
@@ -135,6 +135,24 @@ async function nothingLeft(ms) {
 }
 
 /**
+ * Runs a ring whose ranks on h2 hang at iteration 1 with `args` (its hosts among them) and
+ * --timeout 3, and asserts the end: exit 1, one line naming a rank (`rank`, a regex source)
+ * of stage "hang" on h2, within start-up, the deadline and the teardown; nothing left.
+ */
+async function hangOnH2(args, rank, log) {
+  const ring = join(dir, 'hang-h2.json');
+  writeFileSync(ring, JSON.stringify({ stages: [{ name: 'where', kind: 'ts', ranks: 2, size: 4, module: join(root, 'test', 'fixtures', 'hosts', 'where.mjs') }, { name: 'hang', kind: 'ts', ranks: 2, size: 4, module: join(root, 'test', 'fixtures', 'hosts', 'hang-h2.mjs') }] }));
+  const r = run([...args, '-i', '3', '--timeout', '3'], ring);
+  const { code, ms } = await r.exit;
+  assert.is(code, 1, r.stderr);
+  const lines = said(r);
+  assert.is(lines.length, 1, r.stderr);
+  assert.match(lines[0], new RegExp(String.raw`^commloop: stage "hang" rank ${rank} on h2: did not return from its transform within 3000 ms \(iteration 1\)${log}$`), lines[0]);
+  assert.ok(ms < 3_000 + 3_000 + 10_000, `took ${ms} ms`); // start-up, the deadline, the teardown
+  await nothingLeft(10_000);
+}
+
+/**
  * Runs the ring on h1 and h2 with `args`, SIGKILLs a first-stage rank on h2 once it runs, and
  * asserts the end: exit 1 within 10 s, one line matching `line(rank)`, nothing left anywhere.
  */
@@ -195,18 +213,7 @@ for (const launch of ['spawn', 'mpmd']) {
 
   // A rank on another host gets the step deadline too (spawn mode: with its command, env(1)):
   // its own watch names it; before, only the hub's deadline fired, naming the stage alone.
-  it('a rank that hangs on another host is named with its rank and host within --timeout + 3 s', async () => {
-    const ring = join(dir, 'hang-h2.json');
-    writeFileSync(ring, JSON.stringify({ stages: [{ name: 'where', kind: 'ts', ranks: 2, size: 4, module: join(root, 'test', 'fixtures', 'hosts', 'where.mjs') }, { name: 'hang', kind: 'ts', ranks: 2, size: 4, module: join(root, 'test', 'fixtures', 'hosts', 'hang-h2.mjs') }] }));
-    const r = run([...MODE, '-i', '3', '--hostfile', hostfile('h1', 'h2'), '--timeout', '3'], ring);
-    const { code, ms } = await r.exit;
-    assert.is(code, 1, r.stderr);
-    const lines = said(r);
-    assert.is(lines.length, 1, r.stderr);
-    assert.match(lines[0], new RegExp(String.raw`^commloop: stage "hang" rank [01] on h2: did not return from its transform within 3000 ms \(iteration 1\)${LOG}$`), lines[0]);
-    assert.ok(ms < 3_000 + 3_000 + 10_000, `took ${ms} ms`); // start-up, the deadline, the teardown
-    await nothingLeft(10_000);
-  });
+  it('a rank that hangs on another host is named with its rank and host within --timeout + 3 s', () => hangOnH2([...MODE, '--hostfile', hostfile('h1', 'h2')], '[01]', LOG));
 
   // Spawn mode: the stateful kill below asserts the same (exit 1 within 10 s, one line naming
   // the stage, rank and host) and resumes too; a spawn-mode start across hosts costs 6 s and,
@@ -340,9 +347,29 @@ mi('ranks land on h1 and h2 under MPICH, with the one-host checksum', async () =
   assert.equal(said(r), []);
   await nothingLeft(5_000);
 });
-// Hydra's proxy on h2 passes the signal on as a code (impl/mpich.ts).
-mi('a rank killed on h2 under MPICH ends the run in < 10 s: exit 1, one line naming the stage, rank and host', () =>
-  killOnH2(['--mpi', 'mpich'], (rank) => String.raw`^commloop: stage "where" rank ${rank} on h2: ended with code 9 \(reported by MPICH; from another host a signal arrives as its number: SIGKILL\)(?: \(MPICH's messages: \S+\))?$`));
+// Hydra's cleanup kills the other ranks on h2 by the same signal: the rank is named when it was alone there (impl/mpich.ts).
+mi('a rank killed on h2 under MPICH ends the run in < 10 s: exit 1, one line naming the host and the rank', () =>
+  killOnH2(['--mpi', 'mpich'], (rank) => mpichKilled(`stage "where" rank ${rank}`, 'h2')));
+// With h2 alone in the hostfile the ranks go h2, here, h2, here: stage "hang" rank 0 is on h2.
+mi('under MPICH a rank that hangs on h2 is named; SIGINT ends a ring across hosts with exit 130 and kill -9 of commloop ends it too, nothing left on any host', async () => {
+  const MPICH_LOG = String.raw`(?: \(MPICH's messages: \S+\))?`;
+  await hangOnH2(['--mpi', 'mpich', '--hostfile', hostfile('h2')], '0', MPICH_LOG);
+  for (const signal of ['SIGINT', 'SIGKILL']) {
+    const r = run(['--mpi', 'mpich', '-p', '2', '--sizes', '10,1000,1000', '-i', '1000000', '--hostfile', hostfile('h1', 'h2'), '--timeout', TIMEOUT, '--json']);
+    assert.ok(await until(() => r.where.length === 2, START_MS, r), `the ring did not start: ${r.stderr}`);
+    const t = Date.now();
+    r.child.kill(signal);
+    const { code, at } = await r.exit;
+    if (signal === 'SIGINT') {
+      assert.equal([code, JSON.parse(r.stdout).stopped, said(r).length], [130, true, 1], r.stderr);
+      assert.match(said(r)[0], /^commloop: stopped by signal after \d+ of 1000000 iterations$/);
+      assert.ok(at - t < 10_000, `took ${at - t} ms`);
+    }
+    // kill -9: the hub sees its named pipes close and ends; Hydra's cleanup ends the rest.
+    await nothingLeft(10_000);
+    console.log(`hosts.test.mjs: mpich: ${signal} of commloop: nothing left ${Date.now() - t} ms after it`);
+  }
+});
 mpich.run();
 
 const auto = suite('several hosts, --launch auto');

@@ -20,7 +20,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { cmdline, exists, hasEnv, root } from './helpers.mjs';
+import { cmdline, exists, hasEnv, mpichKilled, root } from './helpers.mjs';
 import { expandHostlist, listCheckpoints, newestCheckpoint, slurmAllocation } from '../dist/internal.js';
 
 const BED = join(root, 'test', 'slurm', 'bed.sh');
@@ -405,6 +405,61 @@ for (const launch of ['spawn', 'auto']) {
     assert.equal([j.checkpoints.last.iterations, [...new Set(j.stages.flatMap((st) => st.hosts))].sort().length], [2000, 2]);
   });
 }
+
+// Under MPICH (issue 28): Hydra launches its proxies through srun, the job script as written,
+// with --mpi mpich after it. Its ranks spin while they wait (7 processes on 2 nodes here: ~20
+// iterations/s), so the runs are short.
+const MPICH = ['--mpi', 'mpich'];
+const haveMpich = () => assert.ok(existsSync('/usr/bin/mpiexec.hydra') && existsSync(join(root, 'build', 'Release', 'commloop_mpi_mpich.node')), 'MPICH or its addon is missing: apt-get install -y mpich libmpich-dev (bash build.sh --test does), then bash build.sh');
+
+jt('mpich: the job script runs the ring across 2 nodes; SIGUSR1 takes a checkpoint; requeued, it resumes to the uninterrupted checksum', async () => {
+  haveMpich();
+  const d = jobDir();
+  const id = await submitRing(d, [...MPICH, '-i', '300', '--json', '--status-every', '1']);
+  console.log(`slurm.test.mjs: mpich: the job's log: ${await checkpointBySignal(d, id, 300)}`);
+  await requeueAndFinish(d, id, 300, 'mpich');
+  const [j] = jsonOf(logOf(d, id));
+  assert.equal([j.mpi, j.launch], ['mpich', 'mpmd']);
+  for (const st of j.stages) assert.equal(new Set(st.hosts).size, 2, `${st.name} on ${st.hosts}`);
+});
+
+jt(`mpich: a rank killed on another node ends the job within 10 s, exit 1, one line naming it; scancel ends the next within KillWait, exit 130; nothing left; salloc's shell off the nodes exits 2`, async () => {
+  haveMpich();
+  const d = jobDir();
+  let id = await submitRing(d, [...MPICH, '-i', '100000000']);
+  // A rank of stage c on the node that is not the batch node (where commloop and the hub run).
+  const batch = /BatchHost=(\S+)/.exec(slurm(['scontrol', 'show', 'job', id]).stdout)?.[1];
+  const victim = leftovers().find((p) => NODES.includes(p.node) && p.node !== batch && /commloop_c_worker_mpich/.test(p.cmd));
+  assert.ok(victim, `no C rank off the batch node: ${JSON.stringify(leftovers())}`);
+  let t = Date.now();
+  process.kill(victim.pid, 'SIGKILL');
+  assert.ok(await until(() => jobState(id) !== 'RUNNING', 10_000), `the job is still running: ${logOf(d, id)}`);
+  console.log(`slurm.test.mjs: mpich: a rank killed on ${victim.node} ended the job in ${Date.now() - t} ms`);
+  let said = logOf(d, id).split('\n').filter((l) => l.startsWith('commloop:'));
+  assert.is(said.length, 1, logOf(d, id));
+  assert.match(said[0], new RegExp(mpichKilled(String.raw`stage "c" rank \d`, victim.node)), said[0]);
+  console.log(`slurm.test.mjs: mpich: ${said[0]}`);
+  assert.match(slurm(['scontrol', 'show', 'job', id]).stdout, /ExitCode=1:0/);
+  await nothingLeft(10_000);
+
+  id = await submitRing(d, [...MPICH, '-i', '100000000']);
+  t = Date.now();
+  assert.is(slurm(['scancel', id]).status, 0);
+  await until(() => leftovers().length === 0, (KILL_WAIT_S + 5) * 1000);
+  const ms = Date.now() - t;
+  assert.equal(leftovers(), [], 'processes of the job left');
+  console.log(`slurm.test.mjs: mpich: scancel ended the ring's job in ${ms} ms`);
+  said = logOf(d, id).split('\n').filter((l) => l.startsWith('commloop:'));
+  assert.is(said.length, 1, logOf(d, id));
+  // SIGTERM reaches commloop and the ranks at once: a rank's death, passed on by Hydra, is named as a signal's.
+  assert.match(said[0], /^commloop: stopped by signal(; the run's processes were signalled too \(.+\))?/, said[0]);
+  assert.match(slurm(['scontrol', 'show', 'job', id]).stdout, /ExitCode=130:0/);
+
+  const r = inDir(d, ['salloc', '-N2', 'commloop', '--pipeline', 'ring.json', '-i', '5', ...MPICH]);
+  assert.is(r.status, 2);
+  assert.match(r.stderr, /^commloop: --mpi mpich: this host \(\S+\) is not a node of Slurm allocation \d+ \(n\d,n\d\), and the hub, which talks to this process on named pipes, must run here: run commloop in the job script \(sbatch\), or use --mpi openmpi$/m);
+  await nothingLeft(5_000);
+});
 
 // Last: each kills a node's slurmd and everything in it (n2, then n3, so the other runs keep two nodes).
 for (const [launch, node] of [['spawn', 'n2'], ['auto', 'n3']]) {

@@ -30,6 +30,8 @@ export interface TextContext {
   launch: 'spawn' | 'mpmd';
   /** The stage and rank of a pid on a host, as the ranks' Ready said. */
   rankOfPid(pid: number, host: string): { stage: number; rank: number } | undefined;
+  /** The stages' ranks on a host, as the ranks' Ready said, in world-rank order (stage, then rank). */
+  ranksOn(host: string): { stage: number; rank: number }[];
 }
 
 export interface MpiImpl {

@@ -21,6 +21,7 @@ import { cacheDir } from '../../pipeline/compile.js';
 import type { Wire, WireContext } from '../wire.js';
 import type { App, MpiImpl, TextContext } from './mpi-impl.js';
 import { signalName } from './openmpi-text.js';
+import { slurmAllocation, thisNode } from '../launch/slurm.js';
 
 const MPIEXEC = '/usr/bin/mpiexec.hydra';
 const LIBMPICH = '/usr/lib/x86_64-linux-gnu/libmpich.so.12';
@@ -47,11 +48,10 @@ function chooseWire(c: WireContext): Wire {
 }
 
 /**
- * Open MPI's hostfile (`host slots=N`, `#` comments) as Hydra's (`host:N`), in a file of its
- * own, after the hub's slot on this host (HUB_SLOT).
+ * Open MPI's hostfile (`host slots=N`, `#` comments) as Hydra's `host:N` lines.
  */
-function hydraHostfile(file: string): string {
-  const lines: string[] = [HUB_SLOT()];
+function hydraLines(file: string): string[] {
+  const lines: string[] = [];
   for (const raw of readFileSync(file, 'utf8').split('\n')) {
     const line = raw.replace(/#.*/, '').trim();
     if (!line) continue;
@@ -59,6 +59,11 @@ function hydraHostfile(file: string): string {
     const slots = /slots=(\d+)/.exec(rest.join(' '))?.[1] ?? /^[^:]+:(\d+)$/.exec(host)?.[1];
     lines.push(slots ? `${host.split(':')[0]}:${slots}` : host);
   }
+  return lines;
+}
+
+/** A hostfile for Hydra (`lines`, the first slot the hub's) in a file of its own. */
+function hydraHostfile(lines: string[]): string {
   const out = join(cacheDir(), `hydra-hosts-${process.pid}-${Date.now()}`);
   mkdirSync(cacheDir(), { recursive: true });
   writeFileSync(out, lines.join('\n') + '\n');
@@ -69,18 +74,29 @@ function hydraHostfile(file: string): string {
  * The first slot Hydra fills, this host's: the hub (rank 0, the first app) runs here, beside
  * the named pipes it talks on, wherever the stages' ranks go (Hydra fills its hosts in order
  * by slots, launching on this host without ssh). Hydra wraps around to it once the listed
- * slots are full.
+ * slots are full. In a Slurm allocation this host goes by its node name (thisNode), which is
+ * what Hydra's Slurm launcher hands srun.
  */
-const HUB_SLOT = () => `${hostname()}:1`;
+const HUB_SLOT = () => `${thisNode(slurmAllocation()) ?? hostname()}:1`;
 
 /** mpiexec.hydra's arguments: `[-f F] [-hosts H] -n N1 [-wdir D] app1 : -n N2 app2 ...` (the environment passes by default). */
 function mpmdArgs(apps: App[], spawnInfo: Record<string, string>, _passEnv: string[]): string[] {
   // Hydra's auto-cleanup stays on: with -disable-auto-cleanup it still SIGKILLs the job when a
   // rank dies by a signal (strace), and it leaves the ranks running when the hub exits on its
   // own (its caller gone): the cleanup is what ends them then.
-  const args: string[] = [];
-  if (spawnInfo.hostfile) args.push('-f', hydraHostfile(spawnInfo.hostfile));
+  // -print-all-exitcodes: every rank's wait status, per host (exitCodes): Hydra's box names
+  // the first rank in its order whose status is not 0, not the first to fail.
+  const args: string[] = ['-print-all-exitcodes'];
+  if (spawnInfo.hostfile) args.push('-f', hydraHostfile([HUB_SLOT(), ...hydraLines(spawnInfo.hostfile)]));
   if (spawnInfo.host) args.push('-hosts', `${HUB_SLOT()},${spawnInfo.host}`);
+  // Inside a Slurm allocation with no hosts given: its nodes a slot each, this one first (run.ts
+  // has made sure it is one of them), so the hub runs here and every stage's ranks go round the
+  // nodes (as Open MPI's map_by=node does); Hydra launches its proxies through srun.
+  const alloc = slurmAllocation();
+  const here = thisNode(alloc);
+  if (!spawnInfo.hostfile && !spawnInfo.host && alloc && here && alloc.nodes.length > 1) {
+    args.push('-f', hydraHostfile([here, ...alloc.nodes.filter((n) => n !== here)].map((n) => `${n}:1`)));
+  }
   apps.forEach((app, k) => {
     if (k) args.push(':');
     args.push('-n', String(app.np), ...(app.cwd ? ['-wdir', app.cwd] : []), app.cmd, ...app.args);
@@ -125,34 +141,100 @@ process.exit(0);`;
   return ok;
 }
 
-/** Hydra's and MPICH's own lines: its boxes, its proxies' and mpiexec's notices, MPI_Abort's echo. */
+/** Hydra's and MPICH's own lines: its boxes, its proxies' and mpiexec's notices, MPI_Abort's echo, the exit codes. */
 function ownLines(): (line: string) => boolean {
-  return (line) =>
-    /^={20,}$/.test(line.trim()) ||
-    /^=\s/.test(line) || // inside Hydra's box
-    /^\[(proxy|mpiexec)[:@][^\]]*\]/.test(line) ||
-    /^Abort\(\d+\) on node \d+/.test(line) ||
-    /^(YOU CAN IGNORE|BAD TERMINATION)/.test(line);
+  // -print-all-exitcodes puts a host's statuses on a line of their own after the first ("[h2] 0,9").
+  let inCodes = false;
+  return (line) => {
+    inCodes = /\] Exit codes: /.test(line) || (inCodes && /^\[[^\]@\s]+\] [\d,]+\s*$/.test(line));
+    return (
+      inCodes ||
+      /^={20,}$/.test(line.trim()) ||
+      /^=\s/.test(line) || // inside Hydra's box
+      /^\[(proxy|mpiexec)[:@][^\]]*\]/.test(line) ||
+      /^Abort\(\d+\) on node \d+/.test(line) ||
+      /^(YOU CAN IGNORE|BAD TERMINATION)/.test(line) ||
+      // After the box, when a rank died by a signal:
+      /^(YOUR APPLICATION TERMINATED WITH THE EXIT STRING: |This typically refers to a problem with your application\.$|Please see the FAQ page for debugging suggestions$)/.test(line)
+    );
+  };
 }
 
-/** Hydra's box: `BAD TERMINATION ... PID P RUNNING AT H ... KILLED BY SIGNAL: N (Name)` or `EXIT CODE: C`. */
-function failureFromText(lines: string[], c: TextContext): Failure | undefined {
-  const text = lines.join('\n');
+/** A rank of the run on a host, with the wait status Hydra gives it (signal in the low 7 bits, else code << 8). */
+type Ended = { stage: number; rank: number; host: string; status: number; detail?: string };
+const SIGKILL = 9;
+
+/**
+ * Which rank failed first, of those Hydra says ended badly. Hydra's cleanup ends every other
+ * rank by SIGKILL: the one whose status is anything else failed first, and so did the only
+ * one killed. When several were killed by SIGKILL on one host nothing says which died first:
+ * the line names the host and them all. (A rank on this host is named by the hub's watchdog,
+ * from its pidfd, before any of this is read, when the hub outlives Hydra's cleanup.)
+ */
+function firstOf(ended: Ended[], c: TextContext): Failure | undefined {
+  const name = (e: Ended) => `stage "${c.plan.stages[e.stage].name}" rank ${e.rank}`;
+  const first = ended.find((e) => e.status !== SIGKILL) ?? (ended.length === 1 ? ended[0] : undefined);
+  if (first) {
+    const killed = (first.status & 0x7f) !== 0;
+    const how = killed ? `was killed by ${signalName(first.status & 0x7f)}` : `exited with code ${first.status >> 8}`;
+    return { stage: c.plan.stages[first.stage].name, rank: first.rank, host: first.host, reason: killed ? 'killed' : 'exited', detail: first.detail ?? `${how} (reported by MPICH)` };
+  }
+  const hosts = [...new Set(ended.map((e) => e.host))];
+  if (hosts.length !== 1) return undefined;
+  return { host: hosts[0], reason: 'killed', detail: `a rank on ${hosts[0]} was killed by SIGKILL (reported by MPICH, whose cleanup ends the others there by the same signal, so which of ${ended.map(name).join(', ')} died first is not known)` };
+}
+
+/**
+ * The ranks that ended badly, from Hydra's `Exit codes: [h1] 0,9` and `[h2] 0,11,9` lines
+ * (-print-all-exitcodes): each host's wait statuses in world-rank order, the hub first on its
+ * host. Hydra prints them when its proxies report back, which a proxy that lost its ranks
+ * first does not always do; undefined without them.
+ */
+function fromExitCodes(text: string, c: TextContext): Ended[] | undefined {
+  const at = /Exit codes: (.*(?:\n\[[^\]@\s]+\] [\d,]+\s*)*)/.exec(text);
+  if (!at) return undefined;
+  const ended: Ended[] = [];
+  for (const [, host, list] of at[1].matchAll(/\[([^\]@\s]+)\] ([\d,]+)/g)) {
+    const ranks = c.ranksOn(host);
+    const statuses = list.split(',').map(Number);
+    if (statuses.length === ranks.length + 1) statuses.shift(); // the hub, world rank 0
+    if (statuses.length !== ranks.length) continue;
+    statuses.forEach((status, k) => status !== 0 && ended.push({ ...ranks[k], host, status }));
+  }
+  return ended;
+}
+
+/**
+ * The ranks that ended badly, from Hydra's box: `BAD TERMINATION ... PID P RUNNING AT H ...
+ * KILLED BY SIGNAL: N` or `EXIT CODE: C`. It names the first rank in Hydra's order on H whose
+ * status was not 0, not the first to fail: one killed by SIGKILL on another host (whose proxy
+ * passes the signal on as the code 9) may be Hydra's cleanup, so every later rank of the run
+ * there may be the one that failed first.
+ */
+function fromBox(text: string, c: TextContext): Ended[] | undefined {
   if (!/BAD TERMINATION OF ONE OF YOUR APPLICATION PROCESSES/.test(text)) return undefined;
   const at = /PID (\d+) RUNNING AT (\S+)/.exec(text);
-  if (!at) return undefined;
+  const place = at && c.rankOfPid(Number(at[1]), at[2]);
+  if (!at || !place) return undefined;
   const signal = /KILLED BY SIGNAL: (\d+)/.exec(text);
   const code = /EXIT CODE: (\d+)/.exec(text);
-  const place = c.rankOfPid(Number(at[1]), at[2]);
-  if (!place) return undefined;
-  const who = { stage: c.plan.stages[place.stage].name, rank: place.rank, host: at[2] };
-  if (signal) return { ...who, reason: 'killed', detail: `was killed by ${signalName(Number(signal[1]))} (reported by MPICH)` };
-  // A rank on another host: the proxy Hydra started there passes a rank's death by a signal
-  // on as an exit code of the signal's number (a kill -9 on h2 arrived as `EXIT CODE: 9`).
+  if (signal) return [{ ...place, host: at[2], status: Number(signal[1]) }];
   if (!code || at[2] === hostname()) return undefined;
   const n = Number(code[1]);
-  const as = n > 0 && n < 32 ? `; from another host a signal arrives as its number: ${signalName(n)}` : '';
-  return { ...who, reason: 'exited', detail: `ended with code ${n} (reported by MPICH${as})` };
+  if (n !== SIGKILL) {
+    // The code of a rank's exit, or the number of the signal that killed it: the box does not say which.
+    const as = n > 0 && n < 32 ? `; from another host a signal arrives as its number: ${signalName(n)}` : '';
+    return [{ ...place, host: at[2], status: n << 8, detail: `ended with code ${n} (reported by MPICH${as})` }];
+  }
+  const ranks = c.ranksOn(at[2]);
+  const from = ranks.findIndex((r) => r.stage === place.stage && r.rank === place.rank);
+  return ranks.slice(from).map((r) => ({ ...r, host: at[2], status: SIGKILL }));
+}
+
+function failureFromText(lines: string[], c: TextContext): Failure | undefined {
+  const text = lines.join('\n');
+  const ended = fromExitCodes(text, c) ?? fromBox(text, c);
+  return ended && firstOf(ended, c);
 }
 
 export const mpich: MpiImpl = {

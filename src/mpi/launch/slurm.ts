@@ -5,6 +5,7 @@
  * nodes are named by the node's name.
  */
 import { spawnSync } from 'node:child_process';
+import { hostname } from 'node:os';
 
 export interface SlurmAllocation {
   jobId: string;
@@ -17,6 +18,15 @@ export function slurmAllocation(env: NodeJS.ProcessEnv = process.env): SlurmAllo
   const list = env.SLURM_JOB_NODELIST ?? env.SLURM_NODELIST;
   if (!jobId || !list) return undefined;
   return { jobId, nodes: expandHostlist(list) ?? scontrolHostnames(list) ?? [list] };
+}
+
+/**
+ * This host's name among the allocation's nodes (slurmd's, SLURMD_NODENAME, in a job script;
+ * the host name elsewhere), or undefined where this host is not one of them (salloc's shell
+ * on a login node).
+ */
+export function thisNode(alloc: SlurmAllocation | undefined, env: NodeJS.ProcessEnv = process.env): string | undefined {
+  return [env.SLURMD_NODENAME, hostname()].find((n) => n !== undefined && alloc?.nodes.includes(n));
 }
 
 /**

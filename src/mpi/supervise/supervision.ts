@@ -272,7 +272,7 @@ export class Supervision implements RunClock {
         lostHost,
         launcher: signal && !this.killedHere ? launcher : undefined,
         hub: this.hubFailure,
-        openMpi: this.hub.mpi.failureFromText(this.noise.slice(0, this.deadlineAt), { plan: this.plan, launch: this.opts.launch, rankOfPid: (pid, host) => this.rankOfPid(pid, host) }),
+        openMpi: this.hub.mpi.failureFromText(this.noise.slice(0, this.deadlineAt), { plan: this.plan, launch: this.opts.launch, rankOfPid: (pid, host) => this.rankOfPid(pid, host), ranksOn: (host) => this.ranksOn(host) }),
         startup: this.startup?.failure(code),
       }) ?? launcher;
     failure.host ??= this.hostOf(failure.stage, failure.rank);
@@ -326,6 +326,15 @@ export class Supervision implements RunClock {
       }
     }
     return undefined;
+  }
+
+  /** The stages' ranks on a host, as the ranks' Ready said, stage by stage and rank by rank. */
+  private ranksOn(host: string): { stage: number; rank: number }[] {
+    return [...this.ranks]
+      .filter(([, at]) => hostLabel(at.host, this.hub.hostNames) === host)
+      .map(([key]) => key.split('/').map(Number))
+      .sort((a, b) => a[0] - b[0] || a[1] - b[1])
+      .map(([stage, rank]) => ({ stage, rank }));
   }
 
   /** The host of a stage's rank, by name where the run knows it (from Ready). */
