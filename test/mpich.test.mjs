@@ -9,6 +9,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
+import { referenceRing } from './reference.mjs';
 import { MPI_MISSING, cli, cliJson, cmdline, descendants, exists, haveMpi, mpichKilled, pipelineFiles, root, startCli, until } from './helpers.mjs';
 
 if (!haveMpi()) throw new Error(MPI_MISSING);
@@ -87,6 +88,15 @@ rings('--breakdown and --trace, and a checkpointed run killed (kill -9 of the CL
   assert.is(resumed.checksum, cliJson(['-p', '2', '--sizes', '10,10,10', '-i', '80', '--transport', 'threads']).checksum);
 });
 
+// The ring checks of mpi.test.mjs that are about commloop, not Open MPI: a message of 1 MB a
+// rank and sizes that change every iteration, against the published and reference checksums.
+rings('the published ring of 1 MB a rank and sizes that change every iteration give the reference checksums', () => {
+  assert.is(cliJson(['-p', '2', '--sizes', '10,1000,1000000', '-i', '5', ...MPICH]).checksum, 11431291.134835951);
+  const schedule = [[1, 1, 1], [10, 10, 10], [100, 100, 100], [1000, 1000, 1000], [10000, 10000, 10000]];
+  const r = cliJson(['-p', '2', '--sizes', schedule.map((t) => t.join(',')).join('/'), '-i', '7', '--c-backend', 'wasm', ...MPICH]);
+  assert.is(r.checksum, referenceRing(2, schedule, 7).checksum);
+});
+
 rings('--launch spawn exits 2 saying this MPICH cannot spawn; an MPI not asked for by its name exits 2', () => {
   let r = cli(['-p', '2', '-i', '1', '--launch', 'spawn', ...MPICH]);
   assert.is(r.status, 2);
@@ -161,6 +171,41 @@ failures('SIGINT stops cleanly (exit 130, the result so far); a transform that h
   h = cli(['--pipeline', pipelineFile('crash', { stages: [crash, C] }), '-i', '3', ...MPICH]);
   assert.is(h.status, 1, h.stderr);
   assert.match(last(h.stderr), new RegExp(`^commloop: stage "crash" rank 1 on ${HOST}: crashed \\(SIGSEGV\\)`), h.stderr);
+});
+
+// scancel and a time limit send SIGTERM to every process of a job at once (mpi.test.mjs does it under Open MPI).
+failures('SIGTERM to every process of the run at once: exit 130, one "stopped by signal" line, nothing left; a C rank killed as it starts is named within 5 s', async () => {
+  let run = await longRun();
+  let pids = descendants(run.child.pid);
+  for (const p of [run.child.pid, ...pids]) {
+    try {
+      process.kill(p, 'SIGTERM');
+    } catch {} // gone already
+  }
+  let r = await run.exit;
+  assert.is(r.code, 130, r.stderr);
+  const lines = r.stderr.split('\n').filter((l) => l.startsWith('commloop:'));
+  assert.is(lines.length, 1, r.stderr);
+  assert.match(lines[0], /^commloop: stopped by signal( after \d+ of 2000000000 iterations|; the run's processes were signalled too \(.+\))$/, lines[0]);
+  console.log(`mpich.test.mjs: SIGTERM to all: ${lines[0]}`);
+  await assertNoneLeft(pids);
+
+  run = startCli(['-p', '2', '--sizes', '10,10,10', '-i', '2000000000', ...MPICH]);
+  let victim;
+  assert.ok(await until(() => (victim = descendants(run.child.pid).find((p) => /^\S*commloop_c_worker_mpich /.test(cmdline(p)))), 30_000), 'the C stage never started');
+  pids = descendants(run.child.pid);
+  process.kill(victim, 'SIGKILL');
+  const t = Date.now();
+  r = await run.exit;
+  assert.ok(Date.now() - t < 5_000, `took ${Date.now() - t} ms`);
+  assert.is(r.code, 1, r.stderr);
+  console.log(`mpich.test.mjs: a rank killed as it starts: ${last(r.stderr)}`);
+  // The start-up watch names it when it saw it go alone (or, from the order Hydra starts the
+  // ranks in, missing below one that is there); when Hydra's cleanup took the others before
+  // the next look, MPICH's exit statuses name the host and the ranks it may be.
+  const named = `^commloop: stage "c" rank [01] on ${HOST}: (was killed by SIGKILL|died)( during start-up)? \\((pid ${victim}|before its pid was seen)\\)( \\(MPICH's messages: \\S+\\))?$`;
+  assert.match(last(r.stderr), new RegExp(`${named}|${mpichKilled('stage "c" rank [01]', HOST)}`), r.stderr);
+  await assertNoneLeft(pids);
 });
 
 failures.run();

@@ -52,6 +52,10 @@ export interface MpiImpl {
    * where the launcher's forwarding loses the hub's last words when a rank dies.
    */
   readonly mpmdChannel: 'stdio' | 'fifo';
+  /** The environment variable its launcher gives each MPMD rank its world rank in. */
+  readonly worldRankEnv: string;
+  /** The process its MPMD launcher starts a host's ranks under, if any (Hydra's proxy): the ranks are its children. */
+  readonly rankParent?: RegExp;
   /** The MPMD launcher (mpirun, mpiexec): its path where installed, else the bare name. */
   launcher(): string;
   /** Whether its launcher and compiler are installed. */

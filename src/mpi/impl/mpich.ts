@@ -243,6 +243,8 @@ export const mpich: MpiImpl = {
   addon: 'commloop_mpi_mpich',
   cWorker: 'commloop_c_worker_mpich',
   mpmdChannel: 'fifo',
+  worldRankEnv: 'PMI_RANK',
+  rankParent: /(^|\/)hydra_pmi_proxy$/,
   mpicc: 'mpicc.mpich',
   packages: 'mpich libmpich-dev',
   launcher: () => (existsSync(MPIEXEC) ? MPIEXEC : 'mpiexec.hydra'),

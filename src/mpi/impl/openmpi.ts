@@ -93,6 +93,7 @@ export const openMpi: MpiImpl = {
   addon: 'commloop_mpi',
   cWorker: 'commloop_c_worker',
   mpmdChannel: 'stdio',
+  worldRankEnv: 'OMPI_COMM_WORLD_RANK',
   mpicc: 'mpicc.openmpi',
   packages: 'openmpi-bin libopenmpi-dev',
   launcher: () => (existsSync(MPIRUN) ? MPIRUN : 'mpirun'),

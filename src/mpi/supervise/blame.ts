@@ -16,7 +16,8 @@
  *   ("process rank R ... exited on signal N") names the first death, and wins over any of
  *   them. A rank the hub saw killed by any other signal, or exit with its own code, was seen
  *   directly and is kept.
- * - A rank seen going during start-up (StartupWatch) wins over the ranks killed after it.
+ * - A rank seen going during start-up (StartupWatch) wins over the ranks killed after it,
+ *   and over an MPI's account that names only the host (impl/mpich.ts).
  * - A deadline's failure is not outranked by the deaths of its own teardown (isDeadline).
  */
 import type { Failure } from '../../errors.js';
@@ -65,5 +66,7 @@ export function firstFailure(a: Accounts): Failure | undefined {
   // A death during start-up, before the hub knew the ranks: what it then saw killed is the teardown.
   const st = a.startup;
   if (st && hub?.reason === 'killed' && (hub.stage !== st.stage || hub.rank !== st.rank)) return st;
+  // An account that names a host but not the rank (MPICH's, when its cleanup's SIGKILLs hide which) yields to a rank seen going.
+  if (st && a.openMpi && a.openMpi.stage === undefined) return hub ?? st;
   return hub ?? a.openMpi ?? st;
 }

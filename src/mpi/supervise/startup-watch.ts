@@ -18,6 +18,7 @@ import type { Failure } from '../../errors.js';
 import type { RingPlan } from '../../pipeline/model.js';
 import { mpmdPlace, signalName } from '../impl/openmpi-text.js';
 import { alive, children, cmdline } from './procs.js';
+import type { MpiImpl } from '../impl/mpi-impl.js';
 
 /** How often the watch looks while the run starts. */
 export const STARTUP_LOOK_MS = 20;
@@ -42,14 +43,14 @@ interface Death extends Place {
  * rank, or not yet exec'd). MPMD: OMPI_COMM_WORLD_RANK is the world rank (0 the hub); spawn
  * mode: every stage is a job of its own, local job id = stage index + 2.
  */
-function placeOf(plan: RingPlan, launch: 'spawn' | 'mpmd', pid: number): Place | 'hub' | undefined {
+function placeOf(plan: RingPlan, launch: 'spawn' | 'mpmd', pid: number, worldRankEnv: string): Place | 'hub' | undefined {
   let env: string;
   try {
     env = readFileSync(`/proc/${pid}/environ`, 'latin1');
   } catch {
     return undefined;
   }
-  const rank = /(?:^|\0)OMPI_COMM_WORLD_RANK=(\d+)\0/.exec(env);
+  const rank = new RegExp(`(?:^|\\0)${launch === 'mpmd' ? worldRankEnv : 'OMPI_COMM_WORLD_RANK'}=(\\d+)\\0`).exec(env);
   if (!rank) return undefined;
   if (launch === 'mpmd') {
     const world = Number(rank[1]);
@@ -69,26 +70,31 @@ export class StartupWatch {
   /** The orted that starts a spawn-mode run's ranks (a child of the hub). */
   private launcher = 0;
   first?: Death;
+  /** The watch saw nothing it could tell apart and stopped looking. */
+  private stopped = false;
 
   constructor(
     private readonly plan: RingPlan,
     private readonly launch: 'spawn' | 'mpmd',
+    private readonly mpi: Pick<MpiImpl, 'worldRankEnv' | 'rankParent'>,
   ) {}
 
   /** One look at the ranks below `top` (mpirun, or the spawn-mode hub); notes the first rank found gone. */
   look(top: number, now: number): void {
-    if (this.first) return;
+    if (this.first || this.stopped) return;
     if (this.launch === 'spawn') {
       this.launcher ||= children(top).find((pid) => /(^|\/)orted$/.test(cmdline(pid)[0] ?? '')) ?? 0;
       if (!this.launcher) return;
     }
     const here = new Map<string, Place>();
     let unnamed = false; // a child not yet exec'd: its environment is still its launcher's
-    for (const pid of children(this.launcher || top)) {
+    // Under Hydra the ranks are its proxy's children, not the launcher's.
+    const proxy = this.mpi.rankParent && children(top).find((pid) => this.mpi.rankParent!.test(cmdline(pid)[0] ?? ''));
+    for (const pid of children(this.launcher || proxy || top)) {
       if (!alive(pid)) continue;
       this.pids.add(pid);
       const known = [...this.seen.values()].find((p) => p.pid === pid);
-      const place = known ?? placeOf(this.plan, this.launch, pid);
+      const place = known ?? placeOf(this.plan, this.launch, pid, this.mpi.worldRankEnv);
       if (place === undefined) unnamed = true;
       else if (place !== 'hub') {
         const key = `${place.stage}/${place.rank}`;
@@ -96,9 +102,15 @@ export class StartupWatch {
         here.set(key, place);
       }
     }
-    for (const [key, p] of this.seen) {
-      if (!here.has(key)) return this.died(p, p.pid, now);
+    const gone = [...this.seen].filter(([key]) => !here.has(key));
+    // Hydra's cleanup SIGKILLs every rank within milliseconds of the first death: several gone
+    // between two looks say nothing of which went first, and the watch stops (MPICH's exit
+    // statuses then name the host and the ranks it may be). Open MPI's teardown is slower.
+    if (gone.length > 1 && this.mpi.rankParent) {
+      this.stopped = true;
+      return;
     }
+    if (gone.length) return this.died(gone[0][1], gone[0][1].pid, now);
     // Never seen, yet a rank started after it is there and every child is named: it was
     // started and is gone (a launcher starts a job's ranks in order, MPMD's in world order).
     if (unnamed) return;

@@ -6,6 +6,7 @@
  * is a method over one named state instead of a closure over a dozen variables; a new hub
  * message is one more case of onHubMessage, a new deadline one more rule in deadlines.ts.
  */
+import { hostname } from 'node:os';
 import { RunError, type Failure } from '../../errors.js';
 import type { RingPlan } from '../../pipeline/model.js';
 import type { RingOutcome } from '../../loop.js';
@@ -92,7 +93,7 @@ export class Supervision implements RunClock {
     this.launchHosts = hub.launchHosts;
     this.isMpiText = hub.mpi.ownLines();
     // A local job: its ranks are mpirun's (or the hub's orted's) children here, watched until Ready.
-    this.startup = hub.remote ? undefined : new StartupWatch(plan, opts.launch);
+    this.startup = hub.remote ? undefined : new StartupWatch(plan, opts.launch, hub.mpi);
   }
 
   /** One message of the hub (channel.ts FromHub). */
@@ -328,8 +329,14 @@ export class Supervision implements RunClock {
     return undefined;
   }
 
-  /** The stages' ranks on a host, as the ranks' Ready said, stage by stage and rank by rank. */
+  /**
+   * The stages' ranks on a host, stage by stage and rank by rank: as the ranks' Ready said, or
+   * on a run of this host alone, every rank of the plan (a rank may die before its Ready).
+   */
   private ranksOn(host: string): { stage: number; rank: number }[] {
+    if (!this.hub.remote && host === hostname()) {
+      return this.plan.stages.flatMap((st, stage) => Array.from({ length: st.ranks }, (_, rank) => ({ stage, rank })));
+    }
     return [...this.ranks]
       .filter(([, at]) => hostLabel(at.host, this.hub.hostNames) === host)
       .map(([key]) => key.split('/').map(Number))
