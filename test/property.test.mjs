@@ -5,7 +5,7 @@
 // naming that stage and rank, and nothing of the run left.
 //
 // Each differential case runs on both threads backends when its kinds allow (they are cheap)
-// and on one MPI target (spawn or mpmd, native or wasm) drawn with the case.
+// and on one MPI target (Open MPI spawn or mpmd, or MPICH, native or wasm) drawn with the case.
 //
 // Every run draws a new seed and prints it; a failure prints the seed, fast-check's path and
 // the shrunk (minimal) counterexample. Environment:
@@ -17,7 +17,7 @@
 import { suite } from 'uvu';
 import fc from 'fast-check';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { readFileSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { MPI_MISSING, cmdline, descendants, haveMpi, pipelineFiles, root, startCli } from './helpers.mjs';
@@ -54,6 +54,26 @@ const execStage = join(dir, 'exec_stage');
 execFileSync('mpicc.openmpi', ['-O2', '-ffp-contract=off', '-o', execStage, join(fixtures, 'exec_stage.c')]);
 const failStage = join(dir, 'fail_stage');
 execFileSync('mpicc.openmpi', ['-O2', '-ffp-contract=off', '-Wall', '-Wextra', '-o', failStage, join(fixtures, 'property', 'fail_stage.c'), '-I', join(root, 'include')]);
+const fieldsExec = join(dir, 'fields_exec');
+execFileSync('mpicc.openmpi', ['-O2', '-ffp-contract=off', '-Wall', '-Wextra', '-o', fieldsExec, join(fixtures, 'property', 'fields_exec.c'), '-I', join(root, 'include')]);
+
+// MPICH (issue 28): the differential cases draw its targets too, with the exec stages built by
+// its mpicc; an exec stage in Python (mpi4py, Open MPI's) runs as the C one, the same kernel.
+if (spawnSync('mpicc.mpich', ['-show']).error || !existsSync(join(root, 'build', 'Release', 'commloop_mpi_mpich.node'))) {
+  throw new Error('MPICH or its addon is missing: apt-get install -y mpich libmpich-dev (bash build.sh --test does), then bash build.sh');
+}
+const MPICH_EXEC = Object.fromEntries(
+  [[execStage, 'exec_stage.c'], [failStage, 'property/fail_stage.c'], [fieldsExec, 'property/fields_exec.c']].map(([exe, src]) => {
+    execFileSync('mpicc.mpich', ['-O2', '-ffp-contract=off', '-Wall', '-Wextra', '-o', `${exe}_mpich`, join(fixtures, src), '-I', join(root, 'include')]);
+    return [exe, `${exe}_mpich`];
+  }),
+);
+/** The pipeline as it runs on `target`: under MPICH its exec stages are MPICH's builds. */
+function forTarget(spec, target) {
+  if (!target.startsWith('mpich/')) return spec;
+  const command = (cmd) => (cmd[0] === PY ? [MPICH_EXEC[execStage]] : [MPICH_EXEC[cmd[0]] ?? cmd[0], ...cmd.slice(1)]);
+  return { ...spec, stages: spec.stages.map((st) => (st.command ? { ...st, command: command(st.command) } : st)) };
+}
 
 /** Where a run goes: transport, C backend, launch mode. */
 const TARGETS = {
@@ -63,8 +83,10 @@ const TARGETS = {
   'spawn/wasm': ['--launch', 'spawn', '--c-backend', 'wasm'],
   'mpmd/native': ['--launch', 'mpmd', '--c-backend', 'native'],
   'mpmd/wasm': ['--launch', 'mpmd', '--c-backend', 'wasm'],
+  'mpich/native': ['--mpi', 'mpich', '--c-backend', 'native'],
+  'mpich/wasm': ['--mpi', 'mpich', '--c-backend', 'wasm'],
 };
-const MPI_TARGETS = ['spawn/native', 'mpmd/native', 'spawn/wasm', 'mpmd/wasm'];
+const MPI_TARGETS = ['spawn/native', 'mpmd/native', 'spawn/wasm', 'mpmd/wasm', 'mpich/native', 'mpich/wasm'];
 const onThreads = (target) => target.startsWith('threads/');
 const THREADS_KINDS = ['ts', 'c'];
 /** The kernel of test/reference.mjs each kind's fixture computes; stage names start with it. */
@@ -247,8 +269,8 @@ diff(`random pipelines of 1-5 stages on every transport they allow (${RUNS} case
     await fc.assert(
       fc.asyncProperty(caseArb, counted(counts.diff, async (c, id) => {
         const { spec, groups, ref, targets } = materialize(c);
-        const file = pipelineFile(`case-${id}`, spec);
         for (const target of targets) {
+          const file = pipelineFile(`case-${id}-${target.replace('/', '-')}`, forTarget(spec, target));
           const args = ['--pipeline', file, '-i', String(c.iterations), '--json', ...TARGETS[target]];
           if (groups.length > 1 || c.flag) args.push('--sizes', sizesFlag(groups));
           if (onThreads(target) && c.threads !== undefined) args.push('--threads', String(c.threads));
@@ -293,9 +315,6 @@ const DTYPE_NAMES = ['float64', 'float32', 'int64', 'int32', 'int16', 'int8', 'u
 /** NumPy's descr of each dtype, as a .npy header says it. */
 const NPY_DESCR = { float64: '<f8', float32: '<f4', int64: '<i8', int32: '<i4', int16: '<i2', int8: '|i1', uint64: '<u8', uint32: '<u4', uint16: '<u2', uint8: '|u1', complex128: '<c16', complex64: '<c8' };
 const FIELD_CTOR = { float64: Float64Array, float32: Float32Array, int64: BigInt64Array, int32: Int32Array, int16: Int16Array, int8: Int8Array, uint64: BigUint64Array, uint32: Uint32Array, uint16: Uint16Array, uint8: Uint8Array, complex128: Float64Array, complex64: Float32Array };
-const fieldsExec = join(dir, 'fields_exec');
-execFileSync('mpicc.openmpi', ['-O2', '-ffp-contract=off', '-Wall', '-Wextra', '-o', fieldsExec, join(fixtures, 'property', 'fields_exec.c'), '-I', join(root, 'include')]);
-
 const fieldArb = fc.record({
   name: fc.stringMatching(/^[A-Za-z_][A-Za-z0-9_]{0,7}$/),
   dtype: fc.constantFrom(...DTYPE_NAMES),
@@ -428,7 +447,7 @@ fieldsDiff(`random rings of 1-3 stages of 1-4 random fields on every transport t
         const { spec, last, lastRanks, ref, targets } = materializeFields(c);
         for (const target of targets) {
           const out = join(dir, `fields-${id}-${target.replace('/', '-')}.npz`);
-          const file = pipelineFile(`fields-${id}-${target.replace('/', '-')}`, { ...spec, output: { file: out } });
+          const file = pipelineFile(`fields-${id}-${target.replace('/', '-')}`, { ...forTarget(spec, target), output: { file: out } });
           const args = ['--pipeline', file, '-i', String(c.iterations), '--json', ...TARGETS[target]];
           if (onThreads(target) && c.threads !== undefined) args.push('--threads', String(c.threads));
           const shown = spec.stages.map((s) => `${s.name}x${s.ranks}{${Object.entries(s.fields).map(([n, f]) => `${n}:${f.dtype}[${f.shape}]${f.to ? '>all' : ''}`).join(' ')}}`).join(' ');
