@@ -139,3 +139,21 @@ export function pipelineFiles(prefix) {
  */
 export const mpichKilled = (who, host) =>
   String.raw`^commloop: (${who} on ${host}: was killed by SIGKILL \(reported by MPICH\)|a rank on ${host} was killed by SIGKILL \(reported by MPICH, whose cleanup ends the others there by the same signal, so which of (stage "\w+" rank \d+, )*${who}(, stage "\w+" rank \d+)* died first is not known\))( \(MPICH's messages: \S+\))?$`;
+
+/**
+ * SIGTERM to a started CLI and every process below it at once, as scancel and a time limit
+ * send it; resolves with its end, the processes it had, and its `commloop:` lines.
+ */
+export async function terminateAll(run) {
+  const pids = descendants(run.child.pid);
+  for (const p of [run.child.pid, ...pids]) {
+    try {
+      process.kill(p, 'SIGTERM');
+    } catch {} // gone already
+  }
+  const r = await run.exit;
+  return { r, pids, lines: r.stderr.split('\n').filter((l) => l.startsWith('commloop:')) };
+}
+
+/** The one line of a run stopped by SIGTERM to all its processes (terminateAll) of `iterations`. */
+export const STOPPED_BY_TERM = (iterations) => new RegExp(String.raw`^commloop: stopped by signal( after \d+ of ${iterations} iterations|; the run's processes were signalled too \(.+\))$`);

@@ -5,7 +5,7 @@ import * as assert from 'uvu/assert';
 import { spawnSync } from 'node:child_process';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
-import { MPI_MISSING, cliJson, cmdline, descendants, exists, haveMpi, root, startCli, until } from './helpers.mjs';
+import { MPI_MISSING, STOPPED_BY_TERM, cliJson, cmdline, descendants, exists, haveMpi, root, startCli, terminateAll, until } from './helpers.mjs';
 import { referenceRing } from './reference.mjs';
 import { ucxSelectable } from '../dist/internal.js';
 
@@ -255,18 +255,9 @@ async function killAtStart(extra, rounds) {
 // stopped, not that a rank failed, and exits 130.
 for (const launch of ['spawn', 'mpmd']) {
   failures(`--launch ${launch}: SIGTERM to every process of the run at once (as scancel sends it): exit 130, one "stopped by signal" line, nothing left`, async () => {
-    const run = await longRun(['--launch', launch]);
-    const pids = descendants(run.child.pid);
-    for (const p of [run.child.pid, ...pids]) {
-      try {
-        process.kill(p, 'SIGTERM');
-      } catch {} // gone already
-    }
-    const r = await run.exit;
-    assert.is(r.code, 130, r.stderr);
-    const lines = r.stderr.split('\n').filter((l) => l.startsWith('commloop:'));
-    assert.is(lines.length, 1, r.stderr);
-    assert.match(lines[0], /^commloop: stopped by signal( after \d+ of 2000000000 iterations|; the run's processes were signalled too \(.+\))$/, lines[0]);
+    const { r, pids, lines } = await terminateAll(await longRun(['--launch', launch]));
+    assert.equal([r.code, lines.length], [130, 1], r.stderr);
+    assert.match(lines[0], STOPPED_BY_TERM(2000000000), lines[0]);
     console.log(`mpi.test.mjs: ${launch}: SIGTERM to all: ${lines[0]}`);
     await assertNoneLeft(pids);
   });

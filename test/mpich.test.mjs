@@ -10,7 +10,7 @@ import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { referenceRing } from './reference.mjs';
-import { MPI_MISSING, cli, cliJson, cmdline, descendants, exists, haveMpi, mpichKilled, pipelineFiles, root, startCli, until } from './helpers.mjs';
+import { MPI_MISSING, STOPPED_BY_TERM, cli, cliJson, cmdline, descendants, exists, haveMpi, mpichKilled, pipelineFiles, root, startCli, terminateAll, until } from './helpers.mjs';
 
 if (!haveMpi()) throw new Error(MPI_MISSING);
 if (!existsSync('/usr/bin/mpiexec.hydra') || spawnSync('mpicc.mpich', ['-show']).error) {
@@ -175,22 +175,13 @@ failures('SIGINT stops cleanly (exit 130, the result so far); a transform that h
 
 // scancel and a time limit send SIGTERM to every process of a job at once (mpi.test.mjs does it under Open MPI).
 failures('SIGTERM to every process of the run at once: exit 130, one "stopped by signal" line, nothing left; a C rank killed as it starts is named within 5 s', async () => {
-  let run = await longRun();
-  let pids = descendants(run.child.pid);
-  for (const p of [run.child.pid, ...pids]) {
-    try {
-      process.kill(p, 'SIGTERM');
-    } catch {} // gone already
-  }
-  let r = await run.exit;
-  assert.is(r.code, 130, r.stderr);
-  const lines = r.stderr.split('\n').filter((l) => l.startsWith('commloop:'));
-  assert.is(lines.length, 1, r.stderr);
-  assert.match(lines[0], /^commloop: stopped by signal( after \d+ of 2000000000 iterations|; the run's processes were signalled too \(.+\))$/, lines[0]);
+  let { r, pids, lines } = await terminateAll(await longRun());
+  assert.equal([r.code, lines.length], [130, 1], r.stderr);
+  assert.match(lines[0], STOPPED_BY_TERM(2000000000), lines[0]);
   console.log(`mpich.test.mjs: SIGTERM to all: ${lines[0]}`);
   await assertNoneLeft(pids);
 
-  run = startCli(['-p', '2', '--sizes', '10,10,10', '-i', '2000000000', ...MPICH]);
+  const run = startCli(['-p', '2', '--sizes', '10,10,10', '-i', '2000000000', ...MPICH]);
   let victim;
   assert.ok(await until(() => (victim = descendants(run.child.pid).find((p) => /^\S*commloop_c_worker_mpich /.test(cmdline(p)))), 30_000), 'the C stage never started');
   pids = descendants(run.child.pid);
