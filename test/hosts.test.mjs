@@ -316,7 +316,8 @@ for (const launch of ['spawn', 'mpmd']) {
     ['h3', 'no route to it', 'No route to host \\(ssh\\)'],
     ['h4', 'one that drops packets', 'ssh to it did not connect within 5000 ms'],
   ];
-  for (const [host, what, detail] of unreachable) {
+  // A host that drops packets costs ssh's 5 s connect wait: under MPMD only (reach.ts reads ssh the same in both modes).
+  for (const [host, what, detail] of unreachable.filter(([host]) => launch === 'mpmd' || host !== 'h4')) {
     it(`a hostfile host that cannot be reached (${what}) fails the run within --timeout: exit 1, one line naming it`, async () => {
       const r = run([...MODE, '-p', '2', '--sizes', '10,1000,1000', '-i', '3', '--hostfile', hostfile('h1', host), '--timeout', '5']);
       const { code, ms } = await r.exit;

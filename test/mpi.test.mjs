@@ -287,6 +287,6 @@ for (const wire of WIRES) {
 }
 
 failures('--launch mpmd: a rank killed as it starts is named within 5 s (mpirun may say nothing, or not end the job)', () =>
-  killAtStart(['--launch', 'mpmd'], 4));
+  killAtStart(['--launch', 'mpmd'], 2));
 
 failures.run();

@@ -354,12 +354,12 @@ for (const launch of ['spawn', 'auto']) {
     // Spawn mode's batch job, once (its starts across nodes are the slow ones): the signal, the requeue.
     jt(`spawn: the job script of docs/CLUSTERS.md: SIGUSR1 to the batch shell takes a checkpoint and the job goes on; requeued, it resumes from its checkpoint and ends with the uninterrupted checksum`, async () => {
       const d = jobDir();
-      // 3000 iterations: some 20 s across the bed's nodes at this wire's pace (50-170/s), most
+      // 1500 iterations: some 10-30 s across the bed's nodes at this wire's pace (50-170/s), most
       // of it after the requeue (15000 took 90 s there); the signal and the requeue come within
       // about 3 s of the ring's first iteration.
-      const id = await submitRing(d, ['-i', '3000', '--json', '--status-every', '1', ...MODE]);
-      console.log(`slurm.test.mjs: spawn: the job's log: ${await checkpointBySignal(d, id, 3000)}`);
-      await requeueAndFinish(d, id, 3000, 'spawn');
+      const id = await submitRing(d, ['-i', '1500', '--json', '--status-every', '1', ...MODE]);
+      console.log(`slurm.test.mjs: spawn: the job's log: ${await checkpointBySignal(d, id, 1500)}`);
+      await requeueAndFinish(d, id, 1500, 'spawn');
     });
     continue;
   }
@@ -415,9 +415,10 @@ const haveMpich = () => assert.ok(existsSync('/usr/bin/mpiexec.hydra') && exists
 jt('mpich: the job script runs the ring across 2 nodes; SIGUSR1 takes a checkpoint; requeued, it resumes to the uninterrupted checksum', async () => {
   haveMpich();
   const d = jobDir();
-  const id = await submitRing(d, [...MPICH, '-i', '300', '--json', '--status-every', '1']);
-  console.log(`slurm.test.mjs: mpich: the job's log: ${await checkpointBySignal(d, id, 300)}`);
-  await requeueAndFinish(d, id, 300, 'mpich');
+  // 120 iterations: some 6 s at MPICH's ~20/s here; the signal comes within a second of the first.
+  const id = await submitRing(d, [...MPICH, '-i', '120', '--json', '--status-every', '1']);
+  console.log(`slurm.test.mjs: mpich: the job's log: ${await checkpointBySignal(d, id, 120)}`);
+  await requeueAndFinish(d, id, 120, 'mpich');
   const [j] = jsonOf(logOf(d, id));
   assert.equal([j.mpi, j.launch], ['mpich', 'mpmd']);
   for (const st of j.stages) assert.equal(new Set(st.hosts).size, 2, `${st.name} on ${st.hosts}`);

@@ -30,7 +30,7 @@ export interface TextContext {
   launch: 'spawn' | 'mpmd';
   /** The stage and rank of a pid on a host, as the ranks' Ready said. */
   rankOfPid(pid: number, host: string): { stage: number; rank: number } | undefined;
-  /** The stages' ranks on a host, as the ranks' Ready said, in world-rank order (stage, then rank). */
+  /** The stages' ranks on a host in world-rank order (stage, then rank): as the ranks' Ready said, or on a one-host run every rank. */
   ranksOn(host: string): { stage: number; rank: number }[];
 }
 

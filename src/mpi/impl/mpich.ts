@@ -84,7 +84,7 @@ function mpmdArgs(apps: App[], spawnInfo: Record<string, string>, _passEnv: stri
   // Hydra's auto-cleanup stays on: with -disable-auto-cleanup it still SIGKILLs the job when a
   // rank dies by a signal (strace), and it leaves the ranks running when the hub exits on its
   // own (its caller gone): the cleanup is what ends them then.
-  // -print-all-exitcodes: every rank's wait status, per host (exitCodes): Hydra's box names
+  // -print-all-exitcodes: every rank's wait status, per host (fromExitCodes): Hydra's box names
   // the first rank in its order whose status is not 0, not the first to fail.
   const args: string[] = ['-print-all-exitcodes'];
   if (spawnInfo.hostfile) args.push('-f', hydraHostfile([HUB_SLOT(), ...hydraLines(spawnInfo.hostfile)]));
@@ -197,7 +197,7 @@ function fromExitCodes(text: string, c: TextContext): Ended[] | undefined {
   for (const [, host, list] of at[1].matchAll(/\[([^\]@\s]+)\] ([\d,]+)/g)) {
     const ranks = c.ranksOn(host);
     const statuses = list.split(',').map(Number);
-    if (statuses.length === ranks.length + 1) statuses.shift(); // the hub, world rank 0
+    if (statuses.length === ranks.length + 1 && host === hostname()) statuses.shift(); // the hub, world rank 0
     if (statuses.length !== ranks.length) continue;
     statuses.forEach((status, k) => status !== 0 && ended.push({ ...ranks[k], host, status }));
   }
