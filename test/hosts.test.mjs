@@ -215,9 +215,9 @@ for (const launch of ['spawn', 'mpmd']) {
   // its own watch names it; before, only the hub's deadline fired, naming the stage alone.
   it('a rank that hangs on another host is named with its rank and host within --timeout + 3 s', () => hangOnH2([...MODE, '--hostfile', hostfile('h1', 'h2')], '[01]', LOG));
 
-  // Spawn mode: the stateful kill below asserts the same (exit 1 within 10 s, one line naming
-  // the stage, rank and host) and resumes too; a spawn-mode start across hosts costs 6 s and,
-  // now and then, a hang, so it is not paid twice for one assertion.
+  // Spawn mode: the ts2 kill below asserts the same (exit 1 within 10 s, one line naming the
+  // stage, rank and host); a spawn-mode start across hosts costs 6 s and, now and then, a
+  // hang, so it is not paid twice for one assertion.
   (launch === 'spawn' ? () => {} : it)('a rank killed on another host ends the run in < 10 s: exit 1, one line naming the stage and the host', () =>
     killOnH2(MODE, (rank) => String.raw`^commloop: stage "where" rank ${rank} on h2: was killed by SIGKILL \((?:reported by Open MPI|pid \d+)\)${LOG}$`));
 
@@ -251,7 +251,9 @@ for (const launch of ['spawn', 'mpmd']) {
     await nothingLeft(10_000);
   });
 
-  it('a stateful rank killed on h2 with checkpoints: exit 1 naming it and where to resume; --resume (MPMD) gives the one-host checksum', async () => {
+  // MPMD only, the launch mode runs across hosts get by default: in spawn mode a rank killed
+  // on h2 is the ts2 test above, and a checkpoint's kill and resume are resume.test.mjs's.
+  (launch === 'spawn' ? () => {} : it)('a stateful rank killed on h2 with checkpoints: exit 1 naming it and where to resume; --resume (MPMD) gives the one-host checksum', async () => {
     const cp = join(dir, `cp-${launch}`);
     // Killed at its first checkpoints (every 50): 2000 iterations are enough to be mid-run.
     const common = ['-p', '2', '-i', '2000', '--hostfile', hostfile('h1', 'h2'), '--timeout', TIMEOUT, '--checkpoint', cp, '--checkpoint-every', '50'];

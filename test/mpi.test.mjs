@@ -283,7 +283,7 @@ failures('--launch mpmd: mpirun crashing is said as a crash (exit 1); crashing a
 });
 
 for (const wire of WIRES) {
-  failures(`a rank killed as it starts is named within 5 s, not a rank torn down after it [wire ${wire}]`, () => killAtStart(['--wire', wire], 2));
+  failures(`a rank killed as it starts is named within 5 s, not a rank torn down after it [wire ${wire}]`, () => killAtStart(['--wire', wire], 1));
 }
 
 failures('--launch mpmd: a rank killed as it starts is named within 5 s (mpirun may say nothing, or not end the job)', () =>

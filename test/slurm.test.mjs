@@ -350,19 +350,10 @@ for (const launch of ['spawn', 'auto']) {
     await nothingLeft(10_000);
   });
 
-  if (launch === 'spawn') {
-    // Spawn mode's batch job, once (its starts across nodes are the slow ones): the signal, the requeue.
-    jt(`spawn: the job script of docs/CLUSTERS.md: SIGUSR1 to the batch shell takes a checkpoint and the job goes on; requeued, it resumes from its checkpoint and ends with the uninterrupted checksum`, async () => {
-      const d = jobDir();
-      // 1500 iterations: some 10-30 s across the bed's nodes at this wire's pace (50-170/s), most
-      // of it after the requeue (15000 took 90 s there); the signal and the requeue come within
-      // about 3 s of the ring's first iteration.
-      const id = await submitRing(d, ['-i', '1500', '--json', '--status-every', '1', ...MODE]);
-      console.log(`slurm.test.mjs: spawn: the job's log: ${await checkpointBySignal(d, id, 1500)}`);
-      await requeueAndFinish(d, id, 1500, 'spawn');
-    });
-    continue;
-  }
+  // Spawn mode's starts across nodes are the slow ones (and hang now and then): salloc's run
+  // above and the node lost below. The job script's signal, scancel and requeue are the same
+  // CLI's in both modes: they run under auto (MPMD) and under MPICH below.
+  if (launch === 'spawn') continue;
 
   jt(`${launch}: SIGUSR1 to the batch shell takes a checkpoint and the job goes on; scancel ends it within KillWait, nothing left, the checkpoint intact, exit 130`, async () => {
     const d = jobDir();
