@@ -10,9 +10,9 @@
 // Every run draws a new seed and prints it; a failure prints the seed, fast-check's path and
 // the shrunk (minimal) counterexample. Environment:
 //   COMMLOOP_PROPERTY_SEED=S       replay the cases of seed S
-//   COMMLOOP_PROPERTY_RUNS=N       differential cases (default 7)
-//   COMMLOOP_PROPERTY_FIELDS_RUNS=N  cases of fields (default 6, or COMMLOOP_PROPERTY_RUNS when that is set)
-//   COMMLOOP_PROPERTY_FAIL_RUNS=N  failure cases (default 5, or half of COMMLOOP_PROPERTY_RUNS when that is set)
+//   COMMLOOP_PROPERTY_RUNS=N       differential cases (default 6)
+//   COMMLOOP_PROPERTY_FIELDS_RUNS=N  cases of fields (default 5, or COMMLOOP_PROPERTY_RUNS when that is set)
+//   COMMLOOP_PROPERTY_FAIL_RUNS=N  failure cases (default 4, or half of COMMLOOP_PROPERTY_RUNS when that is set)
 //   COMMLOOP_PROPERTY_VERBOSE=1    print every case as it runs
 import { suite } from 'uvu';
 import fc from 'fast-check';
@@ -39,9 +39,9 @@ function envCount(name, fallback) {
 }
 const SEED = process.env.COMMLOOP_PROPERTY_SEED ? Number(process.env.COMMLOOP_PROPERTY_SEED) : (Date.now() ^ (Math.random() * 0x7fffffff)) | 0;
 if (!Number.isSafeInteger(SEED)) throw new Error(`COMMLOOP_PROPERTY_SEED must be an integer (got "${process.env.COMMLOOP_PROPERTY_SEED}")`);
-const RUNS = envCount('COMMLOOP_PROPERTY_RUNS', 7);
-const FIELDS_RUNS = envCount('COMMLOOP_PROPERTY_FIELDS_RUNS', process.env.COMMLOOP_PROPERTY_RUNS ? RUNS : 6);
-const FAIL_RUNS = envCount('COMMLOOP_PROPERTY_FAIL_RUNS', process.env.COMMLOOP_PROPERTY_RUNS ? Math.max(1, Math.ceil(RUNS / 2)) : 5);
+const RUNS = envCount('COMMLOOP_PROPERTY_RUNS', 6);
+const FIELDS_RUNS = envCount('COMMLOOP_PROPERTY_FIELDS_RUNS', process.env.COMMLOOP_PROPERTY_RUNS ? RUNS : 5);
+const FAIL_RUNS = envCount('COMMLOOP_PROPERTY_FAIL_RUNS', process.env.COMMLOOP_PROPERTY_RUNS ? Math.max(1, Math.ceil(RUNS / 2)) : 4);
 const VERBOSE = !!process.env.COMMLOOP_PROPERTY_VERBOSE;
 /** A property stops drawing (or shrinking) new cases after this long; what it found so far is reported. */
 const PROPERTY_LIMIT_MS = 300_000;
