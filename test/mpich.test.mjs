@@ -126,7 +126,11 @@ async function assertNoneLeft(pids) {
 
 const last = (stderr) => stderr.trim().split('\n').filter((l) => l.startsWith('commloop:')).pop();
 
-failures('a killed C rank ends the run within 10 s, exit 1, one line (naming the stage, rank and host when the hub wins the race with Hydra), nothing left', async () => {
+/** MPICH's shared memory on this host: the files in /dev/shm and the SysV segments (UCX may use either). */
+const sharedMemory = () => [...readdirSync('/dev/shm').map((f) => `/dev/shm/${f}`), ...readFileSync('/proc/sysvipc/shm', 'utf8').trim().split('\n').slice(1).map((l) => `sysv ${l.trim().split(/\s+/)[1]}`)];
+
+failures('a killed C rank ends the run within 10 s, exit 1, one line (naming the stage, rank and host when the hub wins the race with Hydra), nothing left, its shared memory too', async () => {
+  const before = new Set(sharedMemory());
   const run = await longRun();
   const pids = descendants(run.child.pid);
   const victim = pids.find((p) => /commloop_c_worker_mpich/.test(cmdline(p).split(' ')[0]));
@@ -145,6 +149,7 @@ failures('a killed C rank ends the run within 10 s, exit 1, one line (naming the
   assert.is(r.stderr.split('\n').filter((l) => l.startsWith('commloop:')).length, 1, r.stderr);
   console.log(`mpich.test.mjs: a killed rank: ${line}`);
   await assertNoneLeft(pids);
+  assert.equal(sharedMemory().filter((m) => !before.has(m)), [], 'shared memory of the run left');
 });
 
 failures('SIGINT stops cleanly (exit 130, the result so far); a transform that hangs ends at --timeout naming its rank; a Python exception and a C crash name their rank', async () => {
