@@ -56,6 +56,8 @@ export interface MpiImpl {
   readonly worldRankEnv: string;
   /** The process its MPMD launcher starts a host's ranks under, if any (Hydra's proxy): the ranks are its children. */
   readonly rankParent?: RegExp;
+  /** Its launcher SIGKILLs every other rank within milliseconds of the first death (Hydra): ranks gone together say nothing of which went first. */
+  readonly killsAllAtOnce: boolean;
   /** The MPMD launcher (mpirun, mpiexec): its path where installed, else the bare name. */
   launcher(): string;
   /** Whether its launcher and compiler are installed. */

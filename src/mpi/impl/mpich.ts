@@ -62,22 +62,13 @@ function hydraLines(file: string): string[] {
   return lines;
 }
 
-/** A hostfile for Hydra (`lines`, the first slot the hub's) in a file of its own. */
+/** A hostfile for Hydra (`lines`, the first slot the hub's: mpmdArgs) in a file of its own. */
 function hydraHostfile(lines: string[]): string {
   const out = join(cacheDir(), `hydra-hosts-${process.pid}-${Date.now()}`);
   mkdirSync(cacheDir(), { recursive: true });
   writeFileSync(out, lines.join('\n') + '\n');
   return out;
 }
-
-/**
- * The first slot Hydra fills, this host's: the hub (rank 0, the first app) runs here, beside
- * the named pipes it talks on, wherever the stages' ranks go (Hydra fills its hosts in order
- * by slots, launching on this host without ssh). Hydra wraps around to it once the listed
- * slots are full. In a Slurm allocation this host goes by its node name (thisNode), which is
- * what Hydra's Slurm launcher hands srun.
- */
-const HUB_SLOT = () => `${thisNode(slurmAllocation()) ?? hostname()}:1`;
 
 /** mpiexec.hydra's arguments: `[-f F] [-hosts H] -n N1 [-wdir D] app1 : -n N2 app2 ...` (the environment passes by default). */
 function mpmdArgs(apps: App[], spawnInfo: Record<string, string>, _passEnv: string[]): string[] {
@@ -87,13 +78,19 @@ function mpmdArgs(apps: App[], spawnInfo: Record<string, string>, _passEnv: stri
   // -print-all-exitcodes: every rank's wait status, per host (fromExitCodes): Hydra's box names
   // the first rank in its order whose status is not 0, not the first to fail.
   const args: string[] = ['-print-all-exitcodes'];
-  if (spawnInfo.hostfile) args.push('-f', hydraHostfile([HUB_SLOT(), ...hydraLines(spawnInfo.hostfile)]));
-  if (spawnInfo.host) args.push('-hosts', `${HUB_SLOT()},${spawnInfo.host}`);
-  // Inside a Slurm allocation with no hosts given: its nodes a slot each, this one first (run.ts
-  // has made sure it is one of them), so the hub runs here and every stage's ranks go round the
-  // nodes (as Open MPI's map_by=node does); Hydra launches its proxies through srun.
+  // The first slot Hydra fills is this host's: the hub (rank 0, the first app) runs here, beside
+  // the named pipes it talks on, wherever the stages' ranks go (Hydra fills its hosts in order
+  // by slots, launching on this host without ssh, and wraps around to it once the listed slots
+  // are full). In a Slurm allocation this host goes by its node name, which Hydra's Slurm
+  // launcher hands srun.
   const alloc = slurmAllocation();
   const here = thisNode(alloc);
+  const hubSlot = `${here ?? hostname()}:1`;
+  if (spawnInfo.hostfile) args.push('-f', hydraHostfile([hubSlot, ...hydraLines(spawnInfo.hostfile)]));
+  if (spawnInfo.host) args.push('-hosts', `${hubSlot},${spawnInfo.host}`);
+  // Inside a Slurm allocation with no hosts given: its nodes a slot each, this one first (run.ts
+  // has made sure it is one of them), so every stage's ranks go round the nodes (as Open MPI's
+  // map_by=node does); Hydra launches its proxies through srun.
   if (!spawnInfo.hostfile && !spawnInfo.host && alloc && here && alloc.nodes.length > 1) {
     args.push('-f', hydraHostfile([here, ...alloc.nodes.filter((n) => n !== here)].map((n) => `${n}:1`)));
   }
@@ -245,6 +242,7 @@ export const mpich: MpiImpl = {
   mpmdChannel: 'fifo',
   worldRankEnv: 'PMI_RANK',
   rankParent: /(^|\/)hydra_pmi_proxy$/,
+  killsAllAtOnce: true,
   mpicc: 'mpicc.mpich',
   packages: 'mpich libmpich-dev',
   launcher: () => (existsSync(MPIEXEC) ? MPIEXEC : 'mpiexec.hydra'),

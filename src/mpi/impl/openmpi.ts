@@ -94,6 +94,8 @@ export const openMpi: MpiImpl = {
   cWorker: 'commloop_c_worker',
   mpmdChannel: 'stdio',
   worldRankEnv: 'OMPI_COMM_WORLD_RANK',
+  // Its teardown is slower: SIGTERM to the local ranks, daemons that give up (blame.ts).
+  killsAllAtOnce: false,
   mpicc: 'mpicc.openmpi',
   packages: 'openmpi-bin libopenmpi-dev',
   launcher: () => (existsSync(MPIRUN) ? MPIRUN : 'mpirun'),

@@ -76,7 +76,7 @@ export class StartupWatch {
   constructor(
     private readonly plan: RingPlan,
     private readonly launch: 'spawn' | 'mpmd',
-    private readonly mpi: Pick<MpiImpl, 'worldRankEnv' | 'rankParent'>,
+    private readonly mpi: Pick<MpiImpl, 'worldRankEnv' | 'rankParent' | 'killsAllAtOnce'>,
   ) {}
 
   /** One look at the ranks below `top` (mpirun, or the spawn-mode hub); notes the first rank found gone. */
@@ -105,8 +105,8 @@ export class StartupWatch {
     const gone = [...this.seen].filter(([key]) => !here.has(key));
     // Hydra's cleanup SIGKILLs every rank within milliseconds of the first death: several gone
     // between two looks say nothing of which went first, and the watch stops (MPICH's exit
-    // statuses then name the host and the ranks it may be). Open MPI's teardown is slower.
-    if (gone.length > 1 && this.mpi.rankParent) {
+    // statuses then name the host and the ranks it may be).
+    if (gone.length > 1 && this.mpi.killsAllAtOnce) {
       this.stopped = true;
       return;
     }
