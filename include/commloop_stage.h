@@ -76,6 +76,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -153,6 +154,19 @@ struct commloop_stage {
     const char *prog;
 };
 
+/* Waits, up to `ms`, until the reader of stderr (the MPI launcher's forwarding) has taken what
+ * is in the pipe: MPI_Abort makes MPICH's Hydra tear the job down, and its proxy may do that
+ * before it forwards a failure report still in the pipe (seen once in a test run: the report
+ * lost, the run ending "mpiexec exited with code 1"). No wait where stderr is not a pipe. */
+static inline void commloop_stderr_drain(int ms) {
+    for (int waited = 0; waited < ms; waited++) {
+        int pending = 0;
+        if (ioctl(2, FIONREAD, &pending) != 0 || pending <= 0) return;
+        struct timespec ms1 = {0, 1000000};
+        nanosleep(&ms1, NULL);
+    }
+}
+
 /* Reports a failure and aborts: the hub is blocked in a collective and must not wait. Once
  * the hello has named the stage, the line is the failure report of docs/PROTOCOL.md. */
 static inline void commloop_stage_fail(const struct commloop_stage *s, const char *type, const char *fmt, ...) {
@@ -164,6 +178,7 @@ static inline void commloop_stage_fail(const struct commloop_stage *s, const cha
     if (s->index >= 0) fprintf(stderr, "commloop-fail: %d %d %s: %s\n", s->index, s->rank, type, msg);
     else fprintf(stderr, "%s: %s: %s\n", s->prog, type, msg);
     fflush(stderr);
+    commloop_stderr_drain(500);
     MPI_Abort(MPI_COMM_WORLD, 1);
     exit(1);
 }
@@ -173,6 +188,7 @@ static inline void commloop_stage_fail_as(const struct commloop_stage *s, const 
     if (s->index >= 0) fprintf(stderr, "commloop-fail: %d %d %s\n", s->index, s->rank, reason);
     else fprintf(stderr, "%s: %s\n", s->prog, reason);
     fflush(stderr);
+    commloop_stderr_drain(500);
     MPI_Abort(MPI_COMM_WORLD, 1);
     exit(1);
 }

@@ -14,6 +14,7 @@
 
 #include "args.h"
 #include <signal.h>
+#include <sys/ioctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -914,6 +915,14 @@ Napi::Value Finalize(const Napi::CallbackInfo& info) {
 Napi::Value Abort(const Napi::CallbackInfo& info) {
   MPI_Comm comm = CommArg(info, 0);
   int32_t code = IntArg(info, 1, "code", 0, 255);
+  // The stage's failure report is in the stderr pipe (Node writes pipes synchronously): let the
+  // launcher's forwarding take it before the abort tears the job down (MPICH's Hydra may not
+  // forward it after; include/commloop_stage.h commloop_stderr_drain says more). Up to 500 ms.
+  for (int waited = 0; waited < 500; waited++) {
+    int pending = 0;
+    if (ioctl(2, FIONREAD, &pending) != 0 || pending <= 0) break;
+    usleep(1000);
+  }
   MPI_Abort(comm, code);
   return info.Env().Undefined();
 }
