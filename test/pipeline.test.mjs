@@ -217,9 +217,9 @@ failing('an exec rank that exits mid-run ends the run naming its stage', () => {
 });
 
 failing('an exec program that is not an MPI program fails within --timeout', () => {
-  const r = cli(['--pipeline', pipelineFile('notmpi', { stages: [SHIFT, THIRD, { ...QUARTER, command: ['/bin/sleep', '30'] }] }), '-i', '2', '--timeout', '2']);
+  const r = cli(['--pipeline', pipelineFile('notmpi', { stages: [SHIFT, THIRD, { ...QUARTER, command: ['/bin/sleep', '30'] }] }), '-i', '2', '--timeout', '3']);
   assert.is(r.status, 1);
-  assert.match(r.stderr, /^commloop: stage "quarter": did not answer its spawn within 2000 ms( \(Open MPI's messages: \S+\))?\n$/, r.stderr);
+  assert.match(r.stderr, /^commloop: stage "quarter": did not answer its spawn within 3000 ms( \(Open MPI's messages: \S+\))?\n$/, r.stderr);
 });
 
 failing.run();
