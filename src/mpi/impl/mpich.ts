@@ -225,6 +225,7 @@ function fromBox(text: string, c: TextContext): Ended[] | undefined {
   }
   const ranks = c.ranksOn(at[2]);
   const from = ranks.findIndex((r) => r.stage === place.stage && r.rank === place.rank);
+  if (from < 0) return undefined; // not where Ready put it: nothing to read the order from
   return ranks.slice(from).map((r) => ({ ...r, host: at[2], status: SIGKILL }));
 }
 
